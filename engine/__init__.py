@@ -1,0 +1,1 @@
+"""Shared utilities of the stage scripts: metrics, checkpoints, logging, runtime, distributed."""

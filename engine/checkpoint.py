@@ -1,0 +1,347 @@
+"""Checkpoint format, safe loading (weights_only), atomic writes, RNG state, safetensors."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import random
+import re
+import shutil
+import socket
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+CHECKPOINT_FORMAT = "qualiclip-iqa/1"
+CHECKPOINT_KINDS = ("encoder", "full", "train_state")
+_STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict", "module", "net", "params")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be written, read, or is not what was expected."""
+
+
+# ---------------------------------------------------------------- validation of plain values
+def _json_problem(value: Any, where: str) -> str | None:
+    """Return the path of the first value that JSON cannot represent, or None."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{where} has a non-string key {key!r} ({type(key).__name__})"
+            problem = _json_problem(item, f"{where}[{key!r}]")
+            if problem:
+                return problem
+        return None
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            problem = _json_problem(item, f"{where}[{i}]")
+            if problem:
+                return problem
+        return None
+    return f"{where} is a {type(value).__module__}.{type(value).__qualname__} ({value!r:.60})"
+
+
+def check_json_able(value: Any, name: str) -> None:
+    """Raise CheckpointError naming the first entry of `value` that is not a plain JSON value."""
+    problem = _json_problem(value, name)
+    if problem:
+        raise CheckpointError(
+            f"{problem}; expected only str, int, float, bool, None, lists and dicts with str keys "
+            "so the checkpoint loads with weights_only=True (convert it, e.g. str(path) or "
+            "float(x), before saving)"
+        )
+
+
+def make_checkpoint(
+    kind: str,
+    model_size: str,
+    state_dict: dict,
+    config: dict,
+    epoch: int,
+    metrics: dict,
+    **extra: Any,
+) -> dict:
+    """Assemble a checkpoint dict in the project format, validating that config is JSON-able."""
+    if kind not in CHECKPOINT_KINDS:
+        raise CheckpointError(f"checkpoint kind must be one of {CHECKPOINT_KINDS}, got {kind!r}")
+    check_json_able(config, "config")
+    check_json_able(metrics, "metrics")
+    bad = [k for k, v in state_dict.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(
+            f"state_dict must map names to tensors; {bad[0]!r} is a {type(state_dict[bad[0]])}"
+        )
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "kind": kind,
+        "model_size": str(model_size),
+        "state_dict": state_dict,
+        "config": config,
+        "epoch": int(epoch),
+        "metrics": metrics,
+        **extra,
+    }
+
+
+# ---------------------------------------------------------------- atomic writes
+def _temp_name(path: Path) -> Path:
+    """A temp file name beside `path` that records host and pid (for stale-file cleanup)."""
+    host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40]
+    return path.with_name(f".{path.name}.{host}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete temp files left beside `path` by killed processes of this host."""
+    host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40]
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.{re.escape(host)}\.(\d+)\.[0-9a-f]+\.tmp$")
+    for candidate in path.parent.glob(f".{path.name}.*.tmp"):
+        match = pattern.match(candidate.name)
+        if not match or int(match.group(1)) == os.getpid():
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                candidate.unlink()
+        except PermissionError:
+            continue
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Persist a rename by syncing its folder (best effort: not every filesystem allows it)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _atomic_write(path: str | os.PathLike, write: Any, what: str) -> None:
+    """Call write(fileobj) on a temp file beside path, fsync it, then rename it over path."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CheckpointError(f"cannot create folder {path.parent} for {what}: {exc}") from exc
+    tmp = _temp_name(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(exc, OSError):
+            raise CheckpointError(
+                f"could not write {what} to {path}: {exc} (check free disk space and that the "
+                "folder is writable; the previous file, if any, is unchanged)"
+            ) from exc
+        raise
+    _fsync_dir(path.parent)
+    _remove_stale_temps(path)
+
+
+def atomic_save(obj: dict, path: str | os.PathLike) -> None:
+    """torch.save obj to a temp file in the same folder, flush, fsync and rename it over path."""
+    _atomic_write(path, lambda f: torch.save(obj, f), "checkpoint")
+
+
+def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> None:
+    """Write bytes to path atomically (temp file, fsync, rename)."""
+    _atomic_write(path, lambda f: f.write(data), "file")
+
+
+def atomic_write_text(text: str, path: str | os.PathLike) -> None:
+    """Write UTF-8 text to path atomically (temp file, fsync, rename)."""
+    atomic_write_bytes(text.encode("utf-8"), path)
+
+
+def atomic_write_json(obj: Any, path: str | os.PathLike) -> None:
+    """Write obj as indented JSON to path atomically; Paths and other objects become strings."""
+    atomic_write_text(json.dumps(obj, indent=2, default=str) + "\n", path)
+
+
+def check_writable(folder: str | os.PathLike, needed_bytes: int = 0) -> Path:
+    """Create folder and prove a file can be written there (and that needed_bytes are free).
+
+    Call it before training so a read-only or full output folder fails in the first second,
+    not after the first epoch.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text("ok\n", folder / ".write_test")
+        (folder / ".write_test").unlink()
+    except (OSError, CheckpointError) as exc:
+        cause = exc.__cause__ if isinstance(exc, CheckpointError) and exc.__cause__ else exc
+        raise CheckpointError(
+            f"output folder {folder} is not writable ({type(cause).__name__}: {cause}); "
+            "choose another --output_dir/--log_dir or fix its permissions"
+        ) from exc
+    free = shutil.disk_usage(folder).free
+    if free < needed_bytes:
+        raise CheckpointError(
+            f"output folder {folder} has {free / 2**30:.2f} GiB free, but about "
+            f"{needed_bytes / 2**30:.2f} GiB are needed for checkpoints; free space or choose "
+            "another --output_dir"
+        )
+    return folder
+
+
+# ---------------------------------------------------------------- loading
+def _describe_foreign(obj: Any) -> str:
+    """Say in a few words what a non-project checkpoint object is."""
+    if not isinstance(obj, dict):
+        return f"a {type(obj).__name__}, not a checkpoint dict"
+    keys = list(obj)
+    if keys and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return f"a bare state_dict of {len(keys)} tensors (first keys: {keys[:3]})"
+    if "format" in obj:
+        return f"a checkpoint of format {obj['format']!r}"
+    wrapped = [k for k in _STATE_DICT_KEYS if isinstance(obj.get(k), dict)]
+    if wrapped:
+        return f"a checkpoint from another codebase (weights under {wrapped[0]!r}; keys {keys[:8]})"
+    return f"a dict without a 'format' tag (keys {keys[:8]})"
+
+
+def _torch_load(path: Path) -> Any:
+    """torch.load with weights_only=True, turning every failure into a CheckpointError."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path} (check the path)")
+    if path.suffix == ".safetensors":
+        raise CheckpointError(
+            f"{path} is a .safetensors weights file, not a training checkpoint; "
+            "pass the .pkl checkpoint instead (safetensors files hold weights only)"
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = next((ln.strip() for ln in str(exc).splitlines() if "GLOBAL" in ln), "")
+        raise CheckpointError(
+            f"refused to load {path}: it contains pickled Python objects, not only tensors and "
+            f"plain values ({found or 'unsupported object'}). No code from it was run. It may be "
+            "a checkpoint of another codebase that pickled whole objects, or a malicious file; "
+            "re-save its state_dict with a trusted tool if you trust its source."
+        ) from exc
+    except (RuntimeError, EOFError, KeyError, ValueError, OSError) as exc:
+        raise CheckpointError(
+            f"cannot read {path}: not a complete torch checkpoint ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); the file may be truncated or "
+            "of another type"
+        ) from exc
+
+
+def load_checkpoint(path: str | os.PathLike, expected_kind: str | None = None) -> dict:
+    """Load a project checkpoint safely (weights_only=True) and check its format and kind."""
+    path = Path(path)
+    obj = _torch_load(path)
+    if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path} is {_describe_foreign(obj)}; expected a {CHECKPOINT_FORMAT!r} checkpoint "
+            "written by this project (use load_weights for plain weight files)"
+        )
+    if expected_kind is not None and obj.get("kind") != expected_kind:
+        raise CheckpointError(
+            f"{path} is a {obj.get('kind')!r} checkpoint (model_size {obj.get('model_size')!r}), "
+            f"but a {expected_kind!r} checkpoint is needed here"
+        )
+    return obj
+
+
+def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a plain weights file safely: .safetensors, a bare state_dict, or a wrapped one.
+
+    Project checkpoints return their "state_dict"; common wrappers ("model", "state_dict", ...)
+    are unwrapped. Use it for third-party weights such as ImageNet Swin files.
+    """
+    path = Path(path)
+    if path.suffix == ".safetensors" and path.is_file():
+        from safetensors.torch import load_file
+
+        return load_file(str(path), device="cpu")
+    obj = _torch_load(path)
+    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+        return obj["state_dict"]
+    for _ in range(2):
+        if isinstance(obj, dict) and not all(isinstance(v, torch.Tensor) for v in obj.values()):
+            inner = next((obj[k] for k in _STATE_DICT_KEYS if isinstance(obj.get(k), dict)), None)
+            if inner is None:
+                break
+            obj = inner
+    if (
+        not isinstance(obj, dict)
+        or not obj
+        or not all(isinstance(v, torch.Tensor) for v in obj.values())
+    ):
+        raise CheckpointError(f"{path} is {_describe_foreign(obj)}; expected model weights")
+    return obj
+
+
+def export_safetensors(
+    state_dict: dict[str, torch.Tensor],
+    path: str | os.PathLike,
+    metadata: dict[str, str] | None = None,
+) -> None:
+    """Write model weights as .safetensors (atomically); shared or strided tensors are copied."""
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
+    meta = {"format": CHECKPOINT_FORMAT, **(metadata or {})}
+    atomic_write_bytes(save(tensors, metadata={k: str(v) for k, v in meta.items()}), path)
+
+
+# ---------------------------------------------------------------- RNG state
+def rng_state() -> dict:
+    """RNG state of python, numpy, torch and CUDA as tensors and plain values only."""
+    version, internal, gauss_next = random.getstate()
+    np_state = np.random.get_state(legacy=True)
+    state = {
+        "python": {
+            "version": int(version),
+            "state": torch.tensor(internal, dtype=torch.int64),
+            "gauss_next": gauss_next,
+        },
+        "numpy": {
+            "key": str(np_state[0]),
+            "state": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    """Restore RNG state saved by rng_state (CUDA states only for the devices present)."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(x) for x in py["state"].tolist()), py["gauss_next"]))
+    npy = state["numpy"]
+    np.random.set_state(
+        (
+            npy["key"],
+            npy["state"].numpy().astype(np.uint32),
+            npy["pos"],
+            npy["has_gauss"],
+            npy["cached_gaussian"],
+        )
+    )
+    torch.set_rng_state(state["torch"].to(torch.uint8).cpu())
+    cuda_states = state.get("cuda") or []
+    if cuda_states and torch.cuda.is_available():
+        for index, cuda_state in enumerate(cuda_states[: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state.to(torch.uint8).cpu(), index)

@@ -1,0 +1,177 @@
+"""torchrun/DDP helpers: process-group setup, sharding without padding, gathering predictions."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from engine.runtime import resolve_device
+
+
+@dataclass
+class DistInfo:
+    """Where this process sits in the job (world_size 1 when not launched by torchrun)."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+    is_main: bool
+
+    @property
+    def distributed(self) -> bool:
+        """True when there is more than one process."""
+        return self.world_size > 1
+
+
+def _env_int(name: str, default: int) -> int:
+    """Integer environment variable set by torchrun."""
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise RuntimeError(f"environment variable {name}={value!r} is not an integer") from exc
+
+
+def init_distributed(device_arg: str) -> DistInfo:
+    """Join the torchrun process group (nccl on CUDA, gloo on CPU); single process without env."""
+    world_size = _env_int("WORLD_SIZE", 1)
+    if world_size <= 1:
+        return DistInfo(0, 1, 0, resolve_device(device_arg), True)
+    rank = _env_int("RANK", 0)
+    local_rank = _env_int("LOCAL_RANK", 0)
+    device = resolve_device(device_arg)
+    if device.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} GPU(s) are visible; "
+                "use --nproc_per_node <= number of GPUs"
+            )
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        kwargs: dict[str, Any] = {"device_id": device} if device.type == "cuda" else {}
+        dist.init_process_group(backend=backend, rank=rank, world_size=world_size, **kwargs)
+    return DistInfo(rank, world_size, local_rank, device, rank == 0)
+
+
+def shard_indices(n: int, info: DistInfo) -> list[int]:
+    """This rank's dataset indices (rank::world_size): no padding, so no image counts twice."""
+    return list(range(info.rank, n, info.world_size))
+
+
+def _comm_device(info: DistInfo) -> torch.device:
+    """Device that collectives of the current backend accept."""
+    if info.distributed and dist.get_backend() == "nccl":
+        return info.device
+    return torch.device("cpu")
+
+
+def gather_predictions(
+    index: torch.Tensor, pred: torch.Tensor, n_total: int, info: DistInfo
+) -> np.ndarray:
+    """Place every rank's predictions by dataset index; checks each index appears exactly once."""
+    index = index.detach().reshape(-1).to(torch.int64)
+    pred = pred.detach().reshape(-1).to(torch.float64)
+    if index.numel() != pred.numel():
+        raise ValueError(
+            f"gather_predictions got {index.numel()} indices but {pred.numel()} predictions"
+        )
+    if info.distributed:
+        device = _comm_device(info)
+        index, pred = index.to(device), pred.to(device)
+        count = torch.tensor([index.numel()], device=device, dtype=torch.int64)
+        counts = [torch.zeros_like(count) for _ in range(info.world_size)]
+        dist.all_gather(counts, count)
+        longest = int(max(c.item() for c in counts))
+        padded_index = torch.full((longest,), -1, dtype=torch.int64, device=device)
+        padded_pred = torch.zeros(longest, dtype=torch.float64, device=device)
+        padded_index[: index.numel()] = index
+        padded_pred[: pred.numel()] = pred
+        all_index = [torch.empty_like(padded_index) for _ in range(info.world_size)]
+        all_pred = [torch.empty_like(padded_pred) for _ in range(info.world_size)]
+        dist.all_gather(all_index, padded_index)
+        dist.all_gather(all_pred, padded_pred)
+        index = torch.cat([i[: int(c.item())] for i, c in zip(all_index, counts, strict=True)])
+        pred = torch.cat([p[: int(c.item())] for p, c in zip(all_pred, counts, strict=True)])
+    idx = index.cpu().numpy()
+    values = pred.cpu().numpy()
+    if idx.size and (idx.min() < 0 or idx.max() >= n_total):
+        raise ValueError(
+            f"prediction indices must lie in [0, {n_total}); found {idx.min()}..{idx.max()}"
+        )
+    seen = np.bincount(idx, minlength=n_total)
+    duplicated = np.flatnonzero(seen > 1)
+    missing = np.flatnonzero(seen == 0)
+    if duplicated.size or missing.size:
+        raise ValueError(
+            f"every image must be predicted exactly once: {duplicated.size} index(es) predicted "
+            f"more than once (first {duplicated[:5].tolist()}), {missing.size} missing "
+            f"(first {missing[:5].tolist()}) of {n_total}; shard with shard_indices, not a padding "
+            "DistributedSampler"
+        )
+    out = np.empty(n_total, dtype=np.float64)
+    out[idx] = values
+    return out
+
+
+def broadcast_object(obj: Any, info: DistInfo) -> Any:
+    """Rank 0's value of obj on every rank (e.g. a run name that contains a timestamp)."""
+    if not info.distributed:
+        return obj
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=0, device=_comm_device(info))
+    return holder[0]
+
+
+def reduce_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Mean of a tensor over ranks (returns a new tensor; the input is left unchanged)."""
+    if not info.distributed:
+        return value.clone()
+    out = value.detach().clone().to(_comm_device(info))
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return (out / info.world_size).to(value.device)
+
+
+def wrap_ddp(model: nn.Module, info: DistInfo, **kwargs: Any) -> nn.Module:
+    """DistributedDataParallel around model when distributed; the model itself otherwise."""
+    if not info.distributed:
+        return model
+    device_ids = [info.device.index] if info.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids, **kwargs)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside DDP and/or torch.compile wrappers."""
+    while True:
+        if isinstance(model, DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def barrier(info: DistInfo) -> None:
+    """Wait for every rank (no-op in a single process)."""
+    if info.distributed and dist.is_initialized():
+        if dist.get_backend() == "nccl":
+            dist.barrier(device_ids=[info.device.index])
+        else:
+            dist.barrier()
+
+
+def cleanup(info: DistInfo) -> None:
+    """Leave the process group (no-op in a single process)."""
+    if info.distributed and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,100 @@
+"""AdamW with differential learning rates and per-step LR schedules (cosine, step, none)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+
+SCHEDULER_CHOICES = ("cosine", "step", "none")
+# Swin position tables are learned offsets, not weights: decaying them hurts (as in timm).
+NO_DECAY_NAMES = ("relative_position_bias_table", "absolute_pos_embed", "pos_embed")
+
+
+def is_no_decay(name: str, param: torch.Tensor) -> bool:
+    """True for parameters exempt from weight decay: norms, biases, 1-D params, position tables."""
+    return param.ndim <= 1 or name.endswith(".bias") or any(k in name for k in NO_DECAY_NAMES)
+
+
+def param_groups(
+    named_modules: dict[str, tuple[nn.Module, float]], weight_decay: float
+) -> list[dict]:
+    """One AdamW group per (name, lr) plus a "<name>_no_decay" twin; frozen params are left out.
+
+    Example: param_groups({"encoder": (model.encoder, 1e-6), "hyper": (model.head, 5e-5)}, 2e-4).
+    A parameter reachable from two entries is an error (it would be trained twice).
+    """
+    owner: dict[int, str] = {}
+    groups = []
+    for group_name, (module, lr) in named_modules.items():
+        decay, no_decay = [], []
+        for name, param in module.named_parameters():
+            if not param.requires_grad:
+                continue
+            if id(param) in owner:
+                raise ValueError(
+                    f"parameter {name!r} of {group_name!r} is also in {owner[id(param)]!r}; "
+                    "pass modules that do not overlap"
+                )
+            owner[id(param)] = group_name
+            (no_decay if is_no_decay(name, param) else decay).append(param)
+        for suffix, params, wd in (("", decay, weight_decay), ("_no_decay", no_decay, 0.0)):
+            if params:
+                groups.append(
+                    {"name": group_name + suffix, "params": params, "lr": lr, "weight_decay": wd}
+                )
+    if not groups:
+        raise ValueError("no trainable parameters in the given modules (all frozen or empty)")
+    return groups
+
+
+def build_optimizer(
+    groups: list[dict], device: torch.device | str, betas: tuple[float, float] = (0.9, 0.999)
+) -> torch.optim.AdamW:
+    """AdamW over the groups; the fused CUDA kernel on GPUs (one launch for all parameters)."""
+    fused = torch.device(device).type == "cuda"
+    return torch.optim.AdamW(groups, betas=betas, fused=fused or None)
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer,
+    kind: str,
+    epochs: int,
+    steps_per_epoch: int,
+    warmup_epochs: float = 0.0,
+    step_size: int = 10,
+    gamma: float = 0.1,
+) -> LambdaLR:
+    """Per-optimizer-step LambdaLR (resume is exact): linear warmup, then cosine/step/constant.
+
+    cosine: from the base lr down to near 0 at the last step; step: lr x gamma every `step_size`
+    epochs; none: constant. `warmup_epochs` may be fractional and applies to every kind.
+    Call scheduler.step() after each optimizer.step() (once per accumulation group).
+    """
+    if kind not in SCHEDULER_CHOICES:
+        raise ValueError(f"--scheduler must be one of {SCHEDULER_CHOICES}, got {kind!r}")
+    if epochs < 1 or steps_per_epoch < 1:
+        raise ValueError(
+            f"need epochs >= 1 and steps_per_epoch >= 1, got {epochs} and {steps_per_epoch} "
+            "(is the training set smaller than one batch?)"
+        )
+    if not 0.0 <= warmup_epochs <= epochs:
+        raise ValueError(f"warmup_epochs must lie in [0, {epochs}], got {warmup_epochs}")
+    if step_size < 1:
+        raise ValueError(f"step_size must be >= 1 epoch, got {step_size}")
+    total = epochs * steps_per_epoch
+    warmup = round(warmup_epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        if kind == "cosine":
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        if kind == "step":
+            return gamma ** ((step // steps_per_epoch) // step_size)
+        return 1.0
+
+    return LambdaLR(optimizer, factor)

@@ -1,0 +1,126 @@
+"""Run logging: text log (stdout + appended file), per-epoch metrics journal, progress bars."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+from tqdm import tqdm
+
+from engine.checkpoint import atomic_write_text
+
+T = TypeVar("T")
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def setup_logger(name: str, log_dir: str | os.PathLike, is_main: bool = True) -> logging.Logger:
+    """Logger writing to stdout and appending to log_dir/<name>.log (main rank only).
+
+    Calling it again for the same name replaces the handlers (no duplicated lines). Non-main
+    ranks write nothing to the file and only warnings and errors to stderr.
+    """
+    logger = logging.getLogger(f"qualiclip.{name}")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    logger.propagate = False
+    formatter = logging.Formatter(LOG_FORMAT, DATE_FORMAT)
+    if not is_main:
+        logger.setLevel(logging.WARNING)
+        stream = logging.StreamHandler(sys.stderr)
+        stream.setFormatter(formatter)
+        logger.addHandler(stream)
+        return logger
+    logger.setLevel(logging.INFO)
+    stream = logging.StreamHandler(sys.stdout)
+    stream.setFormatter(formatter)
+    logger.addHandler(stream)
+    log_path = Path(log_dir) / f"{name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    file_handler = logging.FileHandler(log_path, mode="a", encoding="utf-8")
+    file_handler.setFormatter(formatter)
+    logger.addHandler(file_handler)
+    return logger
+
+
+def log_file_of(logger: logging.Logger) -> Path | None:
+    """Path of the file a logger from setup_logger appends to (None on non-main ranks)."""
+    for handler in logger.handlers:
+        if isinstance(handler, logging.FileHandler):
+            return Path(handler.baseFilename)
+    return None
+
+
+class MetricsJournal:
+    """metrics.jsonl: one JSON line per epoch; truncate_from(epoch) drops epochs to be redone."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def append(self, record: dict) -> None:
+        """Append one record as a JSON line (flushed, fsynced); drops a partial last line first."""
+        line = json.dumps(record, default=str) + "\n"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a+b") as f:
+            f.seek(0)
+            content = f.read()
+            if content and not content.endswith(b"\n"):  # a killed writer left a partial line
+                f.truncate(content.rfind(b"\n") + 1)
+            f.write(line.encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
+
+    def read(self) -> list[dict]:
+        """All records in order; an unparseable last line (a write cut short) is skipped."""
+        if not self.path.is_file():
+            return []
+        lines = [ln for ln in self.path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        records = []
+        for number, line in enumerate(lines, start=1):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                if number == len(lines):
+                    break
+                raise ValueError(
+                    f"{self.path} line {number} is not valid JSON ({exc}); fix or remove that line"
+                ) from exc
+        return records
+
+    def truncate_from(self, epoch: int) -> None:
+        """Drop every record with record["epoch"] >= epoch, rewriting the file atomically."""
+        if not self.path.is_file():
+            return
+        kept = [
+            r for r in self.read() if not (isinstance(r.get("epoch"), int) and r["epoch"] >= epoch)
+        ]
+        atomic_write_text("".join(json.dumps(r, default=str) + "\n" for r in kept), self.path)
+
+
+def progress(
+    iterable: Iterable[T],
+    desc: str,
+    total: int | None = None,
+    enabled: bool = True,
+) -> Iterator[T] | Iterable[T]:
+    """tqdm bar; when stdout is not a TTY (tee, nohup): ASCII, every 30 s, on stderr."""
+    if not enabled:
+        return iterable
+    if sys.stdout.isatty():
+        return tqdm(iterable, desc=desc, total=total, dynamic_ncols=True, leave=False)
+    return tqdm(
+        iterable,
+        desc=desc,
+        total=total,
+        ascii=True,
+        mininterval=30.0,
+        ncols=100,
+        file=sys.stderr,
+    )

@@ -1,0 +1,174 @@
+"""Device, precision and reproducibility helpers, and a description of the machine a run used."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import os
+import platform
+import random
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+AMP_CHOICES = ("auto", "bf16", "fp16", "off")
+_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class DeviceError(RuntimeError):
+    """The requested device or precision is not available on this machine."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and every CUDA device)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    """Turn --device into a torch.device ("auto" -> cuda if available, else cpu)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise DeviceError(f"unknown --device {name!r}; use auto, cpu, cuda or cuda:N") from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"--device {name} requested but CUDA is not available to this torch build "
+                f"(torch {torch.__version__}); use --device cpu or auto"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DeviceError(
+                f"--device {name} requested but only {torch.cuda.device_count()} GPU(s) are visible"
+            )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError(f"--device {name} requested but MPS is not available; use cpu")
+    return device
+
+
+def resolve_amp(amp: str, device: torch.device | str) -> str:
+    """Resolve --amp: "auto" -> bf16 on a bf16-capable GPU, fp16 on older GPUs, off elsewhere."""
+    device = torch.device(device)
+    if amp not in AMP_CHOICES:
+        raise ValueError(f"--amp must be one of {AMP_CHOICES}, got {amp!r}")
+    bf16_gpu = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if amp == "auto":
+        if device.type != "cuda":
+            return "off"
+        return "bf16" if bf16_gpu else "fp16"
+    if amp == "bf16" and device.type == "cuda" and not bf16_gpu:
+        raise DeviceError(
+            f"--amp bf16 requested but {torch.cuda.get_device_name(device)} has no bf16 support; "
+            "use --amp fp16 or off"
+        )
+    return amp
+
+
+def autocast(device: torch.device | str, amp: str) -> contextlib.AbstractContextManager:
+    """Autocast context for a resolved --amp value ("off" -> no-op); works on cuda and cpu."""
+    device = torch.device(device)
+    amp = resolve_amp(amp, device)
+    if amp == "off":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=_AMP_DTYPES[amp])
+
+
+def make_grad_scaler(device: torch.device | str, amp: str) -> torch.amp.GradScaler:
+    """GradScaler, enabled only for fp16 (bf16 and fp32 need no loss scaling)."""
+    device = torch.device(device)
+    return torch.amp.GradScaler(device.type, enabled=resolve_amp(amp, device) == "fp16")
+
+
+def configure_backends(device: torch.device | str) -> None:
+    """Fast defaults for training on GPUs: cudnn.benchmark and TF32 matmuls/convolutions."""
+    if torch.device(device).type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters of a module (optionally only those with requires_grad)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def _git(*args: str) -> str | None:
+    """Output of a git command in the repository folder, or None where git is unavailable."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        result = subprocess.run(
+            ["git", *args],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        if result.returncode == 0:
+            return result.stdout.strip()
+    return None
+
+
+def _package_version(name: str) -> str:
+    """Installed version of a distribution, or "not installed"."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _cpu_name() -> str:
+    """CPU model name from /proc/cpuinfo where available, else what platform reports."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _ram_gb() -> float | None:
+    """Total physical memory in GiB (None where the OS does not say)."""
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    return None
+
+
+def _gpu_info() -> dict:
+    """cuDNN version, GPU name and count (None/0 without CUDA or when the driver misbehaves)."""
+    info: dict = {"cudnn": None, "gpu_name": None, "gpu_count": 0}
+    with contextlib.suppress(RuntimeError, AssertionError):
+        if torch.backends.cudnn.is_available():
+            info["cudnn"] = torch.backends.cudnn.version()
+        if torch.cuda.is_available():
+            info["gpu_name"] = torch.cuda.get_device_name(0)
+            info["gpu_count"] = torch.cuda.device_count()
+    return info
+
+
+def environment_info() -> dict:
+    """Versions, hardware and git commit of this run, for the saved config (never raises)."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        **_gpu_info(),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "ram_gb": _ram_gb(),
+        "numpy": np.__version__,
+        "timm": _package_version("timm"),
+        "open_clip": _package_version("open_clip_torch"),
+        "git_commit": _git("rev-parse", "HEAD") or "unknown",
+        "git_dirty": bool(status) if status is not None else None,
+        "hostname": socket.gethostname(),
+    }

@@ -1,0 +1,303 @@
+"""Resumable training state (last.pkl), clean stops on SIGTERM/SIGINT, and the NaN/Inf guard."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from engine.checkpoint import (
+    CheckpointError,
+    atomic_save,
+    check_json_able,
+    load_checkpoint,
+    make_checkpoint,
+    restore_rng_state,
+    rng_state,
+)
+from engine.distributed import DistInfo, unwrap
+
+LAST_STATE_NAME = "last.pkl"
+
+
+def save_train_state(
+    path: str | os.PathLike,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler | None,
+    epoch: int,
+    extra: dict,
+    config: dict,
+    model_size: str,
+) -> None:
+    """Write a "train_state" checkpoint: model, optimizer, scheduler, scaler, RNG, last done epoch.
+
+    `epoch` is the last COMPLETED epoch; `extra` holds plain values such as the best score and
+    the early-stopping counter.
+    """
+    check_json_able(extra, "extra")
+    ckpt = make_checkpoint(
+        "train_state",
+        model_size,
+        unwrap(model).state_dict(),
+        config,
+        epoch,
+        {},
+        extra=extra,
+        optimizer=optimizer.state_dict(),
+        scheduler=scheduler.state_dict() if scheduler is not None else None,
+        scaler=scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
+        rng=rng_state(),
+    )
+    atomic_save(ckpt, path)
+
+
+def load_train_state(
+    path: str | os.PathLike,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler | None,
+) -> dict:
+    """Restore everything save_train_state wrote; returns {"epoch", "extra", "config"}."""
+    ckpt = load_checkpoint(path, expected_kind="train_state")
+    hint = (
+        f"{path} was saved by a run with model_size {ckpt['model_size']!r} and config "
+        f"{ckpt['config']}; resume with the same flags, or start a new run without --resume"
+    )
+    try:
+        unwrap(model).load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"model weights do not fit: {exc}\n{hint}") from exc
+    try:
+        optimizer.load_state_dict(ckpt["optimizer"])
+    except (ValueError, KeyError) as exc:
+        raise CheckpointError(f"optimizer state does not fit ({exc}); {hint}") from exc
+    if scheduler is not None and ckpt.get("scheduler") is not None:
+        scheduler.load_state_dict(ckpt["scheduler"])
+    if scaler is not None and scaler.is_enabled() and ckpt.get("scaler"):
+        scaler.load_state_dict(ckpt["scaler"])
+    restore_rng_state(ckpt["rng"])
+    return {"epoch": int(ckpt["epoch"]), "extra": ckpt.get("extra", {}), "config": ckpt["config"]}
+
+
+def resolve_resume_path(resume: str | None, run_dir: str | os.PathLike) -> Path | None:
+    """--resume value -> train state to load: "auto" = <run_dir>/last.pkl if present, else None."""
+    if resume is None:
+        return None
+    if resume == "auto":
+        last = Path(run_dir) / LAST_STATE_NAME
+        return last if last.is_file() else None
+    path = Path(resume)
+    if path.is_dir():
+        path = path / LAST_STATE_NAME
+    if not path.is_file():
+        raise CheckpointError(
+            f"--resume {resume}: no train state found at {path} (expected a {LAST_STATE_NAME} "
+            "written by an earlier run, or use a bare --resume with the same --model_name)"
+        )
+    return path
+
+
+class GracefulStop:
+    """Context manager: SIGTERM/SIGINT set `.requested`; a second signal raises KeyboardInterrupt.
+
+    The training loop checks `.requested` between steps, saves last.pkl and exits with
+    `resume_message(...)`. Handlers are installed only in the main thread (elsewhere it is inert).
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self, logger: Any = None) -> None:
+        self.requested = False
+        self.signal_name: str | None = None
+        self._logger = logger
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        """First signal: ask the loop to stop; second: stop now."""
+        name = signal.Signals(signum).name
+        if self.requested:
+            self._restore()
+            raise KeyboardInterrupt(f"second {name}: stopping immediately without saving")
+        self.requested = True
+        self.signal_name = name
+        if self._logger is not None:
+            self._logger.warning(
+                "received %s: finishing the current step, saving the train state, then exiting "
+                "(send it again to stop immediately)",
+                name,
+            )
+
+    def _restore(self) -> None:
+        """Put back the handlers that were installed before."""
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def __enter__(self) -> GracefulStop:
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._restore()
+
+    def any_rank_requested(self, info: DistInfo) -> bool:
+        """True if a stop was requested on any rank (one collective; call at a fixed cadence)."""
+        if not info.distributed:
+            return self.requested
+        device = info.device if dist.get_backend() == "nccl" else torch.device("cpu")
+        flag = torch.tensor([int(self.requested)], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def resume_message(self, state_path: str | os.PathLike, epoch: int) -> str:
+        """The line to print on exit: what was saved and how to continue."""
+        return (
+            f"stopped by {self.signal_name or 'request'} after epoch {epoch}; train state saved to "
+            f"{state_path}. Resume with the same command plus --resume (or --resume {state_path})"
+        )
+
+
+class NonFiniteLossError(RuntimeError):
+    """A NaN/Inf loss or gradient was found; carries the step and the batch's image names."""
+
+    def __init__(self, message: str, step: int, names: list[str]) -> None:
+        super().__init__(message)
+        self.step = step
+        self.names = names
+
+
+class NonFiniteGuard:
+    """Finds NaN/Inf losses and gradients without a host sync per step.
+
+    Design. `update(loss, names)` is called once per batch, before backward. It appends a 0-d
+    uint8 device tensor (1 = loss non-finite) and the batch's image names (a plain host list)
+    to a window, and returns the loss. `sanitize_gradients(optimizer, scaler)` is called once
+    per optimizer step, after backward (and after `scaler.unscale_`): it ORs 2 into the flags of
+    the step's batches when the total gradient norm is non-finite (not with an enabled fp16
+    GradScaler, which already skips overflowing steps). Only when the window holds
+    `check_every` settled batches, and at the epoch end in `finish()`, are the flags copied to
+    the host (one sync for the whole window):
+
+    - skip=False: the first bad batch raises NonFiniteLossError naming its step (batches counted
+      from the guard's creation), its image names and `last_checkpoint` (the last good state).
+    - skip=True: `update` returns the loss with a non-finite value replaced by 0 (torch.where),
+      and `sanitize_gradients` zeroes every gradient on the device (masked_fill_ with the step's
+      bad flag), so `optimizer.step()` runs unconditionally but adds no gradient (AdamW momentum
+      and weight decay still advance one step, harmless for isolated batches). `finish()`
+      returns the epoch's count of skipped batches; their names collect in `skipped_names`.
+      `diverged_after` consecutive bad batches raise anyway: skipping cannot save such a run.
+    """
+
+    def __init__(
+        self,
+        check_every: int = 50,
+        skip: bool = False,
+        last_checkpoint: str | None = None,
+        diverged_after: int = 50,
+    ) -> None:
+        if check_every < 1:
+            raise ValueError(f"check_every must be >= 1, got {check_every}")
+        self.check_every = check_every
+        self.skip = skip
+        self.last_checkpoint = last_checkpoint
+        self.diverged_after = diverged_after
+        self.step = 0
+        self.skipped_total = 0
+        self.skipped_names: list[str] = []
+        self._flags: list[torch.Tensor] = []  # one 0-d uint8 per batch not yet checked
+        self._names: list[list[str]] = []
+        self._pending = 0  # batches whose gradients have not been checked yet
+        self._uses_gradients = False  # set by the first sanitize_gradients call
+        self._consecutive_bad = 0
+        self._skipped_at_epoch_start = 0
+
+    def update(self, loss: torch.Tensor, names: Sequence[str] | None = None) -> torch.Tensor:
+        """Record one batch's loss (no sync); returns it, zeroed when non-finite and skip=True."""
+        finite = torch.isfinite(loss.detach()).all()
+        self._flags.append(finite.logical_not().to(torch.uint8))
+        self._names.append(list(names) if names is not None else [])
+        self.step += 1
+        self._pending += 1
+        keep = min(self._pending, len(self._flags)) if self._uses_gradients else 0
+        if len(self._flags) - keep >= self.check_every:
+            self._check(keep)
+        if self.skip:
+            return torch.where(finite, loss, torch.zeros_like(loss))
+        return loss
+
+    def sanitize_gradients(
+        self, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None
+    ) -> None:
+        """Flag non-finite gradients of this optimizer step; with skip=True zero them if bad."""
+        self._uses_gradients = True
+        n_pending = min(self._pending, len(self._flags))
+        self._pending = 0
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"]]
+        grads = [g for g in grads if g is not None]
+        if not n_pending or not grads:
+            return
+        start = len(self._flags) - n_pending
+        bad = torch.stack(self._flags[start:]).amax().bool().to(grads[0].device)
+        if scaler is None or not scaler.is_enabled():
+            norm = torch.nn.utils.get_total_norm(grads, foreach=True)
+            grad_bad = torch.isfinite(norm).logical_not()
+            code = grad_bad.to(torch.uint8) * 2
+            for i in range(start, len(self._flags)):
+                self._flags[i] = self._flags[i] | code.to(self._flags[i].device)
+            bad = bad | grad_bad
+        if self.skip:
+            for g in grads:
+                g.masked_fill_(bad.to(g.device), 0.0)
+
+    def _check(self, keep: int) -> None:
+        """Copy all but the last `keep` flags to the host (one sync); raise or count."""
+        n_checked = len(self._flags) - keep
+        if n_checked <= 0:
+            return
+        flags = torch.stack(self._flags[:n_checked]).cpu().tolist()
+        names = self._names[:n_checked]
+        del self._flags[:n_checked], self._names[:n_checked]
+        first_step = self.step - keep - n_checked + 1
+        for i, code in enumerate(flags):
+            self._consecutive_bad = self._consecutive_bad + 1 if code else 0
+            if not code:
+                continue
+            if self.skip and self._consecutive_bad < self.diverged_after:
+                self.skipped_total += 1
+                self.skipped_names.extend(names[i])
+                continue
+            what = {1: "loss", 2: "gradient", 3: "loss and gradient"}[code]
+            reason = (
+                f"{self._consecutive_bad} consecutive batches were non-finite up to step "
+                f"{first_step + i} (the run diverged; skipping cannot help)"
+                if self.skip
+                else f"non-finite {what} at step {first_step + i}"
+            )
+            raise NonFiniteLossError(
+                f"{reason}; images of the batch: {names[i][:16]}; last good checkpoint: "
+                f"{self.last_checkpoint or 'none saved yet'}. Lower the learning rate, check "
+                "these images, try --amp off, or pass --skip_nonfinite to skip such batches",
+                step=first_step + i,
+                names=names[i],
+            )
+
+    def finish(self) -> int:
+        """End of epoch: check every remaining batch; returns the epoch's skipped batch count."""
+        self._pending = 0
+        self._check(0)
+        skipped = self.skipped_total - self._skipped_at_epoch_start
+        self._skipped_at_epoch_start = self.skipped_total
+        return skipped

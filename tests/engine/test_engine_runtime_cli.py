@@ -1,0 +1,143 @@
+"""Device/precision resolution, autocast on CPU, environment info, and the shared flags."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine import runtime
+from engine.cli import add_common_args, save_args
+from engine.runtime import (
+    DeviceError,
+    autocast,
+    count_parameters,
+    environment_info,
+    make_grad_scaler,
+    resolve_amp,
+    resolve_device,
+    seed_everything,
+)
+
+
+def test_resolve_device_and_amp_on_cpu() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    assert resolve_amp("auto", "cpu") == "off"
+    assert resolve_amp("bf16", "cpu") == "bf16"
+    with pytest.raises(ValueError, match=r"--amp must be one of"):
+        resolve_amp("fp8", "cpu")
+    with pytest.raises(DeviceError, match=r"unknown --device"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match=r"--device cpu"):
+            resolve_device("cuda")
+
+
+@pytest.mark.parametrize(
+    ("amp", "dtype"), [("bf16", torch.bfloat16), ("fp16", torch.float16), ("off", torch.float32)]
+)
+def test_autocast_on_cpu(amp: str, dtype: torch.dtype) -> None:
+    layer = torch.nn.Linear(4, 3)
+    with autocast("cpu", amp):
+        out = layer(torch.randn(2, 4))
+    assert out.dtype == dtype
+    assert make_grad_scaler("cpu", amp).is_enabled() == (amp == "fp16")
+
+
+def test_seed_and_count_parameters() -> None:
+    seed_everything(5)
+    a = torch.rand(3)
+    seed_everything(5)
+    assert torch.equal(a, torch.rand(3))
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 1))
+    model[0].weight.requires_grad_(False)
+    assert count_parameters(model) == 4 * 3 + 3 + 3 + 1
+    assert count_parameters(model, trainable_only=True) == 3 + 3 + 1
+
+
+def test_environment_info_has_the_contract_keys_and_git_commit() -> None:
+    info = environment_info()
+    keys = {
+        "python",
+        "torch",
+        "cuda",
+        "cudnn",
+        "gpu_name",
+        "gpu_count",
+        "cpu",
+        "cpu_count",
+        "ram_gb",
+        "timm",
+        "open_clip",
+        "git_commit",
+        "hostname",
+    }
+    assert keys <= set(info)
+    json.dumps(info)
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"],
+        cwd=runtime.REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    expected = head.stdout.strip() if head.returncode == 0 else "unknown"
+    assert info["git_commit"] == expected
+
+
+def test_environment_info_outside_git(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(runtime, "REPO_ROOT", tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    assert environment_info()["git_commit"] == "unknown"
+    monkeypatch.setenv("PATH", str(tmp_path))  # no git executable at all
+    assert environment_info()["git_commit"] == "unknown"
+
+
+def test_common_args_defaults_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IQA_DATA_ROOT", "/data/iqa")
+    monkeypatch.delenv("IQA_CACHE_DIR", raising=False)
+    parser = argparse.ArgumentParser()
+    add_common_args(parser)
+    args = parser.parse_args([])
+    assert args.data_root == "/data/iqa" and args.cache_dir == "./.cache/images"
+    assert (args.model_size, args.device, args.seed, args.num_workers, args.amp) == (
+        "base",
+        "auto",
+        42,
+        4,
+        "auto",
+    )
+    assert (args.output_dir, args.log_dir) == ("checkpoints", "logs")
+    assert args.resume is None and args.imagenet_weights == "auto"
+    assert not args.compile and args.accum_steps == 1 and not args.skip_nonfinite
+    assert parser.parse_args(["--resume"]).resume == "auto"
+    assert parser.parse_args(["--resume", "x/last.pkl"]).resume == "x/last.pkl"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--accum_steps", "0"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--model_size", "huge"])
+
+
+def test_eval_parser_has_no_training_flags() -> None:
+    parser = argparse.ArgumentParser()
+    add_common_args(parser, training=False)
+    args = parser.parse_args(["--model_size", "micro"])
+    assert args.model_size == "micro"
+    assert not hasattr(args, "resume") and not hasattr(args, "accum_steps")
+
+
+def test_save_args_writes_flags_environment_and_extra(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    add_common_args(parser)
+    args = parser.parse_args(["--seed", "7"])
+    args.run_dir = tmp_path / "run"
+    save_args(args, tmp_path / "run" / "finetune_config.json", {"n_train": 10})
+    saved = json.loads((tmp_path / "run" / "finetune_config.json").read_text())
+    assert saved["args"]["seed"] == 7 and saved["args"]["run_dir"] == str(tmp_path / "run")
+    assert saved["n_train"] == 10 and "git_commit" in saved["environment"]

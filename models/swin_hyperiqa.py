@@ -1,0 +1,139 @@
+"""Swin-HyperIQA (Swin encoder + HyperIQA head) and loading encoder checkpoints into it."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from engine.checkpoint import load_checkpoint
+from models.errors import EncoderMismatchError
+from models.hyper_net import HyperIQAHead
+from models.swin_encoder import SwinEncoder, build_encoder, canonical_model_size
+from models.weights import load_matching, strip_wrapper_prefixes
+
+LOGGER = logging.getLogger(__name__)
+
+# Keys of SwinHyperIQA.config that decide the architecture; a "full" checkpoint must carry them.
+ARCHITECTURE_KEYS = ("model_size", "use_multiscale", "use_attention")
+
+
+class SwinHyperIQA(nn.Module):
+    """Swin encoder + HyperIQA head: float images in [0, 1] (B, 3, H, W) -> scores (B,)."""
+
+    def __init__(self, encoder: SwinEncoder, head: HyperIQAHead, config: dict) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+        self.config = dict(config)
+
+    def forward(self, x01: torch.Tensor) -> torch.Tensor:
+        """Quality score per image (B,)."""
+        return self.head(self.encoder(x01))
+
+    def forward_details(self, x01: torch.Tensor) -> dict:
+        """The head's details (score, attention, target_in, target_params) for a batch."""
+        return self.head.forward_details(self.encoder(x01))
+
+
+def build_swin_hyperiqa(
+    model_size: str,
+    use_multiscale: bool = True,
+    use_attention: bool = True,
+    dropout: float = 0.0,
+    drop_path: float = 0.0,
+    imagenet_weights: str = "none",
+    img_size: int = 224,
+) -> SwinHyperIQA:
+    """Swin-HyperIQA of `model_size` with the encoder initialised per `imagenet_weights`."""
+    encoder = build_encoder(
+        model_size, drop_path=drop_path, imagenet_weights=imagenet_weights, img_size=img_size
+    )
+    head = HyperIQAHead(
+        encoder.stage_channels,
+        use_multiscale=use_multiscale,
+        use_attention=use_attention,
+        dropout=dropout,
+    )
+    config = {
+        "model_size": encoder.model_size,
+        "use_multiscale": head.use_multiscale,
+        "use_attention": head.use_attention,
+        "dropout": float(dropout),
+        "drop_path": float(drop_path),
+        "img_size": int(img_size),
+    }
+    return SwinHyperIQA(encoder, head, config)
+
+
+def _encoder_state(ckpt: dict, path: str | Path) -> dict[str, torch.Tensor]:
+    """Encoder weights of an "encoder" checkpoint or of the encoder part of a "full" one."""
+    state = strip_wrapper_prefixes(ckpt["state_dict"])
+    if ckpt["kind"] == "encoder":
+        return state
+    if ckpt["kind"] == "full":
+        prefix = "encoder."
+        return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    raise EncoderMismatchError(
+        f"{path} is a {ckpt['kind']!r} checkpoint; expected an 'encoder' checkpoint (from "
+        "pretrain_qualiclip.py) or a 'full' Swin-HyperIQA checkpoint (best_model.pkl)"
+    )
+
+
+def load_encoder(
+    model: nn.Module, path: str | Path, logger: logging.Logger | None = None
+) -> dict[str, int]:
+    """Load the encoder weights of a checkpoint into `model.encoder`; report key counts.
+
+    Fails with EncoderMismatchError when the checkpoint is for another model size or fewer than
+    90 % of the encoder's keys are matched by name and shape.
+    """
+    logger = logger or LOGGER
+    ckpt = load_checkpoint(path)
+    encoder: SwinEncoder = model.encoder
+    found = canonical_model_size(str(ckpt["model_size"]))
+    if found != encoder.model_size:
+        raise EncoderMismatchError(
+            f"{path} holds a {found!r} encoder but the model is {encoder.model_size!r}; pass the "
+            f"matching --model_size {found} or a checkpoint trained at {encoder.model_size!r}"
+        )
+    report = load_matching(encoder, _encoder_state(ckpt, path), f"encoder checkpoint {path}")
+    logger.info(
+        "loaded encoder from %s (%s, epoch %s): matched %d, missing %d, unexpected %d",
+        path,
+        ckpt["kind"],
+        ckpt.get("epoch"),
+        report["matched"],
+        report["missing"],
+        report["unexpected"],
+    )
+    return report
+
+
+def model_from_checkpoint(ckpt: dict) -> SwinHyperIQA:
+    """Rebuild a Swin-HyperIQA from a loaded "full" checkpoint and load its weights strictly."""
+    if ckpt.get("kind") != "full":
+        raise EncoderMismatchError(
+            f"expected a 'full' Swin-HyperIQA checkpoint, found kind {ckpt.get('kind')!r}"
+        )
+    config = dict(ckpt.get("config") or {})
+    config.setdefault("model_size", ckpt.get("model_size"))
+    absent = [k for k in ARCHITECTURE_KEYS if config.get(k) is None]
+    if absent:
+        raise EncoderMismatchError(
+            f"the checkpoint's config lacks {absent}; expected the model's config "
+            f"(SwinHyperIQA.config) with keys {list(ARCHITECTURE_KEYS)}"
+        )
+    model = build_swin_hyperiqa(
+        config["model_size"],
+        use_multiscale=bool(config["use_multiscale"]),
+        use_attention=bool(config["use_attention"]),
+        dropout=float(config.get("dropout", 0.0)),
+        drop_path=float(config.get("drop_path", 0.0)),
+        imagenet_weights="none",
+        img_size=int(config.get("img_size", 224)),
+    )
+    model.load_state_dict(strip_wrapper_prefixes(ckpt["state_dict"]), strict=True)
+    return model

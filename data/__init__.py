@@ -1,0 +1,1 @@
+"""Dataset readers (official layouts), image decoding and caching, crop datasets and demo data."""

@@ -1,0 +1,1 @@
+"""One reader per dataset, each taking the official archive layout unchanged."""

@@ -1,0 +1,152 @@
+"""Dataset keys, readers, splits, resize policies and the summary of `python -m data`."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+from data.images import ResizePolicy
+from data.rows import DatasetError, Row, has_official_split, random_split, split_counts
+
+logger = logging.getLogger(__name__)
+
+DATASET_KEYS = ("koniq10k", "spaq", "kadid10k", "agiqa3k", "livec")
+CSV_PREFIX = "csv:"
+SPLIT_MODES = ("official", "random")
+N_MISSING_NAMED = 5  # missing image names quoted in summaries and messages
+
+_ALIASES = {
+    "koniq10k": "koniq10k",
+    "koniq": "koniq10k",
+    "spaq": "spaq",
+    "kadid10k": "kadid10k",
+    "kadid": "kadid10k",
+    "agiqa3k": "agiqa3k",
+    "agiqa": "agiqa3k",
+    "livec": "livec",
+    "livechallenge": "livec",
+    "clive": "livec",
+    "liveitw": "livec",
+    "liveinthewild": "livec",
+}
+
+_RESIZE = {
+    "koniq10k": ResizePolicy("fixed", (512, 384)),  # width 512, height 384 as HyperIQA
+    "spaq": ResizePolicy("short_side", 512),
+    "agiqa3k": ResizePolicy("short_side", 512),
+    "kadid10k": ResizePolicy("none"),
+    "livec": ResizePolicy("none"),
+}
+
+
+def canonical_key(name: str) -> str:
+    """The dataset key for a name or alias (koniq, KADID-10k, live-c, ...); csv:PATH passes."""
+    if name.startswith(CSV_PREFIX):
+        return name
+    normalised = "".join(ch for ch in name.lower() if ch.isalnum())
+    if normalised in _ALIASES:
+        return _ALIASES[normalised]
+    raise DatasetError(
+        f"unknown dataset {name!r}: expected one of {', '.join(DATASET_KEYS)} (aliases such as "
+        f"koniq, kadid, agiqa, live-c) or csv:PATH for a CSV with columns image,mos"
+    )
+
+
+def _reader(key: str) -> ModuleType:
+    module = "csv_dataset" if key.startswith(CSV_PREFIX) else key
+    return importlib.import_module(f"data.readers.{module}")
+
+
+def dataset_location(name: str, data_root: str | Path) -> Path:
+    """The dataset folder DATA_ROOT/<key>, or the CSV file of a csv:PATH dataset."""
+    key = canonical_key(name)
+    if not key.startswith(CSV_PREFIX):
+        return Path(data_root).expanduser() / key
+    csv_path = Path(key[len(CSV_PREFIX) :]).expanduser()
+    under_root = Path(data_root).expanduser() / csv_path
+    if not csv_path.is_absolute() and not csv_path.exists() and under_root.exists():
+        return under_root
+    return csv_path
+
+
+def read_rows(
+    name: str,
+    data_root: str | Path,
+    split: str = "official",
+    split_seed: int = 0,
+    split_ratios: Sequence[float] = (0.7, 0.1, 0.2),
+) -> list[Row]:
+    """Rows of a dataset with train/val/test assigned.
+
+    "official" keeps the dataset's own split (KonIQ's sets file, a CSV's split column) and falls
+    back to the seeded random split for datasets without one; "random" always splits by content
+    group with `split_seed` and `split_ratios` (train, val, test).
+    """
+    if split not in SPLIT_MODES:
+        raise ValueError(f"split must be one of {SPLIT_MODES}, got {split!r}")
+    key = canonical_key(name)
+    rows = _reader(key).read(dataset_location(key, data_root))
+    if not rows:
+        raise DatasetError(f"{key}: the label files list no images under {data_root}")
+    if split == "official" and has_official_split(rows):
+        return rows
+    if split == "official":
+        logger.info(
+            "%s has no official split: using a random split by content (seed %d, ratios %s)",
+            key,
+            split_seed,
+            tuple(split_ratios),
+        )
+    return random_split(rows, split_seed, split_ratios)
+
+
+def resize_policy(name: str) -> ResizePolicy:
+    """How the dataset's images are resized before cropping (KonIQ 512x384, SPAQ short 512...)."""
+    key = canonical_key(name)
+    return ResizePolicy("none") if key.startswith(CSV_PREFIX) else _RESIZE[key]
+
+
+def check_images(rows: Sequence[Row]) -> list[Row]:
+    """The rows whose image file does not exist (training scripts stop or --skip_missing)."""
+    return [row for row in rows if not row.path.is_file()]
+
+
+def describe_missing(missing: Sequence[Row], n_total: int) -> str:
+    """One message naming how many images are missing, the first few, and what to do."""
+    names = ", ".join(str(row.path) for row in missing[:N_MISSING_NAMED])
+    more = f" and {len(missing) - N_MISSING_NAMED} more" if len(missing) > N_MISSING_NAMED else ""
+    return (
+        f"{len(missing)} of {n_total} images listed in the labels are missing: {names}{more}. "
+        f"Check --data_root and that the archive was fully extracted, or pass --skip_missing "
+        f"to go on without them."
+    )
+
+
+def summarize(
+    name: str,
+    data_root: str | Path,
+    split: str = "official",
+    split_seed: int = 0,
+    split_ratios: Sequence[float] = (0.7, 0.1, 0.2),
+) -> dict:
+    """Counts, split sizes, MOS range and missing images of a dataset (JSON-able)."""
+    rows = read_rows(name, data_root, split, split_seed, split_ratios)
+    missing = check_images(rows)
+    scores = [row.mos for row in rows]
+    return {
+        "dataset": canonical_key(name),
+        "n_images": len(rows),
+        "splits": split_counts(rows),
+        "mos_min": min(scores),
+        "mos_max": max(scores),
+        "missing": len(missing),
+        "missing_examples": [row.name for row in missing[:N_MISSING_NAMED]],
+        "location": str(dataset_location(name, data_root)),
+        "split": split,
+        "split_seed": split_seed,
+        "resize": resize_policy(name).key(),
+    }
+

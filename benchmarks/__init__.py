@@ -1,0 +1,1 @@
+"""Throughput benchmarks of the training, pretraining, loading and evaluation paths."""

@@ -1,0 +1,391 @@
+"""Stage 2: fine-tune Swin-HyperIQA on one dataset; select on validation, test the best once."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import math
+import signal
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, DistributedSampler
+
+from data.images import ImageCache, ResizePolicy
+from data.iqa_dataset import IQACropDataset, collate_crops
+from data.registry import canonical_key, check_images, describe_missing, read_rows, resize_policy
+from data.rows import SPLITS, DatasetError, Row
+from engine.checkpoint import atomic_save, atomic_write_json, check_writable, make_checkpoint
+from engine.cli import save_args
+from engine.distributed import DistInfo, barrier, unwrap, wrap_ddp
+from engine.evaluate import eval_batch_size, load_model_for_eval, metrics_for, predict_rows
+from engine.loop import StepOutput, to_device_images, train_one_epoch
+from engine.metrics import evaluate_predictions
+from engine.optim import build_optimizer, build_scheduler, param_groups
+from engine.runlog import MetricsJournal, setup_logger
+from engine.runtime import (
+    autocast,
+    configure_backends,
+    count_parameters,
+    make_grad_scaler,
+    resolve_amp,
+    seed_everything,
+)
+from engine.train_state import (
+    LAST_STATE_NAME,
+    GracefulStop,
+    NonFiniteGuard,
+    load_train_state,
+    resolve_resume_path,
+    save_train_state,
+)
+from models.swin_hyperiqa import SwinHyperIQA, build_swin_hyperiqa, load_encoder
+
+BEST_NAME = "best_model.pkl"
+RESULTS_NAME = "results.json"
+CONFIG_NAME = "finetune_config.json"
+METRICS_NAME = "metrics.jsonl"
+GUARD_CHECK_EVERY = 50  # batches between the NaN/Inf guard's host checks
+# best, last (weights + two AdamW moments) and a temp copy while writing: ~7x the weights
+CHECKPOINT_BYTES_PER_PARAM = 4 * 7
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGTERM/SIGINT stopped training after saving last.pkl; `exit_code` is 128 + signal."""
+
+    def __init__(self, message: str, signal_name: str | None) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + int(getattr(signal, signal_name or "SIGTERM"))
+
+
+@dataclass
+class FinetuneData:
+    """Rows of one dataset split three ways, with how to load their images."""
+
+    key: str
+    splits: dict[str, list[Row]]
+    policy: ResizePolicy
+    cache: ImageCache
+
+    @property
+    def mos_range(self) -> tuple[float, float]:
+        """(min, max) training MOS: the scale the model regresses."""
+        scores = [row.mos for row in self.splits["train"]]
+        return min(scores), max(scores)
+
+
+def load_data(args: argparse.Namespace, logger: logging.Logger) -> FinetuneData:
+    """Read and split the dataset; stop on missing images unless --skip_missing."""
+    key = canonical_key(args.dataset)
+    rows = read_rows(key, args.data_root, args.split, args.split_seed, args.split_ratios)
+    missing = check_images(rows)
+    if missing and not args.skip_missing:
+        raise DatasetError(f"{key}: {describe_missing(missing, len(rows))}")
+    if missing:
+        logger.warning("--skip_missing: going on without %d missing images of %s (first: %s)",
+                       len(missing), key, missing[0].path)
+        absent = {row.path for row in missing}
+        rows = [row for row in rows if row.path not in absent]
+    splits = {name: [row for row in rows if row.split == name] for name in SPLITS}
+    empty = [name for name, part in splits.items() if not part]
+    if empty:
+        raise DatasetError(
+            f"{key}: the {args.split} split leaves no images in {empty} ({len(rows)} images in "
+            f"all); use more images or --split random --split_ratios with three positive ratios"
+        )
+    return FinetuneData(key, splits, resize_policy(key), ImageCache(args.cache_dir))
+
+
+def learning_rates(args: argparse.Namespace) -> tuple[float, float]:
+    """(encoder lr, hyper network lr) from --lr, --lr_ratio/--lr_hyper, --lr_encoder_pretrained."""
+    encoder_lr = args.lr
+    if args.pretrained_encoder and args.lr_encoder_pretrained is not None:
+        encoder_lr = args.lr_encoder_pretrained
+    hyper_lr = args.lr_hyper if args.lr_hyper is not None else args.lr * args.lr_ratio
+    return encoder_lr, hyper_lr
+
+
+def build_model(args: argparse.Namespace, data: FinetuneData, logger: logging.Logger
+                ) -> SwinHyperIQA:
+    """Swin-HyperIQA per the flags, the pretrained encoder loaded, scores starting at mean MOS."""
+    model = build_swin_hyperiqa(args.model_size, use_multiscale=args.use_multiscale,
+                                use_attention=args.use_attention, dropout=args.dropout,
+                                drop_path=args.drop_path, imagenet_weights=args.imagenet_weights,
+                                img_size=args.crop_size)
+    if args.pretrained_encoder:
+        load_encoder(model, args.pretrained_encoder, logger)
+    # L1 ranks images only once predictions fall inside the MOS range: start at the mean MOS.
+    import os
+    with torch.no_grad():
+        mos = np.array([r.mos for r in data.splits["train"]])
+        model.head.last_bias_fc.bias.fill_(float(np.mean(mos)))
+        k = float(os.environ.get("GAIN", "0") or 0)
+        if k:
+            model.head.last_weight_fc.weight.mul_(k * float(np.std(mos)))
+    return model
+
+
+def train_loader(args: argparse.Namespace, data: FinetuneData, info: DistInfo) -> DataLoader:
+    """Shuffled batches of `batch_size` images per process, `train_patches` crops each."""
+    dataset = IQACropDataset(data.splits["train"], data.policy, data.cache,
+                             crop_size=args.crop_size, patches=args.train_patches, train=True,
+                             seed=args.seed)
+    if len(dataset) // info.world_size < args.batch_size:
+        raise DatasetError(
+            f"the training split has {len(dataset)} images, fewer than one batch of "
+            f"{args.batch_size} per process x {info.world_size} process(es); lower --batch_size"
+        )
+    sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank,
+                                 shuffle=True, seed=args.seed, drop_last=True)
+    workers = args.num_workers
+    return DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, num_workers=workers,
+                      collate_fn=collate_crops, pin_memory=info.device.type == "cuda",
+                      drop_last=True, persistent_workers=workers > 0,
+                      prefetch_factor=4 if workers else None)
+
+
+def l1_step(device: torch.device):
+    """Step function: L1 between every crop's score and its image's MOS (HyperIQA)."""
+
+    def step(model: torch.nn.Module, batch: dict) -> StepOutput:
+        images = batch["image"]  # (B, P, 3, H, W) uint8
+        b, p = images.shape[:2]
+        mos = batch["mos"].to(device, non_blocking=True).float()  # (B,)
+        pred = model(to_device_images(images.flatten(0, 1), device)).float().view(b, p)
+        loss = F.l1_loss(pred, mos[:, None].expand(b, p))
+        return StepOutput(loss=loss, logs={}, predictions=pred.detach().mean(dim=1), targets=mos)
+
+    return step
+
+
+def maybe_compile(model: torch.nn.Module, args: argparse.Namespace, device: torch.device,
+                  amp: str, logger: logging.Logger) -> torch.nn.Module:
+    """torch.compile the training model when --compile; fall back to eager if compiling fails."""
+    if not args.compile:
+        return model
+    compiled = torch.compile(model)
+    example = torch.zeros(args.batch_size * args.train_patches, 3, args.crop_size, args.crop_size,
+                          device=device).contiguous(memory_format=torch.channels_last)
+    try:  # compilation happens on the first call: try one forward and backward now
+        with autocast(device, amp):
+            compiled(example).float().sum().backward()
+    except Exception as exc:  # any compiler failure: the eager model still trains correctly
+        logger.warning("--compile failed (%s: %s); training without torch.compile",
+                       type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        compiled = model
+    model.zero_grad(set_to_none=True)
+    return compiled
+
+
+def _finite_or_none(value):
+    """JSON-safe copy: NaN and infinities become None."""
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def run_folder(args: argparse.Namespace) -> Path:
+    """<output_dir>/<model_name>, checked writable; refuses to overwrite a run without --resume."""
+    run_dir = Path(args.output_dir) / args.model_name
+    if not args.resume and any((run_dir / name).exists() for name in (LAST_STATE_NAME, BEST_NAME)):
+        raise FileExistsError(
+            f"{run_dir} already holds a run ({LAST_STATE_NAME} or {BEST_NAME}); pass --resume to "
+            "continue it, or choose another --model_name or --output_dir"
+        )
+    return check_writable(run_dir)
+
+
+def finetune(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
+    """Train one run per the flags; returns the results.json dict (rank 0 writes the files)."""
+    device = info.device
+    amp = resolve_amp(args.amp, device)
+    configure_backends(device)
+    seed_everything(args.seed)
+    if info.is_main:
+        check_writable(args.log_dir)
+    logger = setup_logger(args.model_name, args.log_dir, info.is_main)
+    run_dir = run_folder(args) if info.is_main else Path(args.output_dir) / args.model_name
+    data = load_data(args, logger)
+    model = build_model(args, data, logger).to(device, memory_format=torch.channels_last)
+    if info.is_main:
+        check_writable(run_dir, count_parameters(model) * CHECKPOINT_BYTES_PER_PARAM)
+    encoder_lr, hyper_lr = learning_rates(args)
+    if args.lr_encoder_pretrained is not None and not args.pretrained_encoder:
+        logger.warning("--lr_encoder_pretrained is ignored without --pretrained_encoder")
+    groups = param_groups({"encoder": (model.encoder, encoder_lr), "hyper": (model.head, hyper_lr)},
+                          args.weight_decay)
+    optimizer = build_optimizer(groups, device)
+    loader = train_loader(args, data, info)
+    steps_per_epoch = math.ceil(len(loader) / args.accum_steps)
+    if args.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, args.max_steps_per_epoch)
+    scheduler = build_scheduler(optimizer, args.scheduler, args.epochs, steps_per_epoch,
+                                args.warmup_epochs, args.lr_step_size, args.lr_gamma)
+    scaler = make_grad_scaler(device, amp)
+    last_path, best_path = run_dir / LAST_STATE_NAME, run_dir / BEST_NAME
+    journal = MetricsJournal(run_dir / METRICS_NAME)
+    state = {"best_srcc": None, "best_epoch": 0, "best_val": None, "bad_epochs": 0,
+             "train_time_s": 0.0, "epochs_run": 0, "finished": False, "stopped_early": False}
+    start_epoch = 1
+    resume_path = resolve_resume_path(args.resume, run_dir)
+    if resume_path is not None:
+        restored = load_train_state(resume_path, model, optimizer, scheduler, scaler)
+        state.update(restored["extra"])
+        start_epoch = restored["epoch"] + 1
+        logger.info("resumed from %s after epoch %d", resume_path, restored["epoch"])
+    elif args.resume:
+        logger.info("--resume: no %s in %s yet, starting a new run", LAST_STATE_NAME, run_dir)
+    low, high = data.mos_range
+    ckpt_config = {**model.config, "dataset": data.key, "mos_range": [low, high],
+                   "split": args.split, "split_seed": args.split_seed,
+                   "split_ratios": list(args.split_ratios), "crop_size": args.crop_size,
+                   "test_patches": args.test_patches}
+    if info.is_main:
+        save_args(args, run_dir / CONFIG_NAME, extra={
+            "dataset": data.key, "images": {k: len(v) for k, v in data.splits.items()},
+            "mos_range": [low, high], "lr_encoder": encoder_lr, "lr_hyper": hyper_lr,
+            "amp": amp, "device": str(device), "world_size": info.world_size,
+            "effective_batch": args.batch_size * args.accum_steps * info.world_size,
+            "parameters": count_parameters(model), "resumed_from": str(resume_path or "")})
+        journal.truncate_from(start_epoch)
+        if resume_path is None:  # a resume point before epoch 1, so a stop there loses nothing
+            save_train_state(last_path, model, optimizer, scheduler, scaler, 0, state,
+                             ckpt_config, model.config["model_size"])
+    logger.info("%s: %s images train/val/test, MOS %.4g..%.4g, %s parameters, lr encoder %.3g "
+                "hyper %.3g, %d steps/epoch, device %s, amp %s", data.key,
+                "/".join(str(len(v)) for v in data.splits.values()), low, high,
+                f"{count_parameters(model):,}", encoder_lr, hyper_lr, steps_per_epoch, device, amp)
+
+    def evaluate(eval_model: torch.nn.Module, split: str, patches: int) -> dict:
+        pred = predict_rows(eval_model, data.splits[split], policy=data.policy, cache=data.cache,
+                            crop_size=args.crop_size, patches=patches,
+                            batch_size=eval_batch_size(args.eval_batch_size,
+                                                       args.batch_size * args.train_patches,
+                                                       patches),
+                            device=device, amp=amp, num_workers=args.num_workers, info=info)
+        return metrics_for(pred, data.splits[split], strict=False, logger=logger)
+
+    train_model = maybe_compile(wrap_ddp(model, info), args, device, amp, logger)
+    guard = NonFiniteGuard(GUARD_CHECK_EVERY, skip=args.skip_nonfinite,
+                           last_checkpoint=str(last_path))
+    step = l1_step(device)
+    val_patches = args.val_patches or args.test_patches
+    with GracefulStop(logger) as stop:
+        for epoch in range(start_epoch, args.epochs + 1):
+            if state["finished"]:
+                break
+            epoch_start = time.perf_counter()
+            out = train_one_epoch(train_model, loader, optimizer, scheduler, scaler, step,
+                                  device=device, amp=amp, accum_steps=args.accum_steps,
+                                  guard=guard, stop=stop, epoch=epoch, desc=f"epoch {epoch}",
+                                  is_main=info.is_main, max_steps=args.max_steps_per_epoch,
+                                  info=info)
+            if out["stopped"]:
+                _interrupted(stop, logger, last_path, epoch - 1, command)
+            val = evaluate(model, "val", val_patches)
+            train_srcc = (evaluate_predictions(out["predictions"], out["targets"], strict=False)
+                          ["srcc"] if out["predictions"] is not None else math.nan)
+            epoch_time = time.perf_counter() - epoch_start
+            record = {"epoch": epoch, "train_loss": out["loss"], "train_srcc": train_srcc,
+                      "val_srcc": val["srcc"], "val_plcc": val["plcc"],
+                      "lr": optimizer.param_groups[0]["lr"], "time_s": epoch_time}
+            logger.info("epoch %d | train loss %.4f | train SRCC %.4f | val SRCC %.4f | "
+                        "val PLCC %.4f | lr %.3g | time %.1fs", *record.values())
+            if out["skipped_batches"] or out["skipped_images"]:
+                logger.warning("epoch %d skipped %d batch(es) and %d unreadable image(s)",
+                               epoch, out["skipped_batches"], out["skipped_images"])
+            if info.is_main:
+                journal.append(_finite_or_none(record))
+            state["train_time_s"] += epoch_time
+            state["epochs_run"] = epoch
+            if math.isfinite(val["srcc"]) and (state["best_srcc"] is None
+                                               or val["srcc"] > state["best_srcc"]):
+                state.update(best_srcc=val["srcc"], best_epoch=epoch, bad_epochs=0,
+                             best_val=_finite_or_none(val))
+                if info.is_main:
+                    atomic_save(make_checkpoint("full", model.config["model_size"],
+                                                unwrap(model).state_dict(), ckpt_config, epoch,
+                                                _finite_or_none(val)), best_path)
+            else:
+                state["bad_epochs"] += 1
+            if args.patience and state["bad_epochs"] >= args.patience:
+                state.update(finished=True, stopped_early=True)
+                logger.info("early stopping: no validation SRCC gain for %d epoch(s) (best "
+                            "%.4f at epoch %d)", args.patience, state["best_srcc"] or math.nan,
+                            state["best_epoch"])
+            state["finished"] = state["finished"] or epoch == args.epochs
+            if info.is_main:
+                save_train_state(last_path, model, optimizer, scheduler, scaler, epoch, state,
+                                 ckpt_config, model.config["model_size"])
+            barrier(info)
+            if not state["finished"] and stop.any_rank_requested(info):
+                _interrupted(stop, logger, last_path, epoch, command)
+    return _final_test(args, data, state, run_dir, evaluate, device, logger, info)
+
+
+def _interrupted(stop: GracefulStop, logger: logging.Logger, last_path: Path, epoch: int,
+                 command: str) -> None:
+    """Log how to resume and raise TrainingInterrupted."""
+    message = f"{stop.resume_message(last_path, epoch)}: {command} --resume"
+    logger.warning(message)
+    raise TrainingInterrupted(message, stop.signal_name)
+
+
+def _final_test(args, data, state, run_dir, evaluate, device, logger, info) -> dict:
+    """Score the test split once with best_model.pkl and write results.json."""
+    barrier(info)
+    if not state["best_epoch"]:
+        raise RuntimeError("no epoch gave a finite validation SRCC, so there is no best model to "
+                           "test; check the labels, lower the learning rate or train longer")
+    best = load_model_for_eval(run_dir / BEST_NAME, device)
+    test = evaluate(best.model, "test", args.test_patches)
+    results = _finite_or_none({
+        "model_name": args.model_name, "dataset": data.key, "best_epoch": state["best_epoch"],
+        "epochs_run": state["epochs_run"],
+        "stopped_early": state["stopped_early"], "train_time_s": state["train_time_s"],
+        "val": state["best_val"], "test": test})
+    if info.is_main:
+        atomic_write_json(results, run_dir / RESULTS_NAME)
+    logger.info("test (best epoch %d, selected on validation): SRCC %.4f PLCC %.4f KRCC %.4f "
+                "RMSE %.4g n %d -> %s", state["best_epoch"], test["srcc"], test["plcc"],
+                test["krcc"], test["rmse"], test["n"], run_dir / RESULTS_NAME)
+    return results
+
+
+def _spread(values: list[float]) -> dict:
+    """Median and spread of a metric over repeats."""
+    return {"median": statistics.median(values), "mean": statistics.fmean(values),
+            "std": statistics.pstdev(values), "min": min(values), "max": max(values)}
+
+
+def run(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
+    """One run, or --repeats runs NAME_r{i} with split_seed+i and seed+i and a summary JSON."""
+    args.model_name = args.model_name or f"swin_{args.model_size}_{canonical_key(args.dataset)}"
+    if args.repeats <= 1:
+        return finetune(args, info, command)
+    runs = []
+    for i in range(args.repeats):
+        sub = copy.copy(args)
+        sub.split_seed, sub.seed = args.split_seed + i, args.seed + i
+        sub.model_name = f"{args.model_name}_r{i}"
+        result = finetune(sub, info, command)
+        runs.append({"model_name": sub.model_name, "split_seed": sub.split_seed, "seed": sub.seed,
+                     "test_srcc": result["test"]["srcc"], "test_plcc": result["test"]["plcc"]})
+    summary = {"model_name": args.model_name, "repeats": args.repeats, "runs": runs}
+    for key in ("test_srcc", "test_plcc"):
+        values = [r[key] for r in runs if r[key] is not None]
+        summary[key] = _spread(values) if values else None
+    if info.is_main:
+        atomic_write_json(summary, Path(args.output_dir) / f"{args.model_name}_repeats.json")
+        logger = setup_logger(args.model_name, args.log_dir, info.is_main)
+        logger.info("%d repeats: test SRCC %s, PLCC %s", args.repeats, summary["test_srcc"],
+                    summary["test_plcc"])
+    return summary

@@ -1,0 +1,140 @@
+"""Stage 1: QualiCLIP quality-aware pretraining of the Swin encoder on unlabeled images.
+
+Example:
+    python pretrain_qualiclip.py --model_size base --epochs 10 --batch_size 8 --lr 5e-5 \
+        --weight_decay 1e-4 --num_levels 5 --distortions blur,jpeg,noise,brightness \
+        --loss_type simplified
+Writes <output_dir>/<model_name>/ with swin_<size>_epoch<N>.pkl (every --save_every epochs),
+swin_<size>_qualiclip_pretrained.pkl, last.pkl, pretrain_config.json and metrics.jsonl; the log
+goes to <log_dir>/<model_name>.log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from engine.cli import add_common_args, non_negative_int, positive_int
+from engine.pretrain import DEFAULT_DISTORTIONS, parse_prompt_pair, run_pretraining
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a float >= 0."""
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    """Flags of the pretraining stage (the common flags of engine.cli included)."""
+    parser = argparse.ArgumentParser(
+        description="QualiCLIP pretraining of the Swin encoder (unlabeled images, no MOS)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_common_args(parser, training=True)
+
+    data = parser.add_argument_group("data")
+    source = data.add_mutually_exclusive_group()
+    source.add_argument(
+        "--dataset",
+        "--database",
+        dest="dataset",
+        default="koniq10k",
+        help="dataset whose TRAINING split images are used, without labels",
+    )
+    source.add_argument("--image_dir", default=None, help="use every image of this folder instead")
+    data.add_argument("--crop_size", type=positive_int, default=224, help="crop side in pixels")
+    data.add_argument(
+        "--num_levels", type=positive_int, default=5, help="degradation levels L per distortion"
+    )
+    data.add_argument(
+        "--distortions",
+        default=DEFAULT_DISTORTIONS,
+        help="comma list of distortion names, aliases (blur, noise, jpeg, brightness), groups "
+        "(group:blur, group:noise, ...) or all",
+    )
+
+    loss = parser.add_argument_group("loss")
+    loss.add_argument(
+        "--loss_type",
+        choices=("simplified", "full"),
+        default="simplified",
+        help="simplified: scalar quality head; full: CLIP antonym-prompt anchors",
+    )
+    loss.add_argument(
+        "--margin", type=non_negative_float, default=0.05, help="ranking margin between levels"
+    )
+    loss.add_argument(
+        "--consistency_margin",
+        type=non_negative_float,
+        default=0.0,
+        help="crop differences tolerated by the consistency term (0: absolute "
+        "difference; > 0: QualiCLIP's margin-ranking form)",
+    )
+    loss.add_argument("--consistency_weight", type=non_negative_float, default=1.0)
+    loss.add_argument("--ranking_weight", type=non_negative_float, default=1.0)
+    loss.add_argument("--clip_model", default="RN50", help="open_clip text tower of the full loss")
+    loss.add_argument(
+        "--clip_weights",
+        default="openai",
+        help="CLIP text weights: openai, a local file, or none (random, tests only)",
+    )
+    loss.add_argument(
+        "--prompt_pairs",
+        nargs="+",
+        type=parse_prompt_pair,
+        default=None,
+        metavar="'POSITIVE|NEGATIVE'",
+        help="antonym prompt pairs (default: the seven QualiCLIP pairs)",
+    )
+    loss.add_argument(
+        "--train_prompt_pairs",
+        type=positive_int,
+        default=1,
+        help="the full loss uses the first N pairs; zero-shot scores average all",
+    )
+
+    optim = parser.add_argument_group("optimisation")
+    optim.add_argument("--epochs", type=positive_int, default=10)
+    optim.add_argument("--batch_size", type=positive_int, default=8, help="images per step and GPU")
+    optim.add_argument("--lr", type=float, default=5e-5)
+    optim.add_argument("--weight_decay", type=non_negative_float, default=1e-4)
+    optim.add_argument(
+        "--warmup_epochs",
+        type=non_negative_float,
+        default=0.0,
+        help="linear warm-up before the cosine schedule",
+    )
+    optim.add_argument(
+        "--max_steps_per_epoch",
+        type=positive_int,
+        default=None,
+        help="cap optimizer steps per epoch (quick runs)",
+    )
+
+    run = parser.add_argument_group("run")
+    run.add_argument(
+        "--model_name",
+        default=None,
+        help="run folder name (default qualiclip_pretrain_YYYYmmdd_HHMMSS)",
+    )
+    run.add_argument(
+        "--save_every",
+        type=non_negative_int,
+        default=5,
+        help="write swin_<size>_epoch<N>.pkl every N epochs (0: only the final one)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Parse flags and run the pretraining; returns the run summary (with its "exit_code")."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = get_args_parser().parse_args(argv)
+    return run_pretraining(args, command=shlex.join(["python", "pretrain_qualiclip.py", *argv]))
+
+
+if __name__ == "__main__":
+    sys.exit(main()["exit_code"])

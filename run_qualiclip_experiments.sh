@@ -1,0 +1,443 @@
+#!/usr/bin/env bash
+# The chained QualiCLIP experiment: data check -> pretraining -> baseline and pretrained fine-tuning
+# -> cross-dataset tests -> filled results report. Every stage is resumable; see --help.
+set -Eeuo pipefail
+
+usage() {
+  cat <<'EOF'
+Usage: bash run_qualiclip_experiments.sh [--demo] [--force STAGE]... [--repeats N]
+                                         [--ablation epochs|distortions|loss|all]... [--KNOB VALUE]...
+
+Runs, each stage once (a marker RUN_DIR/.done/<stage> skips it on a rerun):
+  demo_data         (--demo only) python -m data.demo --out RUN_DIR/demo_data
+  data              python -m data per dataset (missing ones are skipped with a notice; KonIQ-10k is
+                    required) and python -m models (parameter counts)
+  pretrain          pretrain_qualiclip.py --model_name pretrain (run folder checkpoints/pretrain)
+  baseline          train_swin.py on KonIQ-10k from ImageNet weights
+  pretrained        train_swin.py on KonIQ-10k from this run's swin_<size>_qualiclip_pretrained.pkl
+  baseline_r<i>, pretrained_r<i>   extra repeats i = 1..REPEATS-1 (seed SEED+i, split seed i)
+  test_baseline, test_pretrained, test_zero_shot   test_swin.py on SPAQ, KADID-10K, AGIQA-3K, LIVE-C
+                    and the KonIQ-10k test split (whichever are present)
+  abl_<kind>_<variant>_{pretrain,finetune,test}     ablation variants (--ablation)
+  report            python -m tools.report --runs_dir RUN_DIR
+
+Options:
+  --demo              demo data, micro model, CPU, tiny budgets: the whole chain in a few minutes
+  --force STAGE       redo a stage from scratch (repeatable; `all` redoes every stage); the stages
+                      that use its output are redone too
+  --repeats N         fine-tune N times (seeds / random splits) and report median and spread
+  --ablation KIND     epochs (0/5/10/20 pretraining epochs), distortions (blur / jpeg / all four),
+                      loss (simplified / full), or all; repeatable
+  --run_dir DIR       experiment folder (default results/<EXP_NAME>)
+  --report_out FILE   also copy the report there (e.g. QUALICLIP_RESULTS.md)
+  -h, --help          this text
+
+Knobs: each is an environment variable and a flag (--data_root DIR is DATA_ROOT=DIR); default in [].
+  EXP_NAME               [qualiclip_<model_size>; qualiclip_demo with --demo]
+  RUN_DIR                [results/<EXP_NAME>]
+  DATA_ROOT              [./datasets; RUN_DIR/demo_data with --demo]
+  MODEL_SIZE             [base; micro]            micro, tiny, small, base
+  PRETRAIN_EPOCHS        [10; 2]                  FINETUNE_EPOCHS [50; 2]
+  PRETRAIN_BATCH         [8; 4]                   FINETUNE_BATCH  [96; 8]
+  PRETRAIN_LR            [5e-5]                   FINETUNE_LR     [5e-6; 1e-4]
+  LR_RATIO               [10]                     head learning rate = FINETUNE_LR x LR_RATIO
+  LR_ENCODER_PRETRAINED  [1e-6; 2e-5]             encoder rate of the pretrained fine-tuning
+  DISTORTIONS            [blur,jpeg,noise,brightness]
+  LOSS_TYPE              [simplified]             simplified or full
+  NUM_LEVELS             [5; 3]                   PATIENCE [10]
+  TRAIN_PATCHES          [1]                      crops per image and training step
+  TEST_PATCHES           [25; 2]                  crops per image at test time
+  PRETRAIN_STEPS         [no cap; 2]              optimizer steps per pretraining epoch
+  FINETUNE_STEPS         [no cap; 6]              optimizer steps per fine-tuning epoch
+  SPLIT                  [official]               official (KonIQ sets file) or random: the
+                                                  repeats then use split seeds 0..REPEATS-1
+  TEST_DATASETS          [spaq kadid10k agiqa3k livec koniq10k]
+  ABLATION_EPOCHS        [5 10 20; 1 4]           pretraining epochs of the epochs ablation
+  NUM_WORKERS            [4; 0]                   DEVICE [auto; cpu]     AMP [auto; off]
+  SEED                   [42]                     REPEATS [1]
+  GPUS                   [1]                      >1: torchrun --standalone --nproc_per_node GPUS
+  IMAGENET_WEIGHTS       [auto; none]             auto (timm), a local file, or none
+  CLIP_WEIGHTS           [openai; none]           openai, a local file, or none
+  EXTRA_PRETRAIN_ARGS    []                       extra flags for pretrain_qualiclip.py
+  EXTRA_FINETUNE_ARGS    []                       extra flags for train_swin.py
+  PYTHON                 [.venv/bin/python if present, else python]
+
+Layout of RUN_DIR: checkpoints/<run>/ (run folders of the scripts), eval/ (test_swin.py JSON and
+prediction CSVs), data/ (dataset summaries), logs/<stage>.log (each stage's output through tee),
+logs/runs/ (the scripts' own logs), timings.json, .done/<stage>, plots/, QUALICLIP_RESULTS.md.
+An interrupted stage is rerun with --resume (the scripts continue from last.pkl); a failing stage
+stops the chain, naming the stage and its log RUN_DIR/logs/<stage>.log.
+EOF
+}
+
+KNOBS=(EXP_NAME RUN_DIR DATA_ROOT MODEL_SIZE PRETRAIN_EPOCHS FINETUNE_EPOCHS PRETRAIN_BATCH
+  FINETUNE_BATCH PRETRAIN_LR FINETUNE_LR LR_RATIO LR_ENCODER_PRETRAINED DISTORTIONS LOSS_TYPE
+  NUM_LEVELS PATIENCE TRAIN_PATCHES TEST_PATCHES PRETRAIN_STEPS FINETUNE_STEPS SPLIT TEST_DATASETS ABLATION_EPOCHS
+  NUM_WORKERS DEVICE AMP SEED REPEATS GPUS IMAGENET_WEIGHTS CLIP_WEIGHTS EXTRA_PRETRAIN_ARGS
+  EXTRA_FINETUNE_ARGS PYTHON REPORT_OUT)
+
+die() { echo "error: $*" >&2; exit 2; }
+
+DEMO=0
+FORCE=()
+ABLATIONS=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    -h|--help) usage; exit 0 ;;
+    --demo) DEMO=1; shift ;;
+    --force) [[ $# -ge 2 ]] || die "--force needs a stage name (or all)"; FORCE+=("$2"); shift 2 ;;
+    --ablation)
+      [[ $# -ge 2 ]] || die "--ablation needs epochs, distortions, loss or all"
+      case "$2" in
+        all) ABLATIONS+=(epochs distortions loss) ;;
+        epochs|distortions|loss) ABLATIONS+=("$2") ;;
+        *) die "unknown ablation '$2': expected epochs, distortions, loss or all" ;;
+      esac
+      shift 2 ;;
+    --*)
+      knob=${1#--}; knob=${knob//-/_}; knob=${knob^^}
+      [[ " ${KNOBS[*]} " == *" $knob "* ]] || die "unknown option $1 (see --help)"
+      [[ $# -ge 2 ]] || die "$1 needs a value"
+      printf -v "$knob" '%s' "$2"
+      shift 2 ;;
+    *) die "unexpected argument '$1' (see --help)" ;;
+  esac
+done
+
+REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cd "$REPO_DIR"
+if [[ -z "${PYTHON:-}" ]]; then
+  if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python; fi
+fi
+
+if [[ $DEMO == 1 ]]; then
+  : "${EXP_NAME:=qualiclip_demo}" "${MODEL_SIZE:=micro}" "${PRETRAIN_EPOCHS:=2}"
+  : "${FINETUNE_EPOCHS:=2}" "${PRETRAIN_BATCH:=4}" "${FINETUNE_BATCH:=8}" "${FINETUNE_LR:=1e-4}"
+  : "${LR_ENCODER_PRETRAINED:=2e-5}" "${NUM_LEVELS:=3}" "${TEST_PATCHES:=2}"
+  : "${PRETRAIN_STEPS:=2}" "${FINETUNE_STEPS:=6}" "${ABLATION_EPOCHS:=1 4}" "${NUM_WORKERS:=0}" "${DEVICE:=cpu}"
+  : "${AMP:=off}" "${IMAGENET_WEIGHTS:=none}" "${CLIP_WEIGHTS:=none}"
+fi
+: "${MODEL_SIZE:=base}" "${EXP_NAME:=qualiclip_${MODEL_SIZE}}" "${RUN_DIR:=results/${EXP_NAME}}"
+: "${PRETRAIN_EPOCHS:=10}" "${FINETUNE_EPOCHS:=50}" "${PRETRAIN_BATCH:=8}" "${FINETUNE_BATCH:=96}"
+: "${PRETRAIN_LR:=5e-5}" "${FINETUNE_LR:=5e-6}" "${LR_RATIO:=10}" "${LR_ENCODER_PRETRAINED:=1e-6}"
+: "${DISTORTIONS:=blur,jpeg,noise,brightness}" "${LOSS_TYPE:=simplified}" "${NUM_LEVELS:=5}"
+: "${PATIENCE:=10}" "${TRAIN_PATCHES:=1}" "${TEST_PATCHES:=25}" "${PRETRAIN_STEPS:=}"
+: "${FINETUNE_STEPS:=}" "${SPLIT:=official}"
+: "${TEST_DATASETS:=spaq kadid10k agiqa3k livec koniq10k}" "${ABLATION_EPOCHS:=5 10 20}"
+: "${NUM_WORKERS:=4}" "${DEVICE:=auto}" "${AMP:=auto}" "${SEED:=42}" "${REPEATS:=1}" "${GPUS:=1}"
+: "${IMAGENET_WEIGHTS:=auto}" "${CLIP_WEIGHTS:=openai}" "${EXTRA_PRETRAIN_ARGS:=}"
+: "${EXTRA_FINETUNE_ARGS:=}" "${REPORT_OUT:=}"
+[[ $REPEATS =~ ^[1-9][0-9]*$ ]] || die "REPEATS must be an integer >= 1, got '$REPEATS'"
+[[ $GPUS =~ ^[1-9][0-9]*$ ]] || die "GPUS must be an integer >= 1, got '$GPUS'"
+
+mkdir -p "$RUN_DIR"
+RUN_DIR=$(cd "$RUN_DIR" && pwd)
+if [[ -z "${DATA_ROOT:-}" ]]; then
+  if [[ $DEMO == 1 ]]; then DATA_ROOT=$RUN_DIR/demo_data; else DATA_ROOT=./datasets; fi
+fi
+mkdir -p "$DATA_ROOT"
+DATA_ROOT=$(cd "$DATA_ROOT" && pwd)
+CKPT=$RUN_DIR/checkpoints
+LOGS=$RUN_DIR/logs
+EVAL=$RUN_DIR/eval
+DONE=$RUN_DIR/.done
+mkdir -p "$CKPT" "$LOGS" "$EVAL" "$DONE" "$RUN_DIR/data"
+export IQA_CACHE_DIR=${IQA_CACHE_DIR:-$RUN_DIR/cache}
+export MPLBACKEND=Agg
+
+if [[ $GPUS -gt 1 ]]; then
+  LAUNCH=("$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$GPUS")
+else
+  LAUNCH=("$PYTHON")
+fi
+read -r -a EXTRA_PRE <<<"$EXTRA_PRETRAIN_ARGS"
+read -r -a EXTRA_FT <<<"$EXTRA_FINETUNE_ARGS"
+COMMON=(--data_root "$DATA_ROOT" --model_size "$MODEL_SIZE" --device "$DEVICE" --amp "$AMP"
+  --num_workers "$NUM_WORKERS" --output_dir "$CKPT" --log_dir "$LOGS/runs")
+
+# ---------------------------------------------------------------- stage machinery
+STAGE=""
+RAN_ANY=0
+RAN_STAGE=0
+GPU_SAMPLER=""
+
+timing() { "$PYTHON" -m tools.timings "$RUN_DIR/timings.json" "$1" "$2"; }
+
+on_error() {
+  local rc=$?
+  trap - ERR
+  # A stage that is a shell function runs in the subshell of its `| tee` pipeline: only the main
+  # shell reports, once.
+  if [[ $BASHPID != "$$" ]]; then exit "$rc"; fi
+  stop_gpu_sampler
+  if [[ -n $STAGE ]]; then
+    timing "$STAGE" failed || true
+    if [[ $rc == 130 || $rc == 143 ]]; then
+      echo "INTERRUPTED: stage '$STAGE'; log: $LOGS/$STAGE.log" >&2
+    else
+      echo "FAILED: stage '$STAGE' (exit status $rc); log: $LOGS/$STAGE.log" >&2
+    fi
+    echo "Rerun the same command (after fixing the cause): finished stages are skipped and this" \
+      "one resumes from its last checkpoint." >&2
+  fi
+  exit "$rc"
+}
+on_interrupt() {
+  trap - ERR INT TERM
+  if [[ $BASHPID != "$$" ]]; then exit 130; fi
+  stop_gpu_sampler
+  if [[ -n $STAGE ]]; then
+    timing "$STAGE" failed || true
+    echo "INTERRUPTED: stage '$STAGE'; rerun the same command to resume it from last.pkl" >&2
+  fi
+  exit 130
+}
+trap on_error ERR
+trap on_interrupt INT TERM
+
+is_forced() {
+  local f
+  for f in "${FORCE[@]+"${FORCE[@]}"}"; do
+    [[ $f == all || $f == "$1" ]] && return 0
+  done
+  return 1
+}
+
+start_gpu_sampler() {
+  if [[ $DEVICE != cpu ]] && command -v nvidia-smi >/dev/null 2>&1; then
+    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader,nounits -l 2 \
+      >>"$LOGS/gpu_$1.csv" 2>/dev/null &
+    GPU_SAMPLER=$!
+  fi
+}
+stop_gpu_sampler() {
+  if [[ -n $GPU_SAMPLER ]]; then
+    kill "$GPU_SAMPLER" 2>/dev/null || true
+    wait "$GPU_SAMPLER" 2>/dev/null || true
+    GPU_SAMPLER=""
+  fi
+}
+
+# run_stage NAME RUN_FOLDER|- CLEAN_PATHS -- COMMAND...
+#   Skips a stage with a marker; otherwise runs COMMAND (adding --resume when RUN_FOLDER holds a
+#   last.pkl of an interrupted attempt), tees its output to logs/NAME.log and writes the marker.
+#   A forced stage first deletes CLEAN_PATHS (space separated) so it starts from scratch.
+run_stage() {
+  local name=$1 folder=$2 clean=$3
+  shift 4
+  local marker=$DONE/$name
+  if is_forced "$name"; then
+    rm -f "$marker"
+    local p
+    for p in $clean; do rm -rf "$p"; done
+  fi
+  RAN_STAGE=0
+  if [[ -f $marker ]]; then
+    echo "[skip] $name: finished earlier ($(cat "$marker")); --force $name redoes it"
+    timing "$name" skipped
+    return 0
+  fi
+  local cmd=("$@")
+  if [[ $folder != - && -f $folder/last.pkl ]]; then
+    echo "[resume] $name: continuing the interrupted run from $folder/last.pkl"
+    cmd+=(--resume)
+  fi
+  echo "[run] $name: ${cmd[*]}"
+  STAGE=$name
+  RAN_ANY=1
+  RAN_STAGE=1
+  timing "$name" start
+  start_gpu_sampler "$name"
+  {
+    echo "=== $(date -u +%FT%TZ) stage $name"
+    echo "=== ${cmd[*]}"
+  } >>"$LOGS/$name.log"
+  "${cmd[@]}" 2>&1 | tee -a "$LOGS/$name.log"
+  stop_gpu_sampler
+  timing "$name" "done"
+  date -u +%FT%TZ >"$marker"
+  STAGE=""
+}
+
+# force STAGE...: the stages using the output of a stage that just ran must be redone as well.
+invalidate() {
+  local s
+  for s in "$@"; do is_forced "$s" || FORCE+=("$s"); done
+}
+
+# ---------------------------------------------------------------- stages
+check_dataset() { # check_dataset KEY: data/KEY.json, or data/KEY.missing.txt saying why not
+  local key=$1 out=$RUN_DIR/data
+  if "$PYTHON" -m data --data_root "$DATA_ROOT" --dataset "$key" >"$out/$key.json.tmp" \
+    2>"$out/$key.err"; then
+    mv "$out/$key.json.tmp" "$out/$key.json"
+    rm -f "$out/$key.missing.txt" "$out/$key.err"
+  else
+    rm -f "$out/$key.json.tmp" "$out/$key.json"
+    mv "$out/$key.err" "$out/$key.missing.txt"
+  fi
+}
+
+stage_data() {
+  local key pids=()
+  for key in koniq10k spaq kadid10k agiqa3k livec; do
+    check_dataset "$key" &
+    pids+=($!)
+  done
+  "$PYTHON" -m models --model_size "$MODEL_SIZE" --imagenet_weights none \
+    >"$RUN_DIR/model_info.json.tmp"
+  mv "$RUN_DIR/model_info.json.tmp" "$RUN_DIR/model_info.json"
+  wait "${pids[@]}"
+  for key in koniq10k spaq kadid10k agiqa3k livec; do
+    if [[ -f $RUN_DIR/data/$key.json ]]; then
+      echo "dataset $key: found"
+    else
+      echo "notice: dataset $key skipped ($(tail -n 1 "$RUN_DIR/data/$key.missing.txt"))"
+    fi
+  done
+  if [[ ! -f $RUN_DIR/data/koniq10k.json ]]; then
+    echo "KonIQ-10k is required for fine-tuning: expected $DATA_ROOT/koniq10k in the official" \
+      "layout (set DATA_ROOT or --data_root); see $RUN_DIR/data/koniq10k.missing.txt" >&2
+    return 1
+  fi
+}
+
+# The test sets among TEST_DATASETS that the data stage found (a notice names the others).
+present_test_sets() {
+  local key
+  TEST_SETS=()
+  for key in $TEST_DATASETS; do
+    if [[ -f $RUN_DIR/data/$key.json ]]; then
+      TEST_SETS+=("$key")
+    else
+      echo "notice: $key is not present under $DATA_ROOT: not tested"
+    fi
+  done
+}
+
+# The *_cmd functions fill the global array CMD with one stage's command line.
+pretrain_cmd() { # pretrain_cmd MODEL_NAME EPOCHS DISTORTIONS LOSS_TYPE
+  CMD=("${LAUNCH[@]}" pretrain_qualiclip.py "${COMMON[@]}" --model_name "$1" --epochs "$2"
+    --distortions "$3" --loss_type "$4" --batch_size "$PRETRAIN_BATCH" --lr "$PRETRAIN_LR"
+    --num_levels "$NUM_LEVELS" --seed "$SEED" --imagenet_weights "$IMAGENET_WEIGHTS"
+    --clip_weights "$CLIP_WEIGHTS")
+  if [[ -n $PRETRAIN_STEPS ]]; then CMD+=(--max_steps_per_epoch "$PRETRAIN_STEPS"); fi
+  CMD+=("${EXTRA_PRE[@]+"${EXTRA_PRE[@]}"}")
+}
+
+finetune_cmd() { # finetune_cmd MODEL_NAME SEED SPLIT_SEED [ENCODER_CHECKPOINT]
+  CMD=("${LAUNCH[@]}" train_swin.py "${COMMON[@]}" --dataset koniq10k --model_name "$1"
+    --seed "$2" --split "$SPLIT" --split_seed "$3" --epochs "$FINETUNE_EPOCHS" --batch_size "$FINETUNE_BATCH"
+    --lr "$FINETUNE_LR" --lr_ratio "$LR_RATIO" --patience "$PATIENCE"
+    --train_patches "$TRAIN_PATCHES" --test_patches "$TEST_PATCHES"
+    --imagenet_weights "$IMAGENET_WEIGHTS")
+  if [[ -n $FINETUNE_STEPS ]]; then CMD+=(--max_steps_per_epoch "$FINETUNE_STEPS"); fi
+  if [[ $# -ge 4 ]]; then
+    CMD+=(--pretrained_encoder "$4" --lr_encoder_pretrained "$LR_ENCODER_PRETRAINED")
+  fi
+  CMD+=("${EXTRA_FT[@]+"${EXTRA_FT[@]}"}")
+}
+
+test_cmd() { # test_cmd MODEL_PATH OUTPUT_JSON
+  CMD=("${LAUNCH[@]}" test_swin.py --data_root "$DATA_ROOT" --device "$DEVICE" --amp "$AMP"
+    --num_workers "$NUM_WORKERS" --log_dir "$LOGS/runs" --seed "$SEED" --test_patches "$TEST_PATCHES"
+    --model_path "$1" --output "$2" --test_datasets "${TEST_SETS[@]}")
+}
+
+encoder_of() { # encoder_of RUN_FOLDER: the final encoder checkpoint of a pretraining run folder
+  local found=("$1"/swin_*_qualiclip_pretrained.pkl)
+  if [[ ! -f ${found[0]} ]]; then
+    echo "no swin_*_qualiclip_pretrained.pkl in $1: its pretraining did not finish" >&2
+    return 1
+  fi
+  echo "${found[0]}"
+}
+
+# pretrain_finetune_test PREFIX MODEL_NAME EPOCHS DISTORTIONS LOSS: one ablation variant
+pretrain_finetune_test() {
+  local prefix=$1 name=$2 encoder
+  pretrain_cmd "${name}_pretrain" "$3" "$4" "$5"
+  run_stage "${prefix}_pretrain" "$CKPT/${name}_pretrain" "$CKPT/${name}_pretrain" -- "${CMD[@]}"
+  if [[ $RAN_STAGE == 1 ]]; then invalidate "${prefix}_finetune"; fi
+  encoder=$(encoder_of "$CKPT/${name}_pretrain")
+  finetune_cmd "$name" "$SEED" 0 "$encoder"
+  run_stage "${prefix}_finetune" "$CKPT/$name" "$CKPT/$name" -- "${CMD[@]}"
+  if [[ $RAN_STAGE == 1 ]]; then invalidate "${prefix}_test"; fi
+  test_cmd "$CKPT/$name/best_model.pkl" "$EVAL/$name.json"
+  run_stage "${prefix}_test" - "$EVAL/$name.json $EVAL/${name}_*_predictions.csv" -- "${CMD[@]}"
+}
+
+run_ablation() { # run_ablation KIND: every variant that differs from the main runs
+  local kind=$1 values v epochs distortions loss variant
+  case "$kind" in
+    epochs) values=$ABLATION_EPOCHS ;;
+    distortions) values="blur jpeg blur,jpeg,noise,brightness" ;;
+    loss) values="simplified full" ;;
+  esac
+  for v in $values; do
+    epochs=$PRETRAIN_EPOCHS distortions=$DISTORTIONS loss=$LOSS_TYPE variant=$v
+    case "$kind" in
+      epochs) epochs=$v variant=e$v ;;
+      distortions) distortions=$v variant=${v//,/+} ;;
+      loss) loss=$v ;;
+    esac
+    if [[ $epochs == 0 ]]; then
+      echo "[reuse] ablation epochs=0: the baseline run is the no-pretraining variant"
+    elif [[ $epochs == "$PRETRAIN_EPOCHS" && $distortions == "$DISTORTIONS" \
+      && $loss == "$LOSS_TYPE" ]]; then
+      echo "[reuse] ablation $kind=$v: the main pretrained run is this variant"
+    else
+      pretrain_finetune_test "abl_${kind}_${variant}" "ablation_${kind}_${variant}" \
+        "$epochs" "$distortions" "$loss"
+    fi
+  done
+}
+
+# ---------------------------------------------------------------- the chain
+echo "QualiCLIP experiment in $RUN_DIR (model $MODEL_SIZE, data $DATA_ROOT, python $PYTHON)"
+if [[ $DEMO == 1 ]]; then
+  if [[ -f $DATA_ROOT/koniq10k/koniq10k_distributions_sets.csv && ! -f $DONE/demo_data ]]; then
+    echo "[skip] demo_data: $DATA_ROOT already holds datasets"
+  else
+    run_stage demo_data - "" -- "$PYTHON" -m data.demo --out "$DATA_ROOT"
+    if [[ $RAN_STAGE == 1 ]]; then invalidate data; fi
+  fi
+fi
+run_stage data - "" -- stage_data
+present_test_sets
+
+pretrain_cmd pretrain "$PRETRAIN_EPOCHS" "$DISTORTIONS" "$LOSS_TYPE"
+run_stage pretrain "$CKPT/pretrain" "$CKPT/pretrain" -- "${CMD[@]}"
+if [[ $RAN_STAGE == 1 ]]; then
+  invalidate test_zero_shot pretrained
+  for ((i = 1; i < REPEATS; i++)); do invalidate "pretrained_r$i"; done
+fi
+ENCODER=$(encoder_of "$CKPT/pretrain")
+
+for ((i = 0; i < REPEATS; i++)); do
+  suffix=""
+  if [[ $i -gt 0 ]]; then suffix=_r$i; fi
+  finetune_cmd "baseline$suffix" $((SEED + i)) "$i"
+  run_stage "baseline$suffix" "$CKPT/baseline$suffix" "$CKPT/baseline$suffix" -- "${CMD[@]}"
+  if [[ $RAN_STAGE == 1 && $i == 0 ]]; then invalidate test_baseline; fi
+  finetune_cmd "pretrained$suffix" $((SEED + i)) "$i" "$ENCODER"
+  run_stage "pretrained$suffix" "$CKPT/pretrained$suffix" "$CKPT/pretrained$suffix" -- "${CMD[@]}"
+  if [[ $RAN_STAGE == 1 && $i == 0 ]]; then invalidate test_pretrained; fi
+done
+
+for name in baseline pretrained; do
+  test_cmd "$CKPT/$name/best_model.pkl" "$EVAL/$name.json"
+  run_stage "test_$name" - "$EVAL/$name.json $EVAL/${name}_*_predictions.csv" -- "${CMD[@]}"
+done
+test_cmd "$ENCODER" "$EVAL/zero_shot.json"
+run_stage test_zero_shot - "$EVAL/zero_shot.json $EVAL/zero_shot_*_predictions.csv" -- "${CMD[@]}"
+
+for kind in "${ABLATIONS[@]+"${ABLATIONS[@]}"}"; do
+  run_ablation "$kind"
+done
+
+if [[ $RAN_ANY == 1 ]]; then invalidate report; fi
+REPORT_CMD=("$PYTHON" -m tools.report --runs_dir "$RUN_DIR" --data_root "$DATA_ROOT")
+if [[ -n $REPORT_OUT ]]; then REPORT_CMD+=(--out "$REPORT_OUT"); fi
+run_stage report - "" -- "${REPORT_CMD[@]}"
+echo "done: $RUN_DIR/QUALICLIP_RESULTS.md"

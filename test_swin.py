@@ -1,0 +1,74 @@
+"""Cross-dataset testing of a fine-tuned Swin-HyperIQA or a zero-shot Stage-1 encoder; scoring.
+
+Examples:
+    python test_swin.py --model_path checkpoints/NAME/best_model.pkl \\
+        --test_datasets spaq kadid10k agiqa3k
+    python test_swin.py --model_path checkpoints/NAME/best_model.pkl --images photos/ a.jpg \\
+        --scores_csv scores.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from engine.cli import add_common_args, positive_int
+from engine.distributed import cleanup, init_distributed
+from engine.evaluate import DEFAULT_TEST_PATCHES, cross_dataset, load_model_for_eval
+from engine.runlog import setup_logger
+from engine.scoring import SCORES_NAME, score_images
+
+DEFAULT_TEST_DATASETS = ("spaq", "kadid10k", "agiqa3k")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    """Flags of test_swin.py."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model_path", required=True,
+                        help="best_model.pkl of train_swin.py, or a Stage-1 encoder checkpoint "
+                        "(swin_<size>_qualiclip_pretrained.pkl: zero-shot with its head)")
+    parser.add_argument("--test_datasets", nargs="+", default=None,
+                        help="datasets to test on (aliases accepted; default "
+                        f"{' '.join(DEFAULT_TEST_DATASETS)} unless --images is given). The "
+                        "training dataset is tested on its test split, the others on all images")
+    parser.add_argument("--test_patches", type=positive_int, default=None,
+                        help="fixed crops per image, scores averaged (default: the checkpoint's "
+                        f"--test_patches, {DEFAULT_TEST_PATCHES} for encoder checkpoints)")
+    parser.add_argument("--crop_size", type=positive_int, default=None,
+                        help="crop side (default: the checkpoint's)")
+    parser.add_argument("--batch_size", type=positive_int, default=8, help="images per batch")
+    parser.add_argument("--output", default=None,
+                        help="results JSON (default <model dir>/cross_dataset_results.json); "
+                        "predictions go to <output stem>_<dataset>_predictions.csv beside it")
+    parser.add_argument("--skip_missing_datasets", action="store_true",
+                        help="report datasets missing under --data_root and go on with the rest")
+    parser.add_argument("--images", nargs="+", default=None,
+                        help="image files and/or folders to score (higher = better, on the "
+                        "training set's MOS scale; zero-shot: 0..1)")
+    parser.add_argument("--scores_csv", default=None,
+                        help=f"CSV image,score for --images (default <model dir>/{SCORES_NAME})")
+    add_common_args(parser, training=False)
+    parser.set_defaults(model_size=None)  # the checkpoint decides; a given size is checked
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Load the checkpoint, score --images and/or --test_datasets, return the exit status."""
+    args = get_args_parser().parse_args(argv)
+    if args.test_datasets is None and not args.images:
+        args.test_datasets = list(DEFAULT_TEST_DATASETS)
+    info = init_distributed(args.device)
+    try:
+        logger = setup_logger("test_swin", args.log_dir, info.is_main)
+        eval_model = load_model_for_eval(args.model_path, info.device, args.model_size)
+        if args.images:
+            score_images(args, eval_model, info, logger)
+        if args.test_datasets:
+            cross_dataset(args, eval_model, info, logger)
+    finally:
+        cleanup(info)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""pretrain_qualiclip.py end to end on demo data with the micro model on the CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import pretrain_qualiclip
+from engine.checkpoint import CheckpointError, load_checkpoint
+from engine.runlog import MetricsJournal
+from models.pretrain_model import pretrain_model_from_checkpoint
+from models.swin_hyperiqa import build_swin_hyperiqa, load_encoder
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CROP = 64  # small crops keep the micro model fast on the CPU
+
+
+def _args(demo_root: Path, out: Path, name: str, *extra: str) -> list[str]:
+    """Flags of a small demo run writing under `out`."""
+    return [
+        "--data_root", str(demo_root), "--model_size", "micro", "--imagenet_weights", "none",
+        "--device", "cpu", "--num_workers", "0", "--crop_size", str(CROP),
+        "--output_dir", str(out / "runs"), "--log_dir", str(out / "logs"),
+        "--cache_dir", str(out / "cache"), "--model_name", name, *extra,
+    ]  # fmt: skip
+
+
+def _epochs(run_dir: Path) -> list[int]:
+    """Epoch numbers recorded in the run's metrics.jsonl, in order."""
+    return [r["epoch"] for r in MetricsJournal(run_dir / "metrics.jsonl").read()]
+
+
+@pytest.fixture(scope="module")
+def simplified_run(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One three-epoch simplified-loss run, shared by the tests that inspect its outputs."""
+    out = tmp_path_factory.mktemp("pretrain_simplified")
+    summary = pretrain_qualiclip.main(_args(
+        demo_root, out, "simple", "--epochs", "3", "--save_every", "2", "--batch_size", "4",
+        "--max_steps_per_epoch", "8", "--lr", "2e-3",
+    ))  # fmt: skip
+    return {"out": out, "summary": summary, "run_dir": Path(summary["run_dir"])}
+
+
+def test_run_folder_has_all_files(simplified_run: dict) -> None:
+    run_dir = simplified_run["run_dir"]
+    assert run_dir == simplified_run["out"] / "runs" / "simple"
+    names = sorted(p.name for p in run_dir.iterdir())
+    assert names == [
+        "last.pkl", "metrics.jsonl", "pretrain_config.json", "swin_micro_epoch2.pkl",
+        "swin_micro_qualiclip_pretrained.pkl",
+    ]  # fmt: skip
+    assert _epochs(run_dir) == [1, 2, 3]
+    for record in MetricsJournal(run_dir / "metrics.jsonl").read():
+        assert {"loss", "consistency", "ranking", "lr", "time_s"} <= set(record)
+
+    final = load_checkpoint(run_dir / "swin_micro_qualiclip_pretrained.pkl", "encoder")
+    assert final["epoch"] == 3 and final["model_size"] == "micro"
+    assert final["config"]["head"]["type"] == "scalar"
+    assert final["config"]["distortions"] == [
+        "gaussian_blur",
+        "jpeg",
+        "gaussian_noise",
+        "brightness",
+    ]
+    assert len(final["config"]["prompt_pairs"]) == 7
+    assert final["head_state_dict"]
+    assert load_checkpoint(run_dir / "swin_micro_epoch2.pkl", "encoder")["epoch"] == 2
+    assert load_checkpoint(run_dir / "last.pkl", "train_state")["epoch"] == 3
+
+    saved = json.loads((run_dir / "pretrain_config.json").read_text())
+    assert saved["args"]["loss_type"] == "simplified"
+    assert saved["config"]["source"] == "koniq10k training split"
+    assert saved["config"]["n_images"] == 112  # the demo KonIQ training split only
+
+    log = (simplified_run["out"] / "logs" / "simple.log").read_text()
+    lines = [ln for ln in log.splitlines() if "| consistency" in ln]
+    assert len(lines) == 3
+    assert all(f"epoch {i} | loss " in ln for i, ln in enumerate(lines, start=1))
+    assert all("| ranking " in ln and "| lr " in ln and "| time " in ln for ln in lines)
+
+
+def test_simplified_loss_falls(simplified_run: dict) -> None:
+    records = MetricsJournal(simplified_run["run_dir"] / "metrics.jsonl").read()
+    assert records[-1]["loss"] < records[0]["loss"]
+
+
+def test_checkpoint_loads_as_encoder_and_scores_zero_shot(simplified_run: dict) -> None:
+    path = simplified_run["run_dir"] / "swin_micro_qualiclip_pretrained.pkl"
+    model = build_swin_hyperiqa("micro", img_size=CROP)
+    report = load_encoder(model, path)
+    assert report["missing"] == 0 and report["unexpected"] == 0
+    assert report["matched"] == len(model.encoder.state_dict())
+
+    scorer = pretrain_model_from_checkpoint(load_checkpoint(path)).eval()
+    with torch.no_grad():
+        score = scorer(torch.rand(3, 3, CROP, CROP))["score"]
+    assert score.shape == (3,)
+    assert ((score > 0) & (score < 1)).all()
+
+
+def test_full_loss_falls(demo_root: Path, tmp_path: Path) -> None:
+    with pytest.warns(UserWarning, match="randomly initialised"):
+        summary = pretrain_qualiclip.main(_args(
+            demo_root, tmp_path, "full", "--loss_type", "full", "--clip_model", "tiny",
+            "--clip_weights", "none", "--train_prompt_pairs", "2", "--epochs", "3",
+            "--batch_size", "4", "--max_steps_per_epoch", "8", "--lr", "2e-3",
+        ))  # fmt: skip
+    records = summary["metrics"]
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert records[-1]["loss"] < records[0]["loss"]
+    ckpt = load_checkpoint(summary["final_checkpoint"], "encoder")
+    assert ckpt["config"]["head"]["type"] == "clip"
+    assert ckpt["config"]["head"]["num_pairs"] == 7
+    scorer = pretrain_model_from_checkpoint(ckpt).eval()
+    with torch.no_grad():
+        out = scorer(torch.rand(2, 3, CROP, CROP))
+    assert out["sims"].shape == (2, 7, 2)
+    assert ((out["score"] > 0) & (out["score"] < 1)).all()
+
+
+def _start(args: list[str], stderr: Path) -> subprocess.Popen:
+    """pretrain_qualiclip.py in a child process, its stderr (progress bars) in a file."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    with open(stderr, "wb") as err:
+        return subprocess.Popen([sys.executable, "pretrain_qualiclip.py", *args], cwd=REPO_ROOT,
+                                env=env, stdout=subprocess.DEVNULL, stderr=err)
+
+
+def _wait_for(proc: subprocess.Popen, ready, what: str, timeout: float = 120.0) -> None:
+    """Poll until ready() holds; fail if the process ends first or the timeout passes."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, f"the run ended before {what}"
+        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
+        time.sleep(0.05)
+
+
+def test_kill_sigterm_and_resume_keep_each_epoch_once(demo_root: Path, tmp_path: Path) -> None:
+    args = _args(demo_root, tmp_path, "killed", "--epochs", "3", "--batch_size", "2",
+                 "--max_steps_per_epoch", "6", "--save_every", "0")
+    run_dir, log = tmp_path / "runs" / "killed", tmp_path / "logs" / "killed.log"
+
+    # 1. SIGKILL as soon as the first epoch is saved: nothing can be cleaned up.
+    proc = _start(args, tmp_path / "first.err")
+    try:
+        _wait_for(proc, (run_dir / "last.pkl").is_file, "last.pkl")
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    done = load_checkpoint(run_dir / "last.pkl", "train_state")["epoch"]
+    assert 1 <= done < 3
+
+    # 2. Resume, then SIGTERM during an epoch: a clean exit that says how to continue.
+    err = tmp_path / "second.err"
+    proc = _start([*args, "--resume"], err)
+    try:
+        _wait_for(proc, lambda: f"pretrain {done + 1}/3" in err.read_text(errors="replace"),
+                  "a training epoch")
+        os.kill(proc.pid, signal.SIGTERM)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM
+    text = log.read_text()
+    assert f"resumed from {run_dir / 'last.pkl'} after epoch {done}" in text
+    assert "stopped by SIGTERM" in text and "--resume" in text
+
+    # 3. Resume to the end: every epoch recorded once.
+    summary = pretrain_qualiclip.main([*args, "--resume"])
+    assert summary["exit_code"] == 0 and not summary["stopped"]
+    assert _epochs(run_dir) == [1, 2, 3]
+    assert load_checkpoint(run_dir / "last.pkl", "train_state")["epoch"] == 3
+    assert (run_dir / "swin_micro_qualiclip_pretrained.pkl").is_file()
+
+
+def test_existing_run_needs_resume(simplified_run: dict, demo_root: Path) -> None:
+    out = simplified_run["out"]
+    with pytest.raises(CheckpointError, match="add --resume"):
+        pretrain_qualiclip.main(_args(demo_root, out, "simple", "--epochs", "3"))
+
+
+def test_unwritable_output_stops_before_training(demo_root: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the output folder should be")
+    args = _args(demo_root, tmp_path, "blocked", "--epochs", "1")
+    args[args.index("--output_dir") + 1] = str(blocker)
+    with pytest.raises(CheckpointError, match="not writable"):
+        pretrain_qualiclip.main(args)
+    assert not (tmp_path / "logs" / "blocked.log").exists()
+
+
+def test_bad_flags_are_rejected(demo_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown distortion 'smudge'"):
+        pretrain_qualiclip.main(_args(demo_root, tmp_path, "bad", "--distortions", "blur,smudge"))
+    with pytest.raises(SystemExit):
+        pretrain_qualiclip.get_args_parser().parse_args(["--prompt_pairs", "Good photo."])
+    parsed = pretrain_qualiclip.get_args_parser().parse_args(
+        ["--prompt_pairs", "Good photo.|Bad photo.", "Sharp image.|Blurry image."]
+    )
+    assert parsed.prompt_pairs == [("Good photo.", "Bad photo."), ("Sharp image.", "Blurry image.")]

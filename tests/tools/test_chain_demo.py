@@ -1,0 +1,58 @@
+"""End to end: run_qualiclip_experiments.sh --demo with the smallest budgets, then a rerun."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.tools.test_report import assert_no_placeholder, linked_images
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "run_qualiclip_experiments.sh"
+TINY = {"PRETRAIN_EPOCHS": "1", "FINETUNE_EPOCHS": "1", "PRETRAIN_STEPS": "1",
+        "PRETRAIN_BATCH": "2", "FINETUNE_BATCH": "8", "NUM_LEVELS": "2", "TEST_PATCHES": "1",
+        "TEST_DATASETS": "spaq kadid10k koniq10k"}
+
+
+def run_chain(run_dir: Path, data_root: Path, *args: str) -> str:
+    """Run the chain in demo mode; return its output (the test fails on a non-zero exit)."""
+    env = {**os.environ, **TINY, "RUN_DIR": str(run_dir), "DATA_ROOT": str(data_root),
+           "IQA_CACHE_DIR": str(run_dir / "cache")}
+    proc = subprocess.run(["bash", str(SCRIPT), "--demo", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    return output
+
+
+@pytest.mark.slow
+def test_demo_chain_writes_a_filled_report_and_reruns_as_skips(tmp_path: Path,
+                                                                demo_root: Path) -> None:
+    run_dir = tmp_path / "run"
+    first = run_chain(run_dir, demo_root)
+    ran = re.findall(r"^\[run\] (\S+):", first, flags=re.M)
+    assert ran[:3] == ["data", "pretrain", "baseline"]
+    expected = {"pretrained", "test_baseline", "test_pretrained", "test_zero_shot", "report"}
+    assert expected <= set(ran)
+    report = run_dir / "QUALICLIP_RESULTS.md"
+    text = report.read_text()
+    assert_no_placeholder(text)
+    assert "## Main results: KonIQ-10k" in text and "published figure" in text
+    plots = linked_images(report)
+    assert len(plots) >= 4 and all(p.is_file() for p in plots)
+    for name in ("baseline", "pretrained", "zero_shot"):
+        results = json.loads((run_dir / "eval" / f"{name}.json").read_text())["results"]
+        assert set(results) == {"spaq", "kadid10k", "koniq10k"}
+    assert (run_dir / "logs" / "pretrain.log").is_file()
+
+    second = run_chain(run_dir, demo_root)
+    assert "[run]" not in second
+    skipped = re.findall(r"^\[skip\] (\S+):", second, flags=re.M)
+    assert set(ran) <= set(skipped)
+    stages = json.loads((run_dir / "timings.json").read_text())["stages"]
+    assert all(stages[name]["skips"] == 1 for name in ran)

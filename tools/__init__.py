@@ -1,0 +1,1 @@
+"""Run-folder tools: stage timings, the filled results report, its plots and ablation tables."""

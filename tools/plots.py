@@ -1,0 +1,108 @@
+"""Plots drawn from a run folder's JSON and CSV files (matplotlib, Agg backend, PNG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import MaxNLocator
+
+from tools.markdown import is_number
+from tools.reference import dataset_name
+from tools.rundata import RunData, read_predictions
+
+COLORS = {"baseline": "tab:blue", "pretrained": "tab:orange", "zero_shot": "tab:green"}
+LABELS = {"baseline": "baseline (ImageNet init)", "pretrained": "QualiCLIP-pretrained",
+          "zero_shot": "zero-shot encoder"}
+
+
+class PlotSkipped(RuntimeError):
+    """A plot could not be drawn; the message says why, in words, for the report."""
+
+
+def _series(records: list[dict], key: str) -> tuple[list[float], list[float]]:
+    pairs = [(r["epoch"], r[key]) for r in records
+             if is_number(r.get("epoch")) and is_number(r.get(key))]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def finetune_curves(run: RunData, out_dir: Path) -> Path:
+    """Train loss, train SRCC and validation SRCC per epoch, baseline vs pretrained."""
+    if not any(r.metrics for r in run.finetunes.values()):
+        raise PlotSkipped("no fine-tuning run has per-epoch metrics yet (metrics.jsonl missing)")
+    fig, (ax_loss, ax_srcc) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, ft in run.finetunes.items():
+        color = COLORS.get(name)
+        ax_loss.plot(*_series(ft.metrics, "train_loss"), "o-", color=color, label=LABELS[name])
+        ax_srcc.plot(*_series(ft.metrics, "val_srcc"), "o-", color=color,
+                     label=f"{LABELS[name]}, validation")
+        ax_srcc.plot(*_series(ft.metrics, "train_srcc"), "x--", color=color, alpha=0.6,
+                     label=f"{LABELS[name]}, train")
+    ax_loss.set(title="Fine-tuning loss (L1)", xlabel="epoch", ylabel="train loss")
+    ax_srcc.set(title="Fine-tuning SRCC", xlabel="epoch", ylabel="SRCC")
+    for ax in (ax_loss, ax_srcc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return _save(fig, out_dir / "finetune_curves.png")
+
+
+def pretrain_losses(run: RunData, out_dir: Path) -> Path:
+    """Total, consistency and ranking loss per pretraining epoch."""
+    if run.pretrain is None or not run.pretrain.metrics:
+        raise PlotSkipped("the pretraining run has no per-epoch metrics (metrics.jsonl missing)")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, style in (("loss", "o-"), ("consistency", "s--"), ("ranking", "^--")):
+        ax.plot(*_series(run.pretrain.metrics, key), style, label=key)
+    ax.set(title="QualiCLIP pretraining loss", xlabel="epoch", ylabel="loss")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, out_dir / "pretrain_loss.png")
+
+
+def prediction_scatter(run: RunData, dataset: str, out_dir: Path) -> Path:
+    """Predicted score vs MOS on one test set, one panel per evaluated model."""
+    panels = [(name, ev.predictions[dataset]) for name, ev in run.evals.items()
+              if dataset in ev.predictions]
+    if not panels:
+        raise PlotSkipped(f"no predictions CSV for {dataset_name(dataset)}")
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.8), squeeze=False)
+    for ax, (name, csv_path) in zip(axes[0], panels, strict=True):
+        rows = read_predictions(csv_path)
+        mos = np.array([r["mos"] for r in rows])
+        pred = np.array([r["prediction"] for r in rows])
+        ax.scatter(mos, pred, s=8, alpha=0.6, color=COLORS.get(name, "tab:gray"))
+        srcc = (run.evals[name].results.get(dataset) or {}).get("srcc")
+        title = LABELS.get(name, name) + (f"\nSRCC {srcc:.3f}" if is_number(srcc) else "")
+        ax.set(title=title, xlabel="MOS", ylabel="prediction")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"Predicted vs MOS on {dataset_name(dataset)}")
+    return _save(fig, out_dir / f"scatter_{dataset}.png")
+
+
+def repeats_spread(groups: dict[str, list[float]], out_dir: Path) -> Path:
+    """Box plot of the test SRCC over repeated fine-tuning runs."""
+    names = [n for n, values in groups.items() if values]
+    if not names:
+        raise PlotSkipped("no repeated fine-tuning run finished")
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.boxplot([groups[n] for n in names])
+    ax.set_xticks(range(1, len(names) + 1), [LABELS.get(n, n) for n in names])
+    for i, n in enumerate(names, start=1):
+        ax.scatter([i] * len(groups[n]), groups[n], color=COLORS.get(n, "k"), zorder=3, s=12)
+    ax.set(title="KonIQ-10k test SRCC over repeats", ylabel="SRCC")
+    ax.grid(alpha=0.3)
+    return _save(fig, out_dir / "repeats_srcc.png")

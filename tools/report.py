@@ -1,0 +1,335 @@
+"""Write QUALICLIP_RESULTS.md for one run folder of run_qualiclip_experiments.sh.
+
+    python -m tools.report --runs_dir results/qualiclip_base [--out QUALICLIP_RESULTS.md]
+
+Every table is filled from the run's JSON files; a figure that was not measured says why in words.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tools import plots
+from tools.ablation import ablation_sections
+from tools.markdown import count, duration, is_number, num, section, signed, size_bytes, table
+from tools.reference import DATASET_NAMES, dataset_name
+from tools.results_tables import (
+    cross_table,
+    finetune_epochs_table,
+    main_table,
+    pretrain_epochs_table,
+    repeats_groups,
+    repeats_table,
+)
+from tools.rundata import RunData, load_run
+
+REPORT_NAME = "QUALICLIP_RESULTS.md"
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "not set"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ", ".join(map(str, value)) if value else "none"
+    if value == "":
+        return "empty"
+    return str(value)
+
+
+def setup_section(run: RunData) -> str:
+    """Hyperparameters of pretraining and of both fine-tuning runs, from the saved configs."""
+    parts = []
+    if run.pretrain is None:
+        parts.append("Pretraining: not run in this folder "
+                     "(checkpoints/pretrain/pretrain_config.json absent).")
+    else:
+        args = run.pretrain.args
+        parts.append("**Pretraining** (`checkpoints/pretrain/pretrain_config.json`)\n\n"
+                     + table(["Flag", "Value"], [[f"`{k}`", _cell(v)] for k, v in args.items()]))
+    names = [n for n in ("baseline", "pretrained") if n in run.finetunes]
+    if not names:
+        parts.append("Fine-tuning: no run has started in this folder "
+                     "(finetune_config.json absent).")
+    else:
+        keys = list(dict.fromkeys(k for n in names for k in run.finetunes[n].args))
+        rows = []
+        for k in keys:
+            values = [_cell(run.finetunes[n].args.get(k, "flag absent in this run")) for n in names]
+            differs = len(set(values)) > 1
+            rows.append([f"**`{k}`**" if differs else f"`{k}`", *values])
+        parts.append("**Fine-tuning** (`finetune_config.json` of each run; flags that differ "
+                     "between the runs are in bold)\n\n" + table(["Flag", *names], rows))
+    return section("Setup and hyperparameters", *parts)
+
+
+def hardware_section(run: RunData) -> str:
+    """Hardware and software of the run, from the environment info saved in the configs."""
+    env = run.environment()
+    if not env:
+        return section("Hardware and software", "No config with environment information was "
+                       "written in this folder yet, so the hardware is unknown.")
+    missing = "not recorded in the saved config"
+    gpu = (f"{env['gpu_name']} x {env.get('gpu_count', 1)}" if env.get("gpu_name")
+           else "none (CPU run: no CUDA device visible)")
+    ram = f"{env['ram_gb']} GiB" if is_number(env.get("ram_gb")) else missing
+    cpu = f"{env.get('cpu', missing)} ({env.get('cpu_count', 'unknown number of')} logical cores)"
+    commit = env.get("git_commit") or missing
+    if env.get("git_dirty"):
+        commit += " (working tree had uncommitted changes)"
+    rows = [["GPU", gpu], ["CPU", cpu], ["RAM", ram],
+            ["Python", env.get("python", missing)], ["PyTorch", env.get("torch", missing)],
+            ["CUDA (torch build)", env.get("cuda") or "none (CPU-only torch build)"],
+            ["cuDNN", env.get("cudnn") or "not available (no CUDA device)"],
+            ["timm", env.get("timm", missing)], ["open_clip", env.get("open_clip", missing)],
+            ["Platform", env.get("platform", missing)], ["Host", env.get("hostname", missing)],
+            ["Git commit", commit]]
+    return section("Hardware and software", table(["Item", "Value"], rows))
+
+
+def _gpu_cell(run: RunData, stage: str) -> str:
+    samples = run.gpu_samples.get(stage)
+    if samples:
+        util = [s[0] for s in samples]
+        mem = max(s[1] for s in samples)
+        return (f"mean {sum(util) / len(util):.0f} %, peak {max(util):.0f} %, "
+                f"peak memory {mem:.0f} MiB ({len(samples)} samples)")
+    env = run.environment()
+    if not env.get("gpu_name"):
+        return "not measured (CPU run)"
+    return "not measured (nvidia-smi was not available during this stage)"
+
+
+def cost_section(run: RunData) -> str:
+    """Wall time per stage, GPU utilisation, parameter counts and checkpoint sizes."""
+    stages = run.timings.get("stages", {})
+    if stages:
+        rows = []
+        for name, record in stages.items():
+            attempts = record.get("attempts", [])
+            walls = [a["wall_s"] for a in attempts if is_number(a.get("wall_s"))]
+            status = attempts[-1]["status"] if attempts else "skipped (finished earlier)"
+            if status == "running":
+                status = "running while this report was written"
+            rows.append([name, status, str(len(attempts)),
+                         duration(sum(walls)) if walls else "no finished attempt",
+                         str(record.get("skips", 0)), _gpu_cell(run, name)])
+        walls = [a["wall_s"] for r in stages.values() for a in r.get("attempts", [])
+                 if is_number(a.get("wall_s"))]
+        rows.append(["**all stages**", "", "", duration(sum(walls)), "", ""])
+        stage_table = table(["Stage", "Last status", "Attempts", "Wall time (sum of attempts)",
+                             "Reruns skipped", "GPU utilisation"],
+                            [[c or "does not apply" for c in r] for r in rows])
+    else:
+        stage_table = ("Wall time per stage: not measured (timings.json absent: the stages were "
+                       "not run through run_qualiclip_experiments.sh).")
+    info = run.model_info
+    if info:
+        param_rows = [[k.replace("_", " "), count(v)] for k, v in info.items()
+                      if k.endswith("params")]
+        params = ("Parameters (`python -m models`, model size "
+                  f"`{info.get('model_size', _model_size(run))}`)\n\n"
+                  + table(["Part", "Parameters"], param_rows))
+    else:
+        params = ("Parameter counts: not measured (model_info.json absent: the chain writes it "
+                  "with `python -m models` in its data stage).")
+    ckpts = sorted(p for p in (run.run_dir / "checkpoints").rglob("*")
+                   if p.suffix in (".pkl", ".safetensors") and not p.parent.name.startswith("abl"))
+    if ckpts:
+        size_table = table(["Checkpoint", "Size on disk"],
+                           [[str(p.relative_to(run.run_dir)), size_bytes(p.stat().st_size)]
+                            for p in ckpts])
+    else:
+        size_table = "Checkpoint sizes: no checkpoint file in checkpoints/ yet."
+    return section("Computational cost", stage_table, params, size_table)
+
+
+def _model_size(run: RunData) -> str:
+    for args in [run.pretrain.args if run.pretrain else {}] + [r.args for r in
+                                                              run.finetunes.values()]:
+        if args.get("model_size"):
+            return str(args["model_size"])
+    return "unknown"
+
+
+def datasets_section(run: RunData) -> str:
+    """Which datasets were found (`python -m data` summaries) and which were skipped, and why."""
+    if not run.datasets:
+        return section("Datasets", "Dataset check: not run in this folder (data/ absent).")
+    rows = []
+    order = list(DATASET_NAMES)
+    ranked = sorted(run.datasets.items(),
+                    key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0]))
+    for key, summary in ranked:
+        if isinstance(summary, str):
+            rows.append([dataset_name(key), f"skipped: {summary}", *["dataset absent"] * 4])
+            continue
+        splits = summary.get("splits")
+        split_text = (", ".join(f"{k} {v}" for k, v in splits.items())
+                      if isinstance(splits, dict) and splits else "not reported")
+        mos = (f"{num(summary.get('mos_min'), 2)} to {num(summary.get('mos_max'), 2)}"
+               if is_number(summary.get("mos_min")) else "not reported")
+        rows.append([dataset_name(key), "found", count(summary.get("n_images"), "not reported"),
+                     split_text, mos, count(summary.get("missing"), "not reported")])
+    header = ["Dataset", "Status", "Images", "Split sizes", "MOS range", "Missing images"]
+    return section("Datasets", "From `python -m data` in the chain's data stage.",
+                   table(header, rows))
+
+
+def configs_section(run: RunData) -> str:
+    """The saved configs verbatim, folded."""
+    parts = []
+    files = [run.pretrain.path / "pretrain_config.json"] if run.pretrain else []
+    files += [r.path / "finetune_config.json" for r in run.finetunes.values()]
+    for path in files:
+        text = json.dumps(json.loads(path.read_text()), indent=2)
+        parts.append(f"<details><summary>{path.relative_to(run.run_dir)}</summary>\n\n```json\n"
+                     f"{text}\n```\n\n</details>")
+    return section("Configs", *(parts or ["No config was written in this folder yet."]))
+
+
+def build_figures(run: RunData, out_dir: Path, data_root: Path | None) -> dict[str, Path | str]:
+    """Draw every plot; a plot that cannot be drawn maps to the reason, in words."""
+    from tools import image_plots
+
+    figures: dict[str, Path | str] = {}
+
+    def attempt(key: str, func, *args) -> None:
+        try:
+            figures[key] = func(*args)
+        except plots.PlotSkipped as exc:
+            figures[key] = str(exc)
+        except Exception as exc:  # a broken plot must not cost the whole report
+            figures[key] = f"drawing failed: {type(exc).__name__}: {exc}"
+
+    attempt("finetune_curves", plots.finetune_curves, run, out_dir)
+    attempt("pretrain_loss", plots.pretrain_losses, run, out_dir)
+    for key in sorted({k for e in run.evals.values() for k in e.predictions}):
+        attempt(f"scatter_{key}", plots.prediction_scatter, run, key, out_dir)
+    if run.repeats:
+        attempt("repeats", plots.repeats_spread, repeats_groups(run), out_dir)
+    if data_root is None:
+        reason = "no data root recorded in the fine-tuning config (pass --data_root)"
+        for key in ("tsne", "activation", "ranking"):
+            figures[key] = reason
+        return figures
+    attempt("ranking", image_plots.ranking_strip, run, data_root, out_dir)
+    try:
+        models = image_plots.load_models(run)
+        rows = image_plots.sample_rows("koniq10k", data_root, 48)
+        crops = image_plots.center_crops(rows, "koniq10k")
+    except Exception as exc:  # missing checkpoints or images: say so for both plots
+        reason = str(exc) if isinstance(exc, plots.PlotSkipped) else f"{type(exc).__name__}: {exc}"
+        figures["tsne"] = figures["activation"] = reason
+        return figures
+    import numpy as np
+
+    mos = np.array([r.mos for r in rows])
+    attempt("tsne", image_plots.tsne_plot, models, crops, mos, out_dir)
+    attempt("activation", image_plots.activation_plot, models, crops, mos, out_dir)
+    return figures
+
+
+def _figure(figures: dict, key: str, caption: str, base: Path) -> str:
+    value = figures.get(key)
+    if isinstance(value, Path):
+        return f"![{caption}]({value.relative_to(base).as_posix()})\n\n*{caption}*"
+    return f"*{caption}: not drawn ({value or 'no data for this plot'}).*"
+
+
+def headline(run: RunData) -> str:
+    """One sentence with the main result, or what is still missing."""
+    base, pre = run.finetunes.get("baseline"), run.finetunes.get("pretrained")
+    if not (base and pre and base.test and pre.test):
+        return ("The baseline and pretrained fine-tuning runs have not both finished, so the main "
+                "comparison is incomplete; the tables below show what exists.")
+    delta = pre.test.get("srcc", float("nan")) - base.test.get("srcc", float("nan"))
+    before, after = num(base.test.get("srcc")), num(pre.test.get("srcc"))
+    return (f"On the KonIQ-10k test split (model size `{_model_size(run)}`), QualiCLIP "
+            f"pretraining changes the test SRCC from {before} to {after} ({signed(delta)}), with "
+            "the checkpoint selected on the validation split.")
+
+
+def render(run: RunData, figures: dict[str, Path | str]) -> str:
+    """The whole report as markdown."""
+    base = run.run_dir
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [f"# QualiCLIP pretraining for Swin-HyperIQA: results\n\nRun folder `{base}`, report "
+             f"written {stamp} by `python -m tools.report`. Every number below is read from "
+             "the run's files; rows marked *published figure* are quoted from papers or public "
+             f"code and were not measured here.\n\n{headline(run)}\n",
+             setup_section(run), hardware_section(run), datasets_section(run),
+             section("Main results: KonIQ-10k", main_table(run),
+                     "Our runs select the checkpoint on the validation split and score the test "
+                     "split once; the published Swin-HyperIQA rows picked their model on the test "
+                     "set, which favours them.")]
+    scatter = [_figure(figures, k, f"Predicted vs MOS, {dataset_name(k[len('scatter_'):])}", base)
+               for k in sorted(figures) if k.startswith("scatter_")]
+    parts.append(section("Cross-dataset results (trained on KonIQ-10k)", cross_table(run),
+                         *(scatter or ["*Predicted vs MOS scatter: not drawn (no predictions CSV "
+                                       "from test_swin.py in eval/).*"])))
+    if run.repeats:
+        parts.append(section("Repeated fine-tuning (median and spread)", repeats_table(run),
+                             _figure(figures, "repeats", "Test SRCC over repeats", base)))
+    parts.append(section("Pretraining loss per epoch", pretrain_epochs_table(run),
+                         _figure(figures, "pretrain_loss", "Pretraining loss components", base)))
+    parts.append(section("Fine-tuning curves per epoch", finetune_epochs_table(run),
+                         _figure(figures, "finetune_curves",
+                                 "Fine-tuning loss and SRCC, baseline vs pretrained", base)))
+    parts.append(section(
+        "Qualitative analysis",
+        _figure(figures, "tsne", "t-SNE of encoder features coloured by MOS", base),
+        _figure(figures, "activation", "Activation maps and stage attention", base),
+        _figure(figures, "ranking", "Quality-ranking strip", base)))
+    parts.append(cost_section(run))
+    for title, body in ablation_sections(run):
+        parts.append(section(f"Ablation: {title}", body))
+    parts.append(configs_section(run))
+    return "\n".join(parts)
+
+
+def _data_root(run: RunData) -> Path | None:
+    for ft in run.finetunes.values():
+        if ft.args.get("data_root"):
+            return Path(ft.args["data_root"])
+    return None
+
+
+def write_report(run_dir: str | Path, out: str | Path | None = None,
+                 data_root: str | Path | None = None) -> Path:
+    """Draw the plots and write RUN_DIR/QUALICLIP_RESULTS.md (copied to `out` when given)."""
+    run = load_run(run_dir)
+    root = Path(data_root) if data_root else _data_root(run)
+    figures = build_figures(run, run.run_dir / "plots", root)
+    path = run.run_dir / REPORT_NAME
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(render(run, figures))
+    tmp.replace(path)
+    if out is not None and Path(out).resolve() != path.resolve():
+        shutil.copyfile(path, out)
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description="Write the filled QualiCLIP results report.")
+    parser.add_argument("--runs_dir", required=True, help="run folder (RUN_DIR) of the chain")
+    parser.add_argument("--out", help="also copy the report here, e.g. QUALICLIP_RESULTS.md")
+    parser.add_argument("--data_root", help="dataset root for the image plots (default: the one "
+                        "saved in the fine-tuning config)")
+    args = parser.parse_args(argv)
+    try:
+        path = write_report(args.runs_dir, args.out, args.data_root)
+    except FileNotFoundError as exc:
+        sys.exit(f"error: {exc}")
+    print(f"report written: {path}" + (f" (copied to {args.out})" if args.out else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Result tables: KonIQ-10k main comparison, cross-dataset, repeats, per-epoch curves."""
+
+from __future__ import annotations
+
+import statistics
+
+from tools.markdown import duration, is_number, num, sci, signed, table
+from tools.reference import CROSS_PUBLISHED, CROSS_SOURCE, KONIQ_PUBLISHED, dataset_name
+from tools.rundata import FinetuneRun, RunData
+
+CROSS_ORDER = ("spaq", "kadid10k", "agiqa3k", "livec", "koniq10k")
+ROW_LABELS = {"baseline": "Swin-HyperIQA, ImageNet init (baseline)",
+              "pretrained": "Swin-HyperIQA, QualiCLIP-pretrained encoder",
+              "zero_shot": "QualiCLIP-pretrained encoder, zero-shot (no MOS)"}
+
+
+def _not_run(name: str) -> str:
+    return f"not available: the {name} run has not finished in this folder"
+
+
+def pretrain_time(run: RunData) -> float | None:
+    """Measured pretraining wall time: the chain's stage timing, else the epochs' time_s sum."""
+    record = run.timings.get("stages", {}).get("pretrain")
+    if record:
+        walls = [a["wall_s"] for a in record.get("attempts", []) if is_number(a.get("wall_s"))]
+        if walls:
+            return sum(walls)
+    if run.pretrain and run.pretrain.metrics:
+        times = [m.get("time_s") for m in run.pretrain.metrics]
+        if all(is_number(t) for t in times):
+            return sum(times)
+    return None
+
+
+def main_table(run: RunData) -> str:
+    """Baseline vs pretrained on the KonIQ-10k test split, the improvement and published rows."""
+    header = ["Model", "Test SRCC", "Test PLCC", "Test KRCC", "Test RMSE", "n test",
+              "Best epoch (val)", "Fine-tuning time", "Source"]
+    rows = []
+    for name in ("baseline", "pretrained"):
+        ft = run.finetunes.get(name)
+        if ft is None or not ft.test:
+            rows.append([ROW_LABELS[name], *[_not_run(name)] * 7, "this run"])
+            continue
+        res, test = ft.results or {}, ft.test
+        time_s = duration(res.get("train_time_s"), "not recorded in results.json")
+        if name == "pretrained":
+            time_s += f" (+ pretraining {duration(pretrain_time(run))})"
+        rows.append([ROW_LABELS[name], num(test.get("srcc")), num(test.get("plcc")),
+                     num(test.get("krcc")), num(test.get("rmse")), num(test.get("n")),
+                     num(res.get("best_epoch")), time_s, "this run"])
+    base, pre = run.finetunes.get("baseline"), run.finetunes.get("pretrained")
+    if base and pre and base.test and pre.test:
+        deltas = [signed(_diff(pre.test, base.test, k)) for k in ("srcc", "plcc", "krcc")]
+        rmse = signed(_diff(pre.test, base.test, "rmse"))
+        rows.append(["Improvement (pretrained minus baseline)", *deltas,
+                     f"{rmse} (lower is better)", "same split", "", "", "this run"])
+    zs = (run.evals.get("zero_shot") and run.evals["zero_shot"].results.get("koniq10k")) or None
+    if zs:
+        rows.append([ROW_LABELS["zero_shot"], num(zs.get("srcc")), num(zs.get("plcc")),
+                     num(zs.get("krcc")), num(zs.get("rmse")), num(zs.get("n")),
+                     "no fine-tuning", "no fine-tuning", "this run (test_swin.py)"])
+    for method, backbone, srcc, plcc, source in KONIQ_PUBLISHED:
+        rows.append([f"{method} ({backbone}), published figure", num(srcc, 3),
+                     num(plcc, 3, "not published"), "not published", "not published",
+                     "official test split", "see source", "not published", source])
+    return table(header, [[c if c != "" else "does not apply" for c in r] for r in rows])
+
+
+def _diff(a: dict, b: dict, key: str) -> float | None:
+    x, y = a.get(key), b.get(key)
+    return x - y if is_number(x) and is_number(y) else None
+
+
+def cross_table(run: RunData) -> str:
+    """SRCC / PLCC per test set for both fine-tuned models and the zero-shot encoder."""
+    keys = [k for k in CROSS_ORDER if any(k in e.results for e in run.evals.values())]
+    keys += sorted({k for e in run.evals.values() for k in e.results} - set(keys))
+    if not keys:
+        return ("No cross-dataset test has finished in this folder (eval/*.json absent), "
+                "so there are no cross-dataset figures yet.")
+    header = ["Model"] + [f"{dataset_name(k)} SRCC / PLCC" for k in keys]
+    rows = []
+    for name in ("baseline", "pretrained", "zero_shot"):
+        ev = run.evals.get(name)
+        if ev is None:
+            rows.append([ROW_LABELS[name]] + [f"not tested: eval/{name}.json absent"] * len(keys))
+            continue
+        cells = []
+        for k in keys:
+            m = ev.results.get(k)
+            cells.append(f"{num(m.get('srcc'), 3)} / {num(m.get('plcc'), 3)} (n={m.get('n')})"
+                         if m else "dataset not present at test time")
+        rows.append([ROW_LABELS[name], *cells])
+    rows.append(["Swin-HyperIQA trained on KonIQ, published figure (SRCC only)"]
+                + [f"{CROSS_PUBLISHED[k]:.3f} / not published" if k in CROSS_PUBLISHED
+                   else "not published" for k in keys])
+    note = (f"Published row: {CROSS_SOURCE}. The KonIQ-10k column, when present, is the "
+            "in-domain test split, not a cross-dataset figure.")
+    return table(header, rows) + "\n\n" + note
+
+
+def repeats_groups(run: RunData, metric: str = "srcc") -> dict[str, list[float]]:
+    """Test metric of the main run and its repeats, per model."""
+    groups: dict[str, list[float]] = {}
+    for name in ("baseline", "pretrained"):
+        runs: list[FinetuneRun] = [r for r in [run.finetunes.get(name)] if r is not None]
+        runs += run.repeats.get(name, [])
+        groups[name] = [r.test[metric] for r in runs if is_number(r.test.get(metric))]
+    return groups
+
+
+def repeats_table(run: RunData) -> str:
+    """Median and spread of the test SRCC / PLCC over repeated fine-tuning runs."""
+    header = ["Model", "Runs", "Median SRCC", "SRCC IQR (q25 to q75)", "SRCC min to max",
+              "SRCC std", "Median PLCC", "PLCC std"]
+    srcc, plcc = repeats_groups(run, "srcc"), repeats_groups(run, "plcc")
+    rows = []
+    for name in ("baseline", "pretrained"):
+        s, p = srcc[name], plcc[name]
+        if not s:
+            rows.append([ROW_LABELS[name], "0", *[_not_run(name)] * 6])
+            continue
+        q = statistics.quantiles(s, n=4, method="inclusive") if len(s) > 1 else [s[0]] * 3
+        one = "single run, no spread"
+        rows.append([ROW_LABELS[name], str(len(s)), num(statistics.median(s)),
+                     f"{q[0]:.4f} to {q[2]:.4f}" if len(s) > 1 else one,
+                     f"{min(s):.4f} to {max(s):.4f}" if len(s) > 1 else one,
+                     num(statistics.stdev(s)) if len(s) > 1 else one,
+                     num(statistics.median(p)) if p else "not recorded",
+                     num(statistics.stdev(p)) if len(p) > 1 else one])
+    return table(header, rows)
+
+
+def pretrain_epochs_table(run: RunData) -> str:
+    """Total, consistency and ranking loss per pretraining epoch."""
+    if run.pretrain is None:
+        return ("Pretraining has not run in this folder (checkpoints/pretrain/pretrain_config.json "
+                "absent), so there is no pretraining loss to show.")
+    if not run.pretrain.metrics:
+        return "The pretraining run has not finished an epoch yet (metrics.jsonl is empty)."
+    rows = [[num(m.get("epoch")), num(m.get("loss")), num(m.get("consistency")),
+             num(m.get("ranking")), sci(m.get("lr")), duration(m.get("time_s"))]
+            for m in run.pretrain.metrics]
+    return table(["Epoch", "Total loss", "Consistency", "Ranking", "Learning rate", "Epoch time"],
+                 rows)
+
+
+def finetune_epochs_table(run: RunData) -> str:
+    """Per-epoch fine-tuning curves of both models side by side."""
+    if not run.finetunes:
+        return "No fine-tuning run has started in this folder, so there are no curves yet."
+    names = [n for n in ("baseline", "pretrained") if n in run.finetunes]
+    by_epoch: dict[int, dict[str, dict]] = {}
+    for name in names:
+        for m in run.finetunes[name].metrics:
+            by_epoch.setdefault(m.get("epoch"), {})[name] = m
+    if not by_epoch:
+        return "The fine-tuning runs have not finished an epoch yet (metrics.jsonl is empty)."
+    header = ["Epoch"]
+    for name in names:
+        header += [f"{name} train loss", f"{name} train SRCC", f"{name} val SRCC",
+                   f"{name} val PLCC", f"{name} epoch time"]
+    rows = []
+    for epoch in sorted(by_epoch, key=lambda e: e if is_number(e) else -1):
+        row = [num(epoch)]
+        for name in names:
+            m = by_epoch[epoch].get(name)
+            if m is None:
+                row += ["run stopped before this epoch"] * 5
+            else:
+                row += [num(m.get("train_loss")), num(m.get("train_srcc")),
+                        num(m.get("val_srcc")), num(m.get("val_plcc")), duration(m.get("time_s"))]
+        rows.append(row)
+    return table(header, rows)

@@ -1,0 +1,120 @@
+"""Stage 2: fine-tune Swin-HyperIQA on an IQA dataset (validation-selected, test scored once).
+
+Example:
+    python train_swin.py --dataset koniq10k --model_name swin_base_koniq --model_size base \\
+        --pretrained_encoder checkpoints/<pretrain run>/swin_base_qualiclip_pretrained.pkl \\
+        --lr_encoder_pretrained 1e-6
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from engine.cli import add_common_args, non_negative_int, positive_int
+from engine.distributed import cleanup, init_distributed
+from engine.finetune import TrainingInterrupted, run
+from engine.optim import SCHEDULER_CHOICES
+
+
+def split_ratios(text: str) -> tuple[float, float, float]:
+    """argparse type: "0.7,0.1,0.2" -> (train, val, test) ratios."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or min(values) < 0 or sum(values) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"expected three non-negative comma-separated ratios train,val,test such as "
+            f"0.7,0.1,0.2; got {text!r}"
+        )
+    return values
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    """Flags of train_swin.py (defaults from the experiment plan)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", "--database", dest="dataset", default="koniq10k",
+                      help="koniq10k, spaq, kadid10k, agiqa3k, livec (or an alias) or csv:PATH")
+    data.add_argument("--split", choices=("official", "random"), default="official",
+                      help="official split where the dataset has one (KonIQ), else random by "
+                      "content; random: always the seeded random split")
+    data.add_argument("--split_seed", type=int, default=0, help="seed of the random split")
+    data.add_argument("--split_ratios", type=split_ratios, default=(0.7, 0.1, 0.2),
+                      help="train,val,test ratios of the random split")
+    data.add_argument("--crop_size", type=positive_int, default=224, help="crop side in pixels")
+    data.add_argument("--train_patches", type=positive_int, default=1,
+                      help="random crops per training image per epoch")
+    data.add_argument("--test_patches", type=positive_int, default=25,
+                      help="fixed crops per test image, scores averaged (HyperIQA: 25)")
+    data.add_argument("--val_patches", type=positive_int, default=None,
+                      help="crops per validation image (default: --test_patches)")
+    data.add_argument("--skip_missing", action="store_true",
+                      help="train without images listed in the labels but absent on disk")
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--model_name", default=None,
+                       help="run folder name under --output_dir (default swin_<size>_<dataset>)")
+    model.add_argument("--drop_path", type=float, default=0.2, help="Swin stochastic depth rate")
+    model.add_argument("--dropout", type=float, default=0.3,
+                       help="dropout on the target network's input")
+    model.add_argument("--use_multiscale", action=argparse.BooleanOptionalAction, default=True,
+                       help="content vector from all four stages (LDA), else the last stage")
+    model.add_argument("--use_attention", action=argparse.BooleanOptionalAction, default=True,
+                       help="learned per-image attention over the four stages")
+    model.add_argument("--pretrained_encoder", default=None,
+                       help="Stage-1 encoder checkpoint (or a best_model.pkl) to start from")
+
+    optim = parser.add_argument_group("optimisation")
+    optim.add_argument("--epochs", type=positive_int, default=50)
+    optim.add_argument("--batch_size", type=positive_int, default=96,
+                       help="images per step per process (each gives --train_patches crops)")
+    optim.add_argument("--eval_batch_size", type=positive_int, default=None,
+                       help="images per evaluation batch (default: twice the training crops "
+                       "per step over the crops per image)")
+    optim.add_argument("--lr", type=float, default=5e-6, help="encoder learning rate")
+    optim.add_argument("--lr_ratio", type=float, default=10.0,
+                       help="hyper network learning rate = lr x lr_ratio")
+    optim.add_argument("--lr_hyper", type=float, default=None,
+                       help="explicit hyper network learning rate (overrides --lr_ratio)")
+    optim.add_argument("--lr_encoder_pretrained", type=float, default=None,
+                       help="encoder learning rate when --pretrained_encoder is given "
+                       "(default: --lr)")
+    optim.add_argument("--weight_decay", type=float, default=2e-4,
+                       help="AdamW weight decay (none on norms, biases and position tables)")
+    optim.add_argument("--scheduler", choices=SCHEDULER_CHOICES, default="cosine")
+    optim.add_argument("--warmup_epochs", type=float, default=1.0,
+                       help="linear warmup epochs (fractions allowed)")
+    optim.add_argument("--lr_step_size", type=positive_int, default=10,
+                       help="step scheduler: epochs between decays")
+    optim.add_argument("--lr_gamma", type=float, default=0.1, help="step scheduler: decay factor")
+    optim.add_argument("--patience", type=non_negative_int, default=10,
+                       help="stop after this many epochs without a validation SRCC gain (0 = off)")
+    optim.add_argument("--max_steps_per_epoch", type=positive_int, default=None,
+                       help="cap optimizer steps per epoch (tests and benchmarks)")
+    optim.add_argument("--repeats", type=positive_int, default=1,
+                       help="N runs NAME_r{i} with --split_seed+i and --seed+i, and a summary "
+                       "<output_dir>/NAME_repeats.json with median and spread of test SRCC/PLCC")
+    add_common_args(parser, training=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse flags, train (one run or --repeats), return the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = get_args_parser().parse_args(argv)
+    command = shlex.join(["python", "train_swin.py", *argv])
+    info = init_distributed(args.device)
+    try:
+        run(args, info, command)
+    except TrainingInterrupted as exc:
+        return exc.exit_code
+    finally:
+        cleanup(info)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -37,7 +37,7 @@ Knobs: each is an environment variable and a flag (--data_root DIR is DATA_ROOT=
   RUN_DIR                [results/<EXP_NAME>]
   DATA_ROOT              [./datasets; RUN_DIR/demo_data with --demo]
   MODEL_SIZE             [base; micro]            micro, tiny, small, base
-  PRETRAIN_EPOCHS        [10; 2]                  FINETUNE_EPOCHS [50; 2]
+  PRETRAIN_EPOCHS        [10; 2]                  FINETUNE_EPOCHS [50; 3]
   PRETRAIN_BATCH         [8; 4]                   FINETUNE_BATCH  [96; 8]
   PRETRAIN_LR            [5e-5]                   FINETUNE_LR     [5e-6; 1e-4]
   LR_RATIO               [10]                     head learning rate = FINETUNE_LR x LR_RATIO
@@ -46,9 +46,9 @@ Knobs: each is an environment variable and a flag (--data_root DIR is DATA_ROOT=
   LOSS_TYPE              [simplified]             simplified or full
   NUM_LEVELS             [5; 3]                   PATIENCE [10]
   TRAIN_PATCHES          [1]                      crops per image and training step
-  TEST_PATCHES           [25; 2]                  crops per image at test time
+  TEST_PATCHES           [25; 1]                  crops per image at test time
   PRETRAIN_STEPS         [no cap; 2]              optimizer steps per pretraining epoch
-  FINETUNE_STEPS         [no cap; 6]              optimizer steps per fine-tuning epoch
+  FINETUNE_STEPS         [no cap; 3]              optimizer steps per fine-tuning epoch
   SPLIT                  [official]               official (KonIQ sets file) or random: the
                                                   repeats then use split seeds 0..REPEATS-1
   TEST_DATASETS          [spaq kadid10k agiqa3k livec koniq10k]
@@ -112,9 +112,9 @@ fi
 
 if [[ $DEMO == 1 ]]; then
   : "${EXP_NAME:=qualiclip_demo}" "${MODEL_SIZE:=micro}" "${PRETRAIN_EPOCHS:=2}"
-  : "${FINETUNE_EPOCHS:=2}" "${PRETRAIN_BATCH:=4}" "${FINETUNE_BATCH:=8}" "${FINETUNE_LR:=1e-4}"
-  : "${LR_ENCODER_PRETRAINED:=2e-5}" "${NUM_LEVELS:=3}" "${TEST_PATCHES:=2}"
-  : "${PRETRAIN_STEPS:=2}" "${FINETUNE_STEPS:=6}" "${ABLATION_EPOCHS:=1 4}" "${NUM_WORKERS:=0}" "${DEVICE:=cpu}"
+  : "${FINETUNE_EPOCHS:=3}" "${PRETRAIN_BATCH:=4}" "${FINETUNE_BATCH:=8}" "${FINETUNE_LR:=1e-4}"
+  : "${LR_ENCODER_PRETRAINED:=2e-5}" "${NUM_LEVELS:=3}" "${TEST_PATCHES:=1}"
+  : "${PRETRAIN_STEPS:=2}" "${FINETUNE_STEPS:=3}" "${ABLATION_EPOCHS:=1 4}" "${NUM_WORKERS:=0}" "${DEVICE:=cpu}"
   : "${AMP:=off}" "${IMAGENET_WEIGHTS:=none}" "${CLIP_WEIGHTS:=none}"
 fi
 : "${MODEL_SIZE:=base}" "${EXP_NAME:=qualiclip_${MODEL_SIZE}}" "${RUN_DIR:=results/${EXP_NAME}}"

@@ -32,6 +32,14 @@ def split_ratios(text: str) -> tuple[float, float, float]:
     return values
 
 
+def add_switch(group: argparse._ArgumentGroup, name: str, help_text: str) -> None:
+    """--NAME (default on) and --no_NAME (also spelled --no-NAME) to turn it off."""
+    group.add_argument(f"--{name}", dest=name, action="store_true", default=True,
+                       help=f"{help_text} (default on)")
+    group.add_argument(f"--no_{name}", f"--no-{name}", dest=name, action="store_false",
+                       help=f"turn --{name} off")
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     """Flags of train_swin.py (defaults from the experiment plan)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -60,10 +68,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     model.add_argument("--drop_path", type=float, default=0.2, help="Swin stochastic depth rate")
     model.add_argument("--dropout", type=float, default=0.3,
                        help="dropout on the target network's input")
-    model.add_argument("--use_multiscale", action=argparse.BooleanOptionalAction, default=True,
-                       help="content vector from all four stages (LDA), else the last stage")
-    model.add_argument("--use_attention", action=argparse.BooleanOptionalAction, default=True,
-                       help="learned per-image attention over the four stages")
+    add_switch(model, "use_multiscale", "content vector from all four stages (LDA), else the "
+               "last stage")
+    add_switch(model, "use_attention", "learned per-image attention over the four stages")
     model.add_argument("--pretrained_encoder", default=None,
                        help="Stage-1 encoder checkpoint (or a best_model.pkl) to start from")
 

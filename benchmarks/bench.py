@@ -28,11 +28,13 @@ TARGETS = {
     "pretrain_degrade_share": ("<", 0.20),
 }
 # Defaults per device type: small on CPU so the micro model finishes in well under two minutes.
+# One CPU thread by default: on a shared machine, torch's multi-threaded small ops wait on each
+# other and a step can take 20 times longer, so single-thread figures are the steadier ones.
 DEFAULTS = {
     "cpu": {"batch_size": 16, "steps": 2, "warmup": 2, "repeats": 5, "pretrain_batch_size": 4,
-            "loader_images": 24},
+            "loader_images": 24, "threads": 1},
     "cuda": {"batch_size": 96, "steps": 20, "warmup": 10, "repeats": 5, "pretrain_batch_size": 8,
-             "loader_images": 48},
+             "loader_images": 48, "threads": 0},
 }
 
 
@@ -65,7 +67,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--loader_passes", type=int, default=2,
                         help="epochs over the loader images per timing")
     parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for torch (default: torch's choice, usually all cores)")
+                        help="torch CPU threads (CPU default 1; 0 = torch's own choice, usually "
+                        "all cores)")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
                         help="what to measure (all by default)")
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
@@ -96,13 +99,18 @@ def run_benchmarks(args: argparse.Namespace) -> dict:
     import torch
 
     from benchmarks import timing
-    from benchmarks.train_bench import bench_eval, bench_train, finetune_args
+    from benchmarks.train_bench import (
+        bench_eval,
+        bench_train,
+        build_finetune_model,
+        finetune_args,
+    )
     from engine.runtime import configure_backends, resolve_amp, resolve_device, seed_everything
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     _fill_defaults(args, device.type)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     amp = resolve_amp(args.amp, device)
     configure_backends(device)
     seed_everything(0)
@@ -123,13 +131,13 @@ def run_benchmarks(args: argparse.Namespace) -> dict:
         memory[key] = timing.peak_memory_mb(device)
         return out
 
-    if "train" in args.sections or "eval" in args.sections:
+    if "train" in args.sections:
         out, model = section("train", lambda: bench_train(
             ft_args, device, args.warmup, args.steps, args.repeats, args.grad_checkpointing))
-        if "train" in args.sections:
-            result.update(out)
+        result.update(out)
     if "eval" in args.sections:
-        result.update(section("eval", lambda: bench_eval(model, ft_args, device, args.warmup,
+        eval_model = model or build_finetune_model(ft_args, device)
+        result.update(section("eval", lambda: bench_eval(eval_model, ft_args, device, args.warmup,
                                                          args.steps, args.repeats,
                                                          args.eval_patches)))
     if "pretrain" in args.sections:
@@ -163,8 +171,8 @@ def run_benchmarks(args: argparse.Namespace) -> dict:
     result["model_gmacs_forward"] = flops / 2e9 if flops else None
     result["mfu_peak_tflops"] = peak / 1e12 if peak else None
     result["mfu_basis"] = (
-        f"3 x counted forward FLOPs per crop x train_images_per_s / dense {amp} peak of the GPU; "
-        "null on CPU and on GPUs or precisions without a known peak")
+        "3 x counted forward FLOPs per crop x train_images_per_s / the GPU's dense peak at "
+        f"amp={amp}; null on CPU and where that peak is not known")
     result["targets"] = check_targets(result)
     result.update(device=str(device), device_name=name, torch=torch.__version__,
                   cuda=torch.version.cuda if device.type == "cuda" else None,
@@ -186,13 +194,15 @@ def run_benchmarks(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     """Run the benchmark and print its JSON (and a readable summary without --json)."""
     args = get_args_parser().parse_args(argv)
-    for key in ("steps", "repeats", "threads", "batch_size", "pretrain_batch_size", "loader_images",
+    for key in ("steps", "repeats", "batch_size", "pretrain_batch_size", "loader_images",
                 "train_patches", "eval_patches", "num_levels", "loader_passes"):
         value = getattr(args, key)
         if value is not None and value < 1:
             raise SystemExit(f"--{key} must be >= 1, got {value}")
-    if args.warmup is not None and args.warmup < 0:
-        raise SystemExit(f"--warmup must be >= 0, got {args.warmup}")
+    for key in ("warmup", "threads"):
+        value = getattr(args, key)
+        if value is not None and value < 0:
+            raise SystemExit(f"--{key} must be >= 0, got {value}")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     result = run_benchmarks(args)
     if not args.json:

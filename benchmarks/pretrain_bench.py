@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import statistics
 
 import torch
@@ -18,7 +19,7 @@ from models.clip_anchors import QUALICLIP_PROMPT_PAIRS
 
 
 def pretrain_args(model_size: str, batch_size: int, num_levels: int, distortions: str, amp: str,
-                  device: torch.device, compile_model: bool) -> object:
+                  device: torch.device, compile_model: bool) -> argparse.Namespace:
     """pretrain_qualiclip.py's flags with their defaults (simplified loss) and these settings."""
     argv = ["--model_size", model_size, "--batch_size", str(batch_size), "--num_levels",
             str(num_levels), "--distortions", distortions, "--amp", amp, "--device", str(device),
@@ -37,7 +38,8 @@ def pair_batch(batch_size: int, crop: int, device: torch.device, seed: int = 0) 
             "name": [f"bench_{i}.jpg" for i in range(batch_size)], "n_skipped": 0}
 
 
-def bench_pretrain(args, device: torch.device, warmup: int, steps: int, repeats: int) -> dict:
+def bench_pretrain(args: argparse.Namespace, device: torch.device, warmup: int, steps: int,
+                   repeats: int) -> dict:
     """Source images and crops per second of the QualiCLIP step, and the degradation share.
 
     Each timing is one train_one_epoch call over `steps` batches; the median over `repeats`

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import resource
 import statistics
 import time
@@ -11,14 +12,15 @@ from collections.abc import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-# Dense tensor-core peaks (FLOP/s) from the vendors' data sheets, keyed by a substring of the
-# device name; checked in order, so the more specific names come first. Precisions not listed
-# (fp32/tf32) give no MFU rather than a misleading one.
+# Dense tensor-core peaks (FLOP/s) from the vendors' data sheets, keyed by a pattern of the device
+# name; checked in order, so the more specific names come first. Precisions and variants not
+# listed (fp32/tf32, H100 NVL) give no MFU rather than a misleading one.
 PEAK_FLOPS = (
-    ("H100 PCIe", {"bf16": 756e12, "fp16": 756e12}),
-    ("H100", {"bf16": 989e12, "fp16": 989e12}),
-    ("H200", {"bf16": 989e12, "fp16": 989e12}),
-    ("A100", {"bf16": 312e12, "fp16": 312e12}),
+    (r"\bH100 NVL\b", {}),
+    (r"\bH100 PCIe\b", {"bf16": 756e12, "fp16": 756e12}),
+    (r"\bH100\b", {"bf16": 989e12, "fp16": 989e12}),
+    (r"\bH200\b", {"bf16": 989e12, "fp16": 989e12}),
+    (r"\bA100\b", {"bf16": 312e12, "fp16": 312e12}),
 )
 
 # Backward costs about twice the forward, so a training step is about three forwards.
@@ -86,11 +88,6 @@ class RegionTimer:
 
         return timed
 
-    def reset(self) -> None:
-        """Forget what was recorded (after the warm-up)."""
-        self.seconds = 0.0
-        self.calls = 0
-
 
 def reset_peak_memory(device: torch.device) -> None:
     """Start a new CUDA peak-memory window (process RSS on CPU cannot be reset)."""
@@ -118,8 +115,8 @@ def device_name(device: torch.device) -> str:
 
 def peak_flops(name: str, amp: str) -> float | None:
     """Dense peak FLOP/s of a known GPU at this precision, or None when not known."""
-    for key, peaks in PEAK_FLOPS:
-        if key in name:
+    for pattern, peaks in PEAK_FLOPS:
+        if re.search(pattern, name):
             return peaks.get(amp)
     return None
 

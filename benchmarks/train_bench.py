@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import statistics
 from collections.abc import Callable
@@ -24,15 +25,15 @@ LOGGER = logging.getLogger("bench")
 
 
 def finetune_args(model_size: str, batch_size: int, patches: int, amp: str, device: torch.device,
-                  compile_model: bool) -> object:
+                  compile_model: bool) -> argparse.Namespace:
     """train_swin.py's flags with their defaults (drop path, dropout, rates) and these settings."""
     argv = ["--model_size", model_size, "--batch_size", str(batch_size), "--train_patches",
             str(patches), "--amp", amp, "--device", str(device), "--imagenet_weights", "none"]
     return train_swin.get_args_parser().parse_args(argv + (["--compile"] if compile_model else []))
 
 
-def build_finetune_model(args, device: torch.device, grad_checkpointing: bool = False
-                         ) -> SwinHyperIQA:
+def build_finetune_model(args: argparse.Namespace, device: torch.device,
+                         grad_checkpointing: bool = False) -> SwinHyperIQA:
     """Swin-HyperIQA as engine.finetune builds it (random weights), on the device.
 
     `grad_checkpointing` recomputes each Swin stage's blocks in the backward pass (timm's
@@ -59,7 +60,7 @@ def synthetic_batch(batch_size: int, patches: int, crop: int, device: torch.devi
             "name": [f"bench_{i}.jpg" for i in range(batch_size)], "n_skipped": 0}
 
 
-def train_runner(args, device: torch.device, grad_checkpointing: bool = False
+def train_runner(args: argparse.Namespace, device: torch.device, grad_checkpointing: bool = False
                  ) -> tuple[Callable[[int], None], SwinHyperIQA]:
     """`run(n)`: one engine.loop.train_one_epoch call over n batches, set up as the trainer does.
 
@@ -86,8 +87,8 @@ def train_runner(args, device: torch.device, grad_checkpointing: bool = False
     return run, model
 
 
-def build_bare_backbone(args, device: torch.device, grad_checkpointing: bool = False
-                        ) -> torch.nn.Module:
+def build_bare_backbone(args: argparse.Namespace, device: torch.device,
+                        grad_checkpointing: bool = False) -> torch.nn.Module:
     """timm's Swin of the same size and drop path, straight from timm (no wrapper, no head)."""
     spec = MODEL_SIZES[canonical_model_size(args.model_size)]
     backbone = timm.create_model(spec["arch"], pretrained=False, num_classes=0,
@@ -97,7 +98,7 @@ def build_bare_backbone(args, device: torch.device, grad_checkpointing: bool = F
     return backbone.to(device, memory_format=torch.channels_last)
 
 
-def backbone_runner(args, device: torch.device, grad_checkpointing: bool = False
+def backbone_runner(args: argparse.Namespace, device: torch.device, grad_checkpointing: bool = False
                     ) -> Callable[[int], None]:
     """`run(n)`: n forward + backward passes of the bare backbone on a batch already on device."""
     backbone = build_bare_backbone(args, device, grad_checkpointing).train()
@@ -118,8 +119,8 @@ def backbone_runner(args, device: torch.device, grad_checkpointing: bool = False
     return run
 
 
-def bench_train(args, device: torch.device, warmup: int, steps: int, repeats: int,
-                grad_checkpointing: bool = False) -> tuple[dict, SwinHyperIQA]:
+def bench_train(args: argparse.Namespace, device: torch.device, warmup: int, steps: int,
+                repeats: int, grad_checkpointing: bool = False) -> tuple[dict, SwinHyperIQA]:
     """Crops per second of the fine-tuning step and of the bare backbone, and their ratio.
 
     The two are timed in alternation (`repeats` rounds of `steps` steps each), so a change in
@@ -144,8 +145,8 @@ def bench_train(args, device: torch.device, warmup: int, steps: int, repeats: in
             "train_step_vs_backbone_ratio": ratio}, model
 
 
-def bench_eval(model: SwinHyperIQA, args, device: torch.device, warmup: int, steps: int,
-               repeats: int, patches: int) -> dict:
+def bench_eval(model: SwinHyperIQA, args: argparse.Namespace, device: torch.device, warmup: int,
+               steps: int, repeats: int, patches: int) -> dict:
     """Images per second of multi-crop scoring as engine.evaluate.predict_rows does it."""
     images_per_batch = eval_batch_size(None, args.batch_size * args.train_patches, patches)
     batch = synthetic_batch(images_per_batch, patches, args.crop_size, device, seed=1)["image"]

@@ -7,6 +7,7 @@ import csv
 import io
 import logging
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,7 +211,8 @@ def cross_dataset(args: argparse.Namespace, eval_model: EvalModel, info: DistInf
                             num_workers=args.num_workers, info=info)
         results[key] = metrics_for(pred, rows, strict=True, logger=logger)
         if info.is_main:
-            write_csv(output.with_name(f"{output.stem}_{key}_predictions.csv"),
+            file_key = re.sub(r"[^A-Za-z0-9]+", "_", key).strip("_")  # csv:PATH keys too
+            write_csv(output.with_name(f"{output.stem}_{file_key}_predictions.csv"),
                       ("image", "mos", "prediction"),
                       [(r.name, f"{r.mos:.6g}", score_text(p))
                        for r, p in zip(rows, pred, strict=True)])

@@ -122,12 +122,15 @@ def build_model(args: argparse.Namespace, data: FinetuneData, logger: logging.Lo
         load_encoder(model, args.pretrained_encoder, logger)
     # L1 ranks images only once predictions fall inside the MOS range: start at the mean MOS.
     import os
+    mos = np.array([r.mos for r in data.splits["train"]])
+    k = float(os.environ.get("GAIN", "0") or 0)
+    head = model.head
     with torch.no_grad():
-        mos = np.array([r.mos for r in data.splits["train"]])
-        model.head.last_bias_fc.bias.fill_(float(np.mean(mos)))
-        k = float(os.environ.get("GAIN", "0") or 0)
         if k:
-            model.head.last_weight_fc.weight.mul_(k * float(np.std(mos)))
+            sd = k * float(np.std(mos))
+            head.last_weight_fc.weight.mul_(sd); head.last_weight_fc.bias.mul_(sd)
+            head.last_bias_fc.weight.mul_(sd); head.last_bias_fc.bias.mul_(sd)
+        head.last_bias_fc.bias.add_(float(np.mean(mos)))
     return model
 
 
@@ -319,8 +322,7 @@ def finetune(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
             if args.patience and state["bad_epochs"] >= args.patience:
                 state.update(finished=True, stopped_early=True)
                 logger.info("early stopping: no validation SRCC gain for %d epoch(s) (best "
-                            "%.4f at epoch %d)", args.patience, state["best_srcc"] or math.nan,
-                            state["best_epoch"])
+                            "at epoch %d)", args.patience, state["best_epoch"])
             state["finished"] = state["finished"] or epoch == args.epochs
             if info.is_main:
                 save_train_state(last_path, model, optimizer, scheduler, scaler, epoch, state,

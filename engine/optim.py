@@ -53,8 +53,8 @@ def param_groups(
 def build_optimizer(
     groups: list[dict], device: torch.device | str, betas: tuple[float, float] = (0.9, 0.999)
 ) -> torch.optim.AdamW:
-    """AdamW over the groups; the fused CUDA kernel on GPUs (one launch for all parameters)."""
-    fused = torch.device(device).type == "cuda"
+    """AdamW over the groups, with the fused kernel (one pass over all parameters) on CUDA and CPU."""
+    fused = torch.device(device).type in ("cuda", "cpu")
     return torch.optim.AdamW(groups, betas=betas, fused=fused or None)
 
 

@@ -86,7 +86,8 @@ def tsne_plot(models: dict, crops: np.ndarray, mos: np.ndarray, out_dir: Path) -
     fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 4), squeeze=False)
     for ax, (name, model) in zip(axes[0], models.items(), strict=True):
         pooled = _features(model, crops)[-1].mean(dim=(2, 3)).numpy()  # (N, C)
-        emb = TSNE(n_components=2, perplexity=max(2.0, min(30.0, (n - 1) / 3)), init="pca",
+        perplexity = max(2.0, min(30.0, (n - 1) / 3))
+        emb = TSNE(n_components=2, perplexity=perplexity, init="pca", max_iter=500,
                    random_state=0).fit_transform(pooled)
         points = ax.scatter(emb[:, 0], emb[:, 1], c=mos, cmap="viridis", s=18)
         ax.set(title=LABELS.get(name, name), xticks=[], yticks=[])

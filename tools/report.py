@@ -222,7 +222,7 @@ def build_figures(run: RunData, out_dir: Path, data_root: Path | None) -> dict[s
     attempt("ranking", image_plots.ranking_strip, run, data_root, out_dir)
     try:
         models = image_plots.load_models(run)
-        rows = image_plots.sample_rows("koniq10k", data_root, 48)
+        rows = image_plots.sample_rows("koniq10k", data_root, 40)
         crops = image_plots.center_crops(rows, "koniq10k")
     except Exception as exc:  # missing checkpoints or images: say so for both plots
         reason = str(exc) if isinstance(exc, plots.PlotSkipped) else f"{type(exc).__name__}: {exc}"
@@ -246,14 +246,19 @@ def _figure(figures: dict, key: str, caption: str, base: Path) -> str:
 def headline(run: RunData) -> str:
     """One sentence with the main result, or what is still missing."""
     base, pre = run.finetunes.get("baseline"), run.finetunes.get("pretrained")
+    demo = ""
+    if _model_size(run) in ("micro", "test"):
+        demo = ("\n\nThis run used the `micro` model (a tiny randomly initialised Swin for tests "
+                "and the demo) with tiny budgets: its numbers only show that the pipeline works "
+                "and say nothing about the method.")
     if not (base and pre and base.test and pre.test):
-        return ("The baseline and pretrained fine-tuning runs have not both finished, so the main "
-                "comparison is incomplete; the tables below show what exists.")
+        return ("The baseline and pretrained fine-tuning runs have not both finished, so the "
+                "main comparison is incomplete; the tables below show what exists." + demo)
     delta = pre.test.get("srcc", float("nan")) - base.test.get("srcc", float("nan"))
     before, after = num(base.test.get("srcc")), num(pre.test.get("srcc"))
     return (f"On the KonIQ-10k test split (model size `{_model_size(run)}`), QualiCLIP "
             f"pretraining changes the test SRCC from {before} to {after} ({signed(delta)}), with "
-            "the checkpoint selected on the validation split.")
+            "the checkpoint selected on the validation split." + demo)
 
 
 def render(run: RunData, figures: dict[str, Path | str]) -> str:

@@ -57,8 +57,12 @@ def main_table(run: RunData) -> str:
                      f"{rmse} (lower is better)", "same split", "", "", "this run"])
     zs = (run.evals.get("zero_shot") and run.evals["zero_shot"].results.get("koniq10k")) or None
     if zs:
+        n_test = (base or pre).test.get("n") if (base or pre) else None
+        n_cell = num(zs.get("n"))
+        if is_number(n_test) and zs.get("n") != n_test:
+            n_cell += " (all KonIQ images, incl. those pretraining saw without labels)"
         rows.append([ROW_LABELS["zero_shot"], num(zs.get("srcc")), num(zs.get("plcc")),
-                     num(zs.get("krcc")), num(zs.get("rmse")), num(zs.get("n")),
+                     num(zs.get("krcc")), "not comparable (score in 0..1)", n_cell,
                      "no fine-tuning", "no fine-tuning", "this run (test_swin.py)"])
     for method, backbone, srcc, plcc, source in KONIQ_PUBLISHED:
         rows.append([f"{method} ({backbone}), published figure", num(srcc, 3),

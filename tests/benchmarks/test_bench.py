@@ -29,9 +29,9 @@ MEASURED_KEYS = (
 def test_bench_cpu_micro_prints_every_figure() -> None:
     """Tiny counts: the script runs from the repository root and its JSON has all keys."""
     cmd = [sys.executable, "benchmarks/bench.py", "--device", "cpu", "--model_size", "micro",
-           "--batch_size", "2", "--steps", "1", "--repeats", "1", "--warmup", "1", "--pretrain_batch_size", "1",
-           "--num_levels", "2", "--eval_patches", "2", "--loader_images", "2",
-           "--loader_passes", "1", "--threads", "1", "--json"]
+           "--batch_size", "2", "--steps", "1", "--repeats", "1", "--warmup", "1",
+           "--pretrain_batch_size", "1", "--num_levels", "2", "--eval_patches", "2",
+           "--loader_images", "2", "--loader_passes", "1", "--threads", "1", "--json"]
     done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
                           check=False)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -55,6 +55,8 @@ def test_peak_flops_known_gpus_only() -> None:
     assert peak_flops("NVIDIA A100-SXM4-80GB", "bf16") == 312e12
     assert peak_flops("NVIDIA A100-SXM4-80GB", "off") is None
     assert peak_flops("NVIDIA GeForce RTX 3090", "bf16") is None
+    assert peak_flops("NVIDIA RTX A1000", "bf16") is None
+    assert peak_flops("NVIDIA H100 NVL", "bf16") is None
 
 
 def test_targets_checked_only_where_measured() -> None:

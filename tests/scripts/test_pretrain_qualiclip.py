@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,58 +39,70 @@ def _epochs(run_dir: Path) -> list[int]:
     return [r["epoch"] for r in MetricsJournal(run_dir / "metrics.jsonl").read()]
 
 
+def _mean_loss(records: list[dict], epochs: slice) -> float:
+    """Mean epoch loss over a slice of the records (several epochs smooth out batch noise)."""
+    chosen = records[epochs]
+    return sum(r["loss"] for r in chosen) / len(chosen)
+
+
 @pytest.fixture(scope="module")
-def simplified_run(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """One three-epoch simplified-loss run, shared by the tests that inspect its outputs."""
+def image_dir(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of eight unlabelled demo photos: one batch per epoch, the same images each epoch."""
+    folder = tmp_path_factory.mktemp("unlabelled")
+    for path in sorted((demo_root / "koniq10k" / "1024x768").glob("*.jpg"))[:8]:
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def simplified_run(demo_root: Path, image_dir: Path,
+                   tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One eight-epoch simplified-loss run on the folder, shared by the tests of its outputs."""
     out = tmp_path_factory.mktemp("pretrain_simplified")
     summary = pretrain_qualiclip.main(_args(
-        demo_root, out, "simple", "--epochs", "3", "--save_every", "2", "--batch_size", "4",
-        "--max_steps_per_epoch", "8", "--lr", "2e-3",
+        demo_root, out, "simple", "--image_dir", str(image_dir), "--epochs", "8",
+        "--save_every", "4", "--batch_size", "8", "--lr", "1e-3",
     ))  # fmt: skip
     return {"out": out, "summary": summary, "run_dir": Path(summary["run_dir"])}
 
 
-def test_run_folder_has_all_files(simplified_run: dict) -> None:
+def test_run_folder_has_all_files(simplified_run: dict, image_dir: Path) -> None:
     run_dir = simplified_run["run_dir"]
     assert run_dir == simplified_run["out"] / "runs" / "simple"
     names = sorted(p.name for p in run_dir.iterdir())
     assert names == [
-        "last.pkl", "metrics.jsonl", "pretrain_config.json", "swin_micro_epoch2.pkl",
-        "swin_micro_qualiclip_pretrained.pkl",
+        "last.pkl", "metrics.jsonl", "pretrain_config.json", "swin_micro_epoch4.pkl",
+        "swin_micro_epoch8.pkl", "swin_micro_qualiclip_pretrained.pkl",
     ]  # fmt: skip
-    assert _epochs(run_dir) == [1, 2, 3]
+    assert _epochs(run_dir) == list(range(1, 9))
     for record in MetricsJournal(run_dir / "metrics.jsonl").read():
         assert {"loss", "consistency", "ranking", "lr", "time_s"} <= set(record)
 
     final = load_checkpoint(run_dir / "swin_micro_qualiclip_pretrained.pkl", "encoder")
-    assert final["epoch"] == 3 and final["model_size"] == "micro"
+    assert final["epoch"] == 8 and final["model_size"] == "micro"
     assert final["config"]["head"]["type"] == "scalar"
-    assert final["config"]["distortions"] == [
-        "gaussian_blur",
-        "jpeg",
-        "gaussian_noise",
-        "brightness",
-    ]
+    assert final["config"]["distortions"] == ["gaussian_blur", "jpeg", "gaussian_noise",
+                                              "brightness"]
     assert len(final["config"]["prompt_pairs"]) == 7
     assert final["head_state_dict"]
-    assert load_checkpoint(run_dir / "swin_micro_epoch2.pkl", "encoder")["epoch"] == 2
-    assert load_checkpoint(run_dir / "last.pkl", "train_state")["epoch"] == 3
+    assert load_checkpoint(run_dir / "swin_micro_epoch4.pkl", "encoder")["epoch"] == 4
+    assert load_checkpoint(run_dir / "last.pkl", "train_state")["epoch"] == 8
 
     saved = json.loads((run_dir / "pretrain_config.json").read_text())
     assert saved["args"]["loss_type"] == "simplified"
-    assert saved["config"]["source"] == "koniq10k training split"
-    assert saved["config"]["n_images"] == 112  # the demo KonIQ training split only
+    assert saved["config"]["source"] == f"folder {image_dir}"
+    assert saved["config"]["n_images"] == 8
 
     log = (simplified_run["out"] / "logs" / "simple.log").read_text()
     lines = [ln for ln in log.splitlines() if "| consistency" in ln]
-    assert len(lines) == 3
+    assert len(lines) == 8
     assert all(f"epoch {i} | loss " in ln for i, ln in enumerate(lines, start=1))
     assert all("| ranking " in ln and "| lr " in ln and "| time " in ln for ln in lines)
 
 
 def test_simplified_loss_falls(simplified_run: dict) -> None:
-    records = MetricsJournal(simplified_run["run_dir"] / "metrics.jsonl").read()
-    assert records[-1]["loss"] < records[0]["loss"]
+    records = simplified_run["summary"]["metrics"]
+    assert _mean_loss(records, slice(-3, None)) < _mean_loss(records, slice(0, 3))
 
 
 def test_checkpoint_loads_as_encoder_and_scores_zero_shot(simplified_run: dict) -> None:
@@ -106,16 +119,16 @@ def test_checkpoint_loads_as_encoder_and_scores_zero_shot(simplified_run: dict) 
     assert ((score > 0) & (score < 1)).all()
 
 
-def test_full_loss_falls(demo_root: Path, tmp_path: Path) -> None:
+def test_full_loss_falls(demo_root: Path, image_dir: Path, tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match="randomly initialised"):
         summary = pretrain_qualiclip.main(_args(
-            demo_root, tmp_path, "full", "--loss_type", "full", "--clip_model", "tiny",
-            "--clip_weights", "none", "--train_prompt_pairs", "2", "--epochs", "3",
-            "--batch_size", "4", "--max_steps_per_epoch", "8", "--lr", "2e-3",
+            demo_root, tmp_path, "full", "--image_dir", str(image_dir), "--loss_type", "full",
+            "--clip_model", "tiny", "--clip_weights", "none", "--train_prompt_pairs", "2",
+            "--epochs", "8", "--batch_size", "8", "--lr", "1e-3", "--save_every", "0",
         ))  # fmt: skip
     records = summary["metrics"]
-    assert [r["epoch"] for r in records] == [1, 2, 3]
-    assert records[-1]["loss"] < records[0]["loss"]
+    assert [r["epoch"] for r in records] == list(range(1, 9))
+    assert _mean_loss(records, slice(-3, None)) < _mean_loss(records, slice(0, 3))
     ckpt = load_checkpoint(summary["final_checkpoint"], "encoder")
     assert ckpt["config"]["head"]["type"] == "clip"
     assert ckpt["config"]["head"]["num_pairs"] == 7
@@ -179,6 +192,9 @@ def test_kill_sigterm_and_resume_keep_each_epoch_once(demo_root: Path, tmp_path:
     assert _epochs(run_dir) == [1, 2, 3]
     assert load_checkpoint(run_dir / "last.pkl", "train_state")["epoch"] == 3
     assert (run_dir / "swin_micro_qualiclip_pretrained.pkl").is_file()
+    saved = json.loads((run_dir / "pretrain_config.json").read_text())
+    assert saved["config"]["source"] == "koniq10k training split"
+    assert saved["config"]["n_images"] == 112  # the demo KonIQ training split only, no test image
 
 
 def test_existing_run_needs_resume(simplified_run: dict, demo_root: Path) -> None:

@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 
+from tests.tools.report_checks import assert_no_placeholder, linked_images
 from tools.report import REPORT_NAME, main, write_report
-
-PLACEHOLDER = re.compile(r"\[TO BE FILLED\]|\bTBD\b|\bTODO\b|\|\s*N/A\s*\||\bnan\b|\bNone\b"
-                         r"|\|[ \t]*\|")
-
-
-def assert_no_placeholder(text: str) -> None:
-    """No template placeholder, empty cell, NaN or None survives in the report."""
-    found = PLACEHOLDER.findall(text)
-    assert not found, f"placeholders in report: {found[:5]}"
-
-
-def linked_images(report: Path) -> list[Path]:
-    """Image files the report links to, resolved against its folder."""
-    return [report.parent / m for m in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report.read_text())]
 
 
 def test_complete_run_fills_every_table(complete_run: Path) -> None:

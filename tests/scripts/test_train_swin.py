@@ -1,0 +1,180 @@
+"""train_swin.py on the demo data: learning, pretrained encoders, early stopping, resume, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import engine.finetune
+from data.rows import DatasetError
+from engine.checkpoint import CheckpointError, atomic_save, load_checkpoint
+from engine.runlog import MetricsJournal
+from models.pretrain_heads import ScalarQualityHead
+from models.pretrain_model import QualityPretrainModel, make_encoder_checkpoint
+from models.swin_encoder import SwinEncoder
+from train_swin import get_args_parser, main
+
+REPO = Path(__file__).resolve().parents[2]
+QUICK = ("--dataset", "koniq10k", "--batch_size", "8", "--max_steps_per_epoch", "1",
+         "--test_patches", "1")
+EPOCH_LINE = re.compile(
+    r"epoch 1 \| train loss [\d.]+ \| train SRCC -?[\d.]+ \| val SRCC -?[\d.]+ \| "
+    r"val PLCC -?[\d.]+ \| lr [\d.e+-]+ \| time [\d.]+s"
+)
+
+
+def epochs_of(run_dir: Path) -> list[int]:
+    return [record["epoch"] for record in MetricsJournal(run_dir / "metrics.jsonl").read()]
+
+
+def test_defaults_follow_the_plan() -> None:
+    args = get_args_parser().parse_args(["--database", "koniq", "--no_use_attention"])
+    assert (args.dataset, args.epochs, args.batch_size, args.lr, args.lr_ratio) == (
+        "koniq", 50, 96, 5e-6, 10.0)
+    assert (args.weight_decay, args.drop_path, args.dropout, args.scheduler) == (
+        2e-4, 0.2, 0.3, "cosine")
+    assert args.use_multiscale and not args.use_attention
+    assert (args.patience, args.train_patches, args.test_patches, args.crop_size) == (
+        10, 1, 25, 224)
+    assert args.split_ratios == (0.7, 0.1, 0.2)
+
+
+def test_training_raises_validation_srcc(trained_run: dict) -> None:
+    run_dir, results = trained_run["run_dir"], trained_run["results"]
+    records = MetricsJournal(run_dir / "metrics.jsonl").read()
+    assert [r["epoch"] for r in records] == list(range(1, 7))
+    assert set(records[0]) == {"epoch", "train_loss", "train_srcc", "val_srcc", "val_plcc",
+                               "lr", "time_s"}
+    best = max(r["val_srcc"] for r in records)
+    assert best > 0.5, records
+    assert results["val"]["srcc"] == pytest.approx(best)
+    assert results["best_epoch"] == 1 + [r["val_srcc"] for r in records].index(best)
+    assert set(results["test"]) >= {"srcc", "plcc", "krcc", "rmse", "plcc_logistic", "n"}
+    assert results["test"]["n"] == 30 and results["epochs_run"] == 6
+    config = json.loads((run_dir / "finetune_config.json").read_text())
+    assert config["args"]["lr"] == 1e-3 and config["environment"]["git_commit"]
+    best_ckpt = load_checkpoint(run_dir / "best_model.pkl", expected_kind="full")
+    low, high = best_ckpt["config"]["mos_range"]
+    assert 1.0 <= low < high <= 5.0 and best_ckpt["config"]["dataset"] == "kadid10k"
+    log = (trained_run["out"] / "logs" / "demo.log").read_text()
+    assert EPOCH_LINE.search(log), log[-2000:]
+
+
+def test_pretrained_encoder_sets_the_start_and_its_learning_rate(
+    tmp_path: Path, script_argv
+) -> None:
+    torch.manual_seed(123)
+    encoder = SwinEncoder("micro")
+    pretrained = QualityPretrainModel(encoder, ScalarQualityHead(encoder.num_features))
+    ckpt_path = tmp_path / "swin_micro_qualiclip_pretrained.pkl"
+    atomic_save(make_encoder_checkpoint(pretrained, {}, 3, {}), ckpt_path)
+    argv = script_argv(tmp_path, *QUICK, "--epochs", "1", "--model_name", "pre", "--lr", "1e-3",
+                       "--pretrained_encoder", str(ckpt_path), "--lr_encoder_pretrained", "0")
+    assert main(argv) == 0
+    run_dir = tmp_path / "runs" / "pre"
+    groups = {g["name"]: g["initial_lr"] for g in
+              load_checkpoint(run_dir / "last.pkl")["optimizer"]["param_groups"]}
+    assert groups["encoder"] == 0.0 and groups["hyper"] == pytest.approx(1e-2)
+    trained = load_checkpoint(run_dir / "best_model.pkl")["state_dict"]
+    for key, value in encoder.state_dict().items():  # lr 0: still exactly the loaded weights
+        assert torch.equal(trained[f"encoder.{key}"], value), key
+
+
+def test_early_stopping_stops(tmp_path: Path, script_argv) -> None:
+    argv = script_argv(tmp_path, *QUICK, "--epochs", "5", "--model_name", "flat", "--lr", "0",
+                       "--lr_hyper", "0", "--patience", "1")
+    assert main(argv) == 0
+    results = json.loads((tmp_path / "runs" / "flat" / "results.json").read_text())
+    assert results["stopped_early"] and results["epochs_run"] == 2 and results["best_epoch"] == 1
+    assert epochs_of(tmp_path / "runs" / "flat") == [1, 2]
+
+
+def test_sigterm_saves_then_resume_runs_each_epoch_once(
+    tmp_path: Path, script_argv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    argv = script_argv(tmp_path, *QUICK, "--epochs", "3", "--model_name", "term")
+    real_epoch = engine.finetune.train_one_epoch
+
+    def epoch_with_signal(*args, **kwargs):
+        if kwargs["epoch"] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(engine.finetune, "train_one_epoch", epoch_with_signal)
+    assert main(argv) == 128 + signal.SIGTERM
+    run_dir = tmp_path / "runs" / "term"
+    assert epochs_of(run_dir) == [1] and load_checkpoint(run_dir / "last.pkl")["epoch"] == 1
+    assert "--resume" in (tmp_path / "logs" / "term.log").read_text()
+    monkeypatch.undo()
+    assert main([*argv, "--resume"]) == 0
+    assert epochs_of(run_dir) == [1, 2, 3]
+
+
+def test_killed_run_resumes_with_each_epoch_once(tmp_path: Path, script_argv) -> None:
+    argv = script_argv(tmp_path, *QUICK, "--epochs", "3", "--model_name", "killed")
+    run_dir = tmp_path / "runs" / "killed"
+    proc = subprocess.Popen([sys.executable, str(REPO / "train_swin.py"), *argv], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not epochs_of(run_dir) and proc.poll() is None:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        proc.kill()
+    finally:
+        proc.wait()
+    done = epochs_of(run_dir)
+    assert done and done[-1] < 3
+    assert main([*argv, "--resume"]) == 0
+    assert epochs_of(run_dir) == [1, 2, 3]
+    assert json.loads((run_dir / "results.json").read_text())["epochs_run"] == 3
+
+
+def test_bad_inputs_stop_before_training(tmp_path: Path, script_argv, demo_root: Path) -> None:
+    empty_root = tmp_path / "no_data"
+    empty_root.mkdir()
+    argv = script_argv(tmp_path, *QUICK, "--model_name", "bad")
+    with pytest.raises(DatasetError, match="1024x768"):
+        main([*argv, "--data_root", str(empty_root)])
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(CheckpointError, match="not writable"):
+        main([*argv, "--output_dir", str(blocker / "runs")])
+    assert not (tmp_path / "runs" / "bad" / "metrics.jsonl").exists()
+
+
+def test_missing_images_are_reported_or_skipped(
+    tmp_path: Path, script_argv, demo_root: Path
+) -> None:
+    root = tmp_path / "data"
+    (root / "koniq10k").mkdir(parents=True)
+    (root / "koniq10k" / "1024x768").symlink_to(demo_root / "koniq10k" / "1024x768")
+    sets = (demo_root / "koniq10k" / "koniq10k_distributions_sets.csv").read_text()
+    lines = sets.splitlines()
+    lines.insert(1, "absent_0001.jpg" + lines[1][lines[1].index(","):])
+    (root / "koniq10k" / "koniq10k_distributions_sets.csv").write_text("\n".join(lines) + "\n")
+    argv = script_argv(tmp_path, *QUICK, "--epochs", "1", "--model_name", "gaps",
+                       "--data_root", str(root))
+    with pytest.raises(DatasetError, match=r"1 of 161 images .* missing: .*absent_0001\.jpg"):
+        main(argv)
+    assert main([*argv, "--skip_missing"]) == 0
+
+
+def test_existing_run_needs_resume_and_repeats_summarise(tmp_path: Path, script_argv) -> None:
+    argv = script_argv(tmp_path, *QUICK, "--epochs", "1", "--model_name", "rep", "--repeats", "2",
+                       "--split", "random")
+    assert main(argv) == 0
+    summary = json.loads((tmp_path / "runs" / "rep_repeats.json").read_text())
+    assert [r["split_seed"] for r in summary["runs"]] == [0, 1]
+    assert set(summary["test_srcc"]) == {"median", "mean", "std", "min", "max"}
+    assert (tmp_path / "runs" / "rep_r1" / "best_model.pkl").is_file()
+    with pytest.raises(FileExistsError, match="--resume"):
+        main(argv)

@@ -6,7 +6,7 @@ set -Eeuo pipefail
 usage() {
   cat <<'EOF'
 Usage: bash run_qualiclip_experiments.sh [--demo] [--force STAGE]... [--repeats N]
-                                         [--ablation epochs|distortions|loss|all]... [--KNOB VALUE]...
+           [--ablation epochs|distortions|loss|all]... [--KNOB VALUE]...
 
 Runs, each stage once (a marker RUN_DIR/.done/<stage> skips it on a rerun):
   demo_data         (--demo only) python -m data.demo --out RUN_DIR/demo_data
@@ -72,9 +72,9 @@ EOF
 
 KNOBS=(EXP_NAME RUN_DIR DATA_ROOT MODEL_SIZE PRETRAIN_EPOCHS FINETUNE_EPOCHS PRETRAIN_BATCH
   FINETUNE_BATCH PRETRAIN_LR FINETUNE_LR LR_RATIO LR_ENCODER_PRETRAINED DISTORTIONS LOSS_TYPE
-  NUM_LEVELS PATIENCE TRAIN_PATCHES TEST_PATCHES PRETRAIN_STEPS FINETUNE_STEPS SPLIT TEST_DATASETS ABLATION_EPOCHS
-  NUM_WORKERS DEVICE AMP SEED REPEATS GPUS IMAGENET_WEIGHTS CLIP_WEIGHTS EXTRA_PRETRAIN_ARGS
-  EXTRA_FINETUNE_ARGS PYTHON REPORT_OUT)
+  NUM_LEVELS PATIENCE TRAIN_PATCHES TEST_PATCHES PRETRAIN_STEPS FINETUNE_STEPS SPLIT
+  TEST_DATASETS ABLATION_EPOCHS NUM_WORKERS DEVICE AMP SEED REPEATS GPUS IMAGENET_WEIGHTS
+  CLIP_WEIGHTS EXTRA_PRETRAIN_ARGS EXTRA_FINETUNE_ARGS PYTHON REPORT_OUT)
 
 die() { echo "error: $*" >&2; exit 2; }
 
@@ -104,6 +104,10 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
+# Paths the caller gives are relative to the caller's folder; the defaults to the repository.
+for var in RUN_DIR DATA_ROOT REPORT_OUT; do
+  if [[ -n ${!var:-} && ${!var} != /* ]]; then printf -v "$var" '%s' "$PWD/${!var}"; fi
+done
 REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$REPO_DIR"
 if [[ -z "${PYTHON:-}" ]]; then
@@ -114,8 +118,8 @@ if [[ $DEMO == 1 ]]; then
   : "${EXP_NAME:=qualiclip_demo}" "${MODEL_SIZE:=micro}" "${PRETRAIN_EPOCHS:=2}"
   : "${FINETUNE_EPOCHS:=3}" "${PRETRAIN_BATCH:=4}" "${FINETUNE_BATCH:=8}" "${FINETUNE_LR:=1e-4}"
   : "${LR_ENCODER_PRETRAINED:=2e-5}" "${NUM_LEVELS:=3}" "${TEST_PATCHES:=1}"
-  : "${PRETRAIN_STEPS:=2}" "${FINETUNE_STEPS:=3}" "${ABLATION_EPOCHS:=1 4}" "${NUM_WORKERS:=0}" "${DEVICE:=cpu}"
-  : "${AMP:=off}" "${IMAGENET_WEIGHTS:=none}" "${CLIP_WEIGHTS:=none}"
+  : "${PRETRAIN_STEPS:=2}" "${FINETUNE_STEPS:=3}" "${ABLATION_EPOCHS:=1 4}" "${NUM_WORKERS:=0}"
+  : "${DEVICE:=cpu}" "${AMP:=off}" "${IMAGENET_WEIGHTS:=none}" "${CLIP_WEIGHTS:=none}"
 fi
 : "${MODEL_SIZE:=base}" "${EXP_NAME:=qualiclip_${MODEL_SIZE}}" "${RUN_DIR:=results/${EXP_NAME}}"
 : "${PRETRAIN_EPOCHS:=10}" "${FINETUNE_EPOCHS:=50}" "${PRETRAIN_BATCH:=8}" "${FINETUNE_BATCH:=96}"
@@ -130,13 +134,16 @@ fi
 [[ $REPEATS =~ ^[1-9][0-9]*$ ]] || die "REPEATS must be an integer >= 1, got '$REPEATS'"
 [[ $GPUS =~ ^[1-9][0-9]*$ ]] || die "GPUS must be an integer >= 1, got '$GPUS'"
 
+if [[ $RUN_DIR != /* ]]; then RUN_DIR=$REPO_DIR/$RUN_DIR; fi
+if [[ -z "${DATA_ROOT:-}" ]]; then
+  if [[ $DEMO == 1 ]]; then DATA_ROOT=$RUN_DIR/demo_data; else DATA_ROOT=$REPO_DIR/datasets; fi
+fi
+if [[ $DEMO == 1 ]]; then mkdir -p "$DATA_ROOT"; fi
+[[ -d $DATA_ROOT ]] || die "data root not found: $DATA_ROOT (expected DATA_ROOT/<dataset key>/ in \
+the official layouts; set DATA_ROOT or --data_root, or run --demo)"
+DATA_ROOT=$(cd "$DATA_ROOT" && pwd)
 mkdir -p "$RUN_DIR"
 RUN_DIR=$(cd "$RUN_DIR" && pwd)
-if [[ -z "${DATA_ROOT:-}" ]]; then
-  if [[ $DEMO == 1 ]]; then DATA_ROOT=$RUN_DIR/demo_data; else DATA_ROOT=./datasets; fi
-fi
-mkdir -p "$DATA_ROOT"
-DATA_ROOT=$(cd "$DATA_ROOT" && pwd)
 CKPT=$RUN_DIR/checkpoints
 LOGS=$RUN_DIR/logs
 EVAL=$RUN_DIR/eval
@@ -327,8 +334,9 @@ pretrain_cmd() { # pretrain_cmd MODEL_NAME EPOCHS DISTORTIONS LOSS_TYPE
 
 finetune_cmd() { # finetune_cmd MODEL_NAME SEED SPLIT_SEED [ENCODER_CHECKPOINT]
   CMD=("${LAUNCH[@]}" train_swin.py "${COMMON[@]}" --dataset koniq10k --model_name "$1"
-    --seed "$2" --split "$SPLIT" --split_seed "$3" --epochs "$FINETUNE_EPOCHS" --batch_size "$FINETUNE_BATCH"
-    --lr "$FINETUNE_LR" --lr_ratio "$LR_RATIO" --patience "$PATIENCE"
+    --seed "$2" --split "$SPLIT" --split_seed "$3" --epochs "$FINETUNE_EPOCHS"
+    --batch_size "$FINETUNE_BATCH" --lr "$FINETUNE_LR" --lr_ratio "$LR_RATIO"
+    --patience "$PATIENCE"
     --train_patches "$TRAIN_PATCHES" --test_patches "$TEST_PATCHES"
     --imagenet_weights "$IMAGENET_WEIGHTS")
   if [[ -n $FINETUNE_STEPS ]]; then CMD+=(--max_steps_per_epoch "$FINETUNE_STEPS"); fi
@@ -340,8 +348,9 @@ finetune_cmd() { # finetune_cmd MODEL_NAME SEED SPLIT_SEED [ENCODER_CHECKPOINT]
 
 test_cmd() { # test_cmd MODEL_PATH OUTPUT_JSON
   CMD=("${LAUNCH[@]}" test_swin.py --data_root "$DATA_ROOT" --device "$DEVICE" --amp "$AMP"
-    --num_workers "$NUM_WORKERS" --log_dir "$LOGS/runs" --seed "$SEED" --test_patches "$TEST_PATCHES"
-    --model_path "$1" --output "$2" --test_datasets "${TEST_SETS[@]}")
+    --num_workers "$NUM_WORKERS" --log_dir "$LOGS/runs" --seed "$SEED"
+    --test_patches "$TEST_PATCHES" --model_path "$1" --output "$2"
+    --test_datasets "${TEST_SETS[@]}")
 }
 
 encoder_of() { # encoder_of RUN_FOLDER: the final encoder checkpoint of a pretraining run folder

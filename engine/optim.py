@@ -53,7 +53,7 @@ def param_groups(
 def build_optimizer(
     groups: list[dict], device: torch.device | str, betas: tuple[float, float] = (0.9, 0.999)
 ) -> torch.optim.AdamW:
-    """AdamW over the groups, with the fused kernel (one pass over all parameters) on CUDA and CPU."""
+    """AdamW over the groups, with the fused kernel (one pass over all parameters), CUDA and CPU."""
     fused = torch.device(device).type in ("cuda", "cpu")
     return torch.optim.AdamW(groups, betas=betas, fused=fused or None)
 

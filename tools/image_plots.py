@@ -11,18 +11,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from tools.plots import LABELS, PlotSkipped, _save
+from tools.plots import LABELS, PlotSkipped, save_figure
 from tools.reference import dataset_name
 from tools.rundata import RunData, read_predictions
 
 CROP = 224
 STAGES = ("stage 1", "stage 2", "stage 3", "stage 4")
-
-
-def _require(path: Path | None, what: str) -> Path:
-    if path is None or not path.is_file():
-        raise PlotSkipped(f"{what} not found ({path or 'no checkpoint recorded'})")
-    return path
 
 
 def load_models(run: RunData) -> dict[str, object]:
@@ -93,6 +87,7 @@ def tsne_plot(models: dict, crops: np.ndarray, mos: np.ndarray, out_dir: Path) -
         ax.set(title=LABELS.get(name, name), xticks=[], yticks=[])
     fig.colorbar(points, ax=axes[0].tolist(), label="MOS")
     fig.suptitle(f"t-SNE of encoder features ({n} test images)")
+    out_dir.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_dir / "tsne_features.png", dpi=110)
     plt.close(fig)
     return out_dir / "tsne_features.png"
@@ -133,7 +128,7 @@ def activation_plot(models: dict, crops: np.ndarray, mos: np.ndarray, out_dir: P
                 ax_att.set(title="stage attention", xticks=range(4), ylim=(0, 1))
                 ax_att.set_xticklabels(STAGES, fontsize=7)
     fig.suptitle("Last-stage activation (feature norm) and attention over Swin stages")
-    return _save(fig, out_dir / "activation_maps.png")
+    return save_figure(fig, out_dir / "activation_maps.png")
 
 
 def _resolve_images(names: list[str], dataset: str, data_root: Path) -> dict[str, Path]:
@@ -175,4 +170,4 @@ def ranking_strip(run: RunData, data_root: Path, out_dir: Path, n: int = 8) -> P
     name = Path(source.path).stem
     fig.suptitle(f"{dataset_name(dataset)} images ranked by the {LABELS.get(name, name)} "
                  "prediction (worst to best)")
-    return _save(fig, out_dir / "ranking_strip.png")
+    return save_figure(fig, out_dir / "ranking_strip.png")

@@ -30,7 +30,8 @@ def _series(records: list[dict], key: str) -> tuple[list[float], list[float]]:
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def save_figure(fig: plt.Figure, path: Path) -> Path:
+    """Write a figure as PNG (folder created) and close it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -56,7 +57,7 @@ def finetune_curves(run: RunData, out_dir: Path) -> Path:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    return _save(fig, out_dir / "finetune_curves.png")
+    return save_figure(fig, out_dir / "finetune_curves.png")
 
 
 def pretrain_losses(run: RunData, out_dir: Path) -> Path:
@@ -70,7 +71,7 @@ def pretrain_losses(run: RunData, out_dir: Path) -> Path:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save(fig, out_dir / "pretrain_loss.png")
+    return save_figure(fig, out_dir / "pretrain_loss.png")
 
 
 def prediction_scatter(run: RunData, dataset: str, out_dir: Path) -> Path:
@@ -90,7 +91,7 @@ def prediction_scatter(run: RunData, dataset: str, out_dir: Path) -> Path:
         ax.set(title=title, xlabel="MOS", ylabel="prediction")
         ax.grid(alpha=0.3)
     fig.suptitle(f"Predicted vs MOS on {dataset_name(dataset)}")
-    return _save(fig, out_dir / f"scatter_{dataset}.png")
+    return save_figure(fig, out_dir / f"scatter_{dataset}.png")
 
 
 def repeats_spread(groups: dict[str, list[float]], out_dir: Path) -> Path:
@@ -105,4 +106,4 @@ def repeats_spread(groups: dict[str, list[float]], out_dir: Path) -> Path:
         ax.scatter([i] * len(groups[n]), groups[n], color=COLORS.get(n, "k"), zorder=3, s=12)
     ax.set(title="KonIQ-10k test SRCC over repeats", ylabel="SRCC")
     ax.grid(alpha=0.3)
-    return _save(fig, out_dir / "repeats_srcc.png")
+    return save_figure(fig, out_dir / "repeats_srcc.png")

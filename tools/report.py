@@ -27,6 +27,7 @@ from tools.results_tables import (
     repeats_table,
 )
 from tools.rundata import RunData, load_run
+from tools.timings import stage_wall_time
 
 REPORT_NAME = "QUALICLIP_RESULTS.md"
 
@@ -113,16 +114,14 @@ def cost_section(run: RunData) -> str:
         rows = []
         for name, record in stages.items():
             attempts = record.get("attempts", [])
-            walls = [a["wall_s"] for a in attempts if is_number(a.get("wall_s"))]
             status = attempts[-1]["status"] if attempts else "skipped (finished earlier)"
             if status == "running":
                 status = "running while this report was written"
             rows.append([name, status, str(len(attempts)),
-                         duration(sum(walls)) if walls else "no finished attempt",
+                         duration(stage_wall_time(record), "no finished attempt"),
                          str(record.get("skips", 0)), _gpu_cell(run, name)])
-        walls = [a["wall_s"] for r in stages.values() for a in r.get("attempts", [])
-                 if is_number(a.get("wall_s"))]
-        rows.append(["**all stages**", "", "", duration(sum(walls)), "", ""])
+        total = sum(stage_wall_time(r) or 0.0 for r in stages.values())
+        rows.append(["**all stages**", "", "", duration(total), "", ""])
         stage_table = table(["Stage", "Last status", "Attempts", "Wall time (sum of attempts)",
                              "Reruns skipped", "GPU utilisation"],
                             [[c or "does not apply" for c in r] for r in rows])
@@ -142,9 +141,8 @@ def cost_section(run: RunData) -> str:
     ckpts = sorted(p for p in (run.run_dir / "checkpoints").rglob("*")
                    if p.suffix in (".pkl", ".safetensors") and not p.parent.name.startswith("abl"))
     if ckpts:
-        size_table = table(["Checkpoint", "Size on disk"],
-                           [[str(p.relative_to(run.run_dir)), size_bytes(p.stat().st_size)]
-                            for p in ckpts])
+        sizes = [[str(p.relative_to(run.run_dir)), size_bytes(p.stat().st_size)] for p in ckpts]
+        size_table = "Checkpoint sizes (on disk)\n\n" + table(["Checkpoint", "Size"], sizes)
     else:
         size_table = "Checkpoint sizes: no checkpoint file in checkpoints/ yet."
     return section("Computational cost", stage_table, params, size_table)

@@ -7,6 +7,7 @@ import statistics
 from tools.markdown import duration, is_number, num, sci, signed, table
 from tools.reference import CROSS_PUBLISHED, CROSS_SOURCE, KONIQ_PUBLISHED, dataset_name
 from tools.rundata import FinetuneRun, RunData
+from tools.timings import stage_wall_time
 
 CROSS_ORDER = ("spaq", "kadid10k", "agiqa3k", "livec", "koniq10k")
 ROW_LABELS = {"baseline": "Swin-HyperIQA, ImageNet init (baseline)",
@@ -20,11 +21,9 @@ def _not_run(name: str) -> str:
 
 def pretrain_time(run: RunData) -> float | None:
     """Measured pretraining wall time: the chain's stage timing, else the epochs' time_s sum."""
-    record = run.timings.get("stages", {}).get("pretrain")
-    if record:
-        walls = [a["wall_s"] for a in record.get("attempts", []) if is_number(a.get("wall_s"))]
-        if walls:
-            return sum(walls)
+    wall = stage_wall_time(run.timings.get("stages", {}).get("pretrain", {}))
+    if wall is not None:
+        return wall
     if run.pretrain and run.pretrain.metrics:
         times = [m.get("time_s") for m in run.pretrain.metrics]
         if all(is_number(t) for t in times):

@@ -31,11 +31,12 @@ def test_reproduces_the_training_test_score(trained_run: dict, script_argv, tmp_
                                             demo_root: Path) -> None:
     best = trained_run["run_dir"] / "best_model.pkl"
     output = tmp_path / "cross.json"
+    key = trained_run["results"]["dataset"]
     argv = script_argv(tmp_path, "--model_path", str(best), "--output", str(output),
-                       "--test_datasets", "kadid", "agiqa-3k", training=False)
+                       "--test_datasets", key, "agiqa-3k", training=False)
     assert main(argv) == 0
     report = json.loads(output.read_text())
-    expected, key = trained_run["results"]["test"], trained_run["results"]["dataset"]
+    expected = trained_run["results"]["test"]
     assert report["mode"] == "finetuned" and report["subsets"][key] == "test split"
     assert report["results"][key]["srcc"] == pytest.approx(expected["srcc"], abs=1e-6)
     assert report["results"][key]["n"] == expected["n"]
@@ -77,7 +78,7 @@ def test_missing_datasets_are_named_or_skipped(trained_run: dict, script_argv,
                        "--test_patches", "1", "--test_datasets", "livec", "spaq", training=False)
     empty = tmp_path / "empty_root"
     empty.mkdir()
-    with pytest.raises(DatasetError, match="TestImage"):
+    with pytest.raises(DatasetError, match=r"empty_root/livec in the official layout"):
         main([*argv, "--data_root", str(empty)])
     argv[argv.index("spaq")] = f"csv:{tmp_path / 'absent.csv'}"
     assert main([*argv, "--skip_missing_datasets"]) == 0

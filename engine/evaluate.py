@@ -31,6 +31,7 @@ from engine.loop import to_device_images
 from engine.metrics import evaluate_predictions
 from engine.runtime import autocast, resolve_amp
 from models.swin_encoder import canonical_model_size
+from models.swin_hyperiqa import SwinHyperIQA, model_from_checkpoint
 
 EVAL_SEED = 0  # evaluation crops depend on this and the image index only: same crops on every run
 DEFAULT_TEST_PATCHES = 25  # HyperIQA averages 25 crops per test image
@@ -57,8 +58,6 @@ def load_model_for_eval(path: str | Path, device: torch.device | str = "cpu",
             "was given; leave --model_size out (the checkpoint decides) or pick another file"
         )
     if kind == "full":
-        from models.swin_hyperiqa import model_from_checkpoint
-
         config = dict(ckpt["config"])
         low, high = config.get("mos_range", (math.nan, math.nan))
         model, mode, score_range = model_from_checkpoint(ckpt), "finetuned", (low, high)
@@ -77,10 +76,21 @@ def load_model_for_eval(path: str | Path, device: torch.device | str = "cpu",
     return EvalModel(model, mode, config, score_range)
 
 
-def model_scores(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Quality scores (N,) of a float batch; pretraining models return a dict with "score"."""
-    out = model(x)
-    return out["score"] if isinstance(out, dict) else out
+def model_scores(model: torch.nn.Module, x: torch.Tensor, amp: str = "off") -> torch.Tensor:
+    """Quality scores (N,) of a float batch: the encoder under `amp`, the score in float32.
+
+    A Swin-HyperIQA head always runs in float32 (also inside an outer autocast): bf16 would
+    round scores on a 0-100 MOS scale to steps of 0.25-0.5, ties that lower SRCC. Pretraining
+    models return a dict with "score".
+    """
+    if isinstance(model, SwinHyperIQA):
+        with autocast(x.device, amp):
+            features = model.encoder(x)
+        with torch.autocast(x.device.type, enabled=False):
+            return model.head([f.float() for f in features])
+    with autocast(x.device, amp):
+        out = model(x)
+    return (out["score"] if isinstance(out, dict) else out).float()
 
 
 def eval_batch_size(batch_size: int | None, train_crops: int, patches: int) -> int:
@@ -119,13 +129,13 @@ def predict_rows(
     scores: list[torch.Tensor] = []
     was_training = model.training
     model.eval()
-    with torch.inference_mode(), autocast(device, amp):
+    with torch.inference_mode():
         for batch in loader:
             if batch is None:
                 continue
             images = batch["image"]  # (B, P, 3, H, W) uint8
             x = to_device_images(images.flatten(0, 1), device)
-            score = model_scores(model, x).float().view(images.shape[0], images.shape[1])
+            score = model_scores(model, x, amp).view(images.shape[0], images.shape[1])
             scores.append(score.mean(dim=1))
             indices.append(batch["index"].to(device))
     model.train(was_training)

@@ -236,6 +236,8 @@ def finetune(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
         restored = load_train_state(resume_path, model, optimizer, scheduler, scaler)
         state.update(restored["extra"])
         start_epoch = restored["epoch"] + 1
+        # a run that reached its --epochs continues when resumed with more of them
+        state["finished"] = state["stopped_early"] or start_epoch > args.epochs
         logger.info("resumed from %s after epoch %d", resume_path, restored["epoch"])
     elif args.resume:
         logger.info("--resume: no %s in %s yet, starting a new run", LAST_STATE_NAME, run_dir)

@@ -15,7 +15,7 @@ import argparse
 import shlex
 import sys
 
-from engine.cli import add_common_args, non_negative_int, positive_int
+from engine.cli import DefaultsHelpFormatter, add_common_args, non_negative_int, positive_int
 from engine.pretrain import DEFAULT_DISTORTIONS, parse_prompt_pair, run_pretraining
 
 
@@ -31,7 +31,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     """Flags of the pretraining stage (the common flags of engine.cli included)."""
     parser = argparse.ArgumentParser(
         description="QualiCLIP pretraining of the Swin encoder (unlabeled images, no MOS)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     add_common_args(parser, training=True)
 
@@ -45,6 +45,8 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="dataset whose TRAINING split images are used, without labels",
     )
     source.add_argument("--image_dir", default=None, help="use every image of this folder instead")
+    data.add_argument("--skip_missing", action="store_true",
+                      help="go on without training images missing on disk (default: stop)")
     data.add_argument("--crop_size", type=positive_int, default=224, help="crop side in pixels")
     data.add_argument(
         "--num_levels", type=positive_int, default=5, help="degradation levels L per distortion"
@@ -97,7 +99,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
 
     optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--epochs", type=positive_int, default=10)
+    optim.add_argument("--epochs", type=non_negative_int, default=10,
+                       help="0 saves the untrained encoder and head: the control of "
+                       "zero-shot comparisons")
     optim.add_argument("--batch_size", type=positive_int, default=8, help="images per step and GPU")
     optim.add_argument("--lr", type=float, default=5e-5)
     optim.add_argument("--weight_decay", type=non_negative_float, default=1e-4)

@@ -47,6 +47,7 @@ Knobs: each is an environment variable and a flag (--data_root DIR is DATA_ROOT=
   NUM_LEVELS             [5; 3]                   PATIENCE [10]
   TRAIN_PATCHES          [1]                      crops per image and training step
   TEST_PATCHES           [25; 1]                  crops per image at test time
+  VAL_PATCHES            [10; 1]                  crops per validation image (model selection)
   PRETRAIN_STEPS         [no cap; 2]              optimizer steps per pretraining epoch
   FINETUNE_STEPS         [no cap; 3]              optimizer steps per fine-tuning epoch
   SPLIT                  [official]               official (KonIQ sets file) or random: the
@@ -72,7 +73,7 @@ EOF
 
 KNOBS=(EXP_NAME RUN_DIR DATA_ROOT MODEL_SIZE PRETRAIN_EPOCHS FINETUNE_EPOCHS PRETRAIN_BATCH
   FINETUNE_BATCH PRETRAIN_LR FINETUNE_LR LR_RATIO LR_ENCODER_PRETRAINED DISTORTIONS LOSS_TYPE
-  NUM_LEVELS PATIENCE TRAIN_PATCHES TEST_PATCHES PRETRAIN_STEPS FINETUNE_STEPS SPLIT
+  NUM_LEVELS PATIENCE TRAIN_PATCHES TEST_PATCHES VAL_PATCHES PRETRAIN_STEPS FINETUNE_STEPS SPLIT
   TEST_DATASETS ABLATION_EPOCHS NUM_WORKERS DEVICE AMP SEED REPEATS GPUS IMAGENET_WEIGHTS
   CLIP_WEIGHTS EXTRA_PRETRAIN_ARGS EXTRA_FINETUNE_ARGS PYTHON REPORT_OUT)
 
@@ -118,15 +119,15 @@ if [[ $DEMO == 1 ]]; then
   : "${EXP_NAME:=qualiclip_demo}" "${MODEL_SIZE:=micro}" "${PRETRAIN_EPOCHS:=2}"
   : "${FINETUNE_EPOCHS:=3}" "${PRETRAIN_BATCH:=4}" "${FINETUNE_BATCH:=8}" "${FINETUNE_LR:=1e-4}"
   : "${LR_ENCODER_PRETRAINED:=2e-5}" "${NUM_LEVELS:=3}" "${TEST_PATCHES:=1}"
-  : "${PRETRAIN_STEPS:=2}" "${FINETUNE_STEPS:=3}" "${ABLATION_EPOCHS:=1 4}" "${NUM_WORKERS:=0}"
+  : "${VAL_PATCHES:=1}" "${PRETRAIN_STEPS:=2}" "${FINETUNE_STEPS:=3}" "${ABLATION_EPOCHS:=1 4}" "${NUM_WORKERS:=0}"
   : "${DEVICE:=cpu}" "${AMP:=off}" "${IMAGENET_WEIGHTS:=none}" "${CLIP_WEIGHTS:=none}"
 fi
 : "${MODEL_SIZE:=base}" "${EXP_NAME:=qualiclip_${MODEL_SIZE}}" "${RUN_DIR:=results/${EXP_NAME}}"
 : "${PRETRAIN_EPOCHS:=10}" "${FINETUNE_EPOCHS:=50}" "${PRETRAIN_BATCH:=8}" "${FINETUNE_BATCH:=96}"
 : "${PRETRAIN_LR:=5e-5}" "${FINETUNE_LR:=5e-6}" "${LR_RATIO:=10}" "${LR_ENCODER_PRETRAINED:=1e-6}"
 : "${DISTORTIONS:=blur,jpeg,noise,brightness}" "${LOSS_TYPE:=simplified}" "${NUM_LEVELS:=5}"
-: "${PATIENCE:=10}" "${TRAIN_PATCHES:=1}" "${TEST_PATCHES:=25}" "${PRETRAIN_STEPS:=}"
-: "${FINETUNE_STEPS:=}" "${SPLIT:=official}"
+: "${PATIENCE:=10}" "${TRAIN_PATCHES:=1}" "${TEST_PATCHES:=25}" "${VAL_PATCHES:=10}"
+: "${PRETRAIN_STEPS:=}" "${FINETUNE_STEPS:=}" "${SPLIT:=official}"
 : "${TEST_DATASETS:=spaq kadid10k agiqa3k livec koniq10k}" "${ABLATION_EPOCHS:=5 10 20}"
 : "${NUM_WORKERS:=4}" "${DEVICE:=auto}" "${AMP:=auto}" "${SEED:=42}" "${REPEATS:=1}" "${GPUS:=1}"
 : "${IMAGENET_WEIGHTS:=auto}" "${CLIP_WEIGHTS:=openai}" "${EXTRA_PRETRAIN_ARGS:=}"
@@ -338,7 +339,7 @@ finetune_cmd() { # finetune_cmd MODEL_NAME SEED SPLIT_SEED [ENCODER_CHECKPOINT]
     --batch_size "$FINETUNE_BATCH" --lr "$FINETUNE_LR" --lr_ratio "$LR_RATIO"
     --patience "$PATIENCE"
     --train_patches "$TRAIN_PATCHES" --test_patches "$TEST_PATCHES"
-    --imagenet_weights "$IMAGENET_WEIGHTS")
+    --val_patches "$VAL_PATCHES" --imagenet_weights "$IMAGENET_WEIGHTS")
   if [[ -n $FINETUNE_STEPS ]]; then CMD+=(--max_steps_per_epoch "$FINETUNE_STEPS"); fi
   if [[ $# -ge 4 ]]; then
     CMD+=(--pretrained_encoder "$4" --lr_encoder_pretrained "$LR_ENCODER_PRETRAINED")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from engine.cli import add_common_args, positive_int
+from engine.cli import DefaultsHelpFormatter, add_common_args, positive_int
 from engine.distributed import cleanup, init_distributed
 from engine.evaluate import DEFAULT_TEST_PATCHES, cross_dataset, load_model_for_eval
 from engine.runlog import setup_logger
@@ -23,7 +23,8 @@ DEFAULT_TEST_DATASETS = ("spaq", "kadid10k", "agiqa3k")
 
 def get_args_parser() -> argparse.ArgumentParser:
     """Flags of test_swin.py."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--model_path", required=True,
                         help="best_model.pkl of train_swin.py, or a Stage-1 encoder checkpoint "
                         "(swin_<size>_qualiclip_pretrained.pkl: zero-shot with its head)")
@@ -40,6 +41,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", default=None,
                         help="results JSON (default <model dir>/cross_dataset_results.json); "
                         "predictions go to <output stem>_<dataset>_predictions.csv beside it")
+    parser.add_argument("--kadid_types", default=None,
+                        help="test KADID-10k on these distortion types only: a comma list of "
+                        "codes 1-25 and/or names, e.g. 3,21,25 for types left out of pretraining "
+                        "(per-type metrics are always reported)")
     parser.add_argument("--skip_missing_datasets", action="store_true",
                         help="report datasets missing under --data_root and go on with the rest")
     parser.add_argument("--images", nargs="+", default=None,

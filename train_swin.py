@@ -12,7 +12,7 @@ import argparse
 import shlex
 import sys
 
-from engine.cli import add_common_args, non_negative_int, positive_int
+from engine.cli import DefaultsHelpFormatter, add_common_args, non_negative_int, positive_int
 from engine.distributed import cleanup, init_distributed
 from engine.finetune import TrainingInterrupted, run
 from engine.optim import SCHEDULER_CHOICES
@@ -42,7 +42,8 @@ def add_switch(group: argparse._ArgumentGroup, name: str, help_text: str) -> Non
 
 def get_args_parser() -> argparse.ArgumentParser:
     """Flags of train_swin.py (defaults from the experiment plan)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=DefaultsHelpFormatter)
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", "--database", dest="dataset", default="koniq10k",
                       help="koniq10k, spaq, kadid10k, agiqa3k, livec (or an alias) or csv:PATH")
@@ -57,8 +58,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                       help="random crops per training image per epoch")
     data.add_argument("--test_patches", type=positive_int, default=25,
                       help="fixed crops per test image, scores averaged (HyperIQA: 25)")
-    data.add_argument("--val_patches", type=positive_int, default=None,
-                      help="crops per validation image (default: --test_patches)")
+    data.add_argument("--val_patches", type=positive_int, default=10,
+                      help="fixed crops per validation image for model selection (fewer than "
+                      "--test_patches: 25 would make KonIQ validation cost more than an epoch)")
     data.add_argument("--skip_missing", action="store_true",
                       help="train without images listed in the labels but absent on disk")
 

@@ -43,7 +43,7 @@ def build_finetune_model(args: argparse.Namespace, device: torch.device,
                                 use_attention=args.use_attention, dropout=args.dropout,
                                 drop_path=args.drop_path, imagenet_weights="none",
                                 img_size=args.crop_size)
-    model.encoder.backbone.set_grad_checkpointing(grad_checkpointing)
+    model.encoder.set_grad_checkpointing(grad_checkpointing)
     return model.to(device, memory_format=torch.channels_last)
 
 

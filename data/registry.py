@@ -125,6 +125,19 @@ def describe_missing(missing: Sequence[Row], n_total: int) -> str:
     )
 
 
+def drop_missing(key: str, rows: Sequence[Row], skip_missing: bool,
+                 logger: logging.Logger) -> list[Row]:
+    """The rows whose images exist; missing ones stop the run unless `skip_missing` (warned)."""
+    missing = check_images(rows)
+    if missing and not skip_missing:
+        raise DatasetError(f"{key}: {describe_missing(missing, len(rows))}")
+    if missing:
+        logger.warning("--skip_missing: going on without %d missing images of %s (first: %s)",
+                       len(missing), key, missing[0].path)
+    absent = {row.path for row in missing}
+    return [row for row in rows if row.path not in absent]
+
+
 def summarize(
     name: str,
     data_root: str | Path,

@@ -13,6 +13,16 @@ from engine.runtime import AMP_CHOICES, environment_info
 MODEL_SIZE_CHOICES = ("micro", "test", "tiny", "small", "base")
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" to a flag's help unless the help already names its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     value = int(text)
@@ -78,6 +88,11 @@ def add_common_args(parser: argparse.ArgumentParser, training: bool = True) -> N
     )
     group.add_argument(
         "--compile", action="store_true", help="torch.compile the model (falls back if it fails)"
+    )
+    group.add_argument(
+        "--grad_checkpointing",
+        action="store_true",
+        help="activation checkpointing of the Swin stages: less memory, ~30%% more compute",
     )
     group.add_argument(
         "--accum_steps",

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Subset
 
 from data.images import ImageCache, ResizePolicy
 from data.iqa_dataset import IQACropDataset, collate_crops
+from data.readers.kadid10k import DISTORTION_TYPES, distortion_type, parse_distortion_types
 from data.registry import canonical_key, check_images, describe_missing, read_rows, resize_policy
 from data.rows import DatasetError, Row
 from engine.checkpoint import (
@@ -31,7 +32,7 @@ from engine.loop import to_device_images
 from engine.metrics import evaluate_predictions
 from engine.runtime import autocast, resolve_amp
 from models.swin_encoder import canonical_model_size
-from models.swin_hyperiqa import SwinHyperIQA, model_from_checkpoint
+from models.swin_hyperiqa import model_from_checkpoint
 
 EVAL_SEED = 0  # evaluation crops depend on this and the image index only: same crops on every run
 DEFAULT_TEST_PATCHES = 25  # HyperIQA averages 25 crops per test image
@@ -77,17 +78,10 @@ def load_model_for_eval(path: str | Path, device: torch.device | str = "cpu",
 
 
 def model_scores(model: torch.nn.Module, x: torch.Tensor, amp: str = "off") -> torch.Tensor:
-    """Quality scores (N,) of a float batch: the encoder under `amp`, the score in float32.
+    """Quality scores (N,) of a float batch under `amp`, as float32.
 
-    A Swin-HyperIQA head always runs in float32 (also inside an outer autocast): bf16 would
-    round scores on a 0-100 MOS scale to steps of 0.25-0.5, ties that lower SRCC. Pretraining
-    models return a dict with "score".
+    Swin-HyperIQA runs its head in float32 itself; pretraining models return a dict with "score".
     """
-    if isinstance(model, SwinHyperIQA):
-        with autocast(x.device, amp):
-            features = model.encoder(x)
-        with torch.autocast(x.device.type, enabled=False):
-            return model.head([f.float() for f in features])
     with autocast(x.device, amp):
         out = model(x)
     return (out["score"] if isinstance(out, dict) else out).float()
@@ -159,6 +153,15 @@ def metrics_for(pred: np.ndarray, rows: Sequence[Row], strict: bool = True,
     return evaluate_predictions(pred[ok], mos[ok], strict=strict)
 
 
+def json_safe(value):
+    """Copy of a metrics dict (or value) with NaN and infinities as None, valid JSON."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def dataset_rows(name: str, eval_model: EvalModel, data_root: str | Path) -> tuple[list[Row], str]:
     """Rows to test on: the test split of the training dataset (same split), else every image."""
     key = canonical_key(name)
@@ -170,12 +173,35 @@ def dataset_rows(name: str, eval_model: EvalModel, data_root: str | Path) -> tup
     return read_rows(key, data_root), "all images"
 
 
-def format_table(results: dict[str, dict], subsets: dict[str, str]) -> str:
-    """Plain-text table of the metrics per dataset."""
-    lines = [f"{'dataset':<12} {'subset':<11} {'n':>6} {'SRCC':>7} {'PLCC':>7} {'KRCC':>7} "
+def kadid_subset(rows: list[Row], types_text: str) -> tuple[list[Row], str]:
+    """The KADID-10k rows of the --kadid_types types (e.g. types held out of pretraining)."""
+    wanted = parse_distortion_types(types_text)
+    chosen = [row for row in rows if distortion_type(row.name) in wanted]
+    if not chosen:
+        raise DatasetError(f"kadid10k has no images of the types {', '.join(wanted)}")
+    return chosen, f"{len(wanted)} types"
+
+
+def metrics_by_distortion(pred: np.ndarray, rows: Sequence[Row]) -> dict[str, dict]:
+    """KADID-10k metrics per distortion type, in KADID order (undefined ones NaN)."""
+    types = [distortion_type(row.name) for row in rows]
+    by_type = {}
+    for name in DISTORTION_TYPES:
+        mask = np.array([t == name for t in types])
+        if mask.any():
+            chosen = [row for row, keep in zip(rows, mask, strict=True) if keep]
+            by_type[name] = metrics_for(pred[mask], chosen, strict=False)
+    return by_type
+
+
+def format_table(results: dict[str, dict], subsets: dict[str, str],
+                 label: str = "dataset") -> str:
+    """Plain-text table of the metrics per dataset (or per distortion type)."""
+    width = max([12, *(len(key) for key in results)])
+    lines = [f"{label:<{width}} {'subset':<11} {'n':>6} {'SRCC':>7} {'PLCC':>7} {'KRCC':>7} "
              f"{'RMSE':>9}"]
     for key, m in results.items():
-        lines.append(f"{key:<12} {subsets[key]:<11} {m['n']:>6d} {m['srcc']:>7.4f} "
+        lines.append(f"{key:<{width}} {subsets.get(key, ''):<11} {m['n']:>6d} {m['srcc']:>7.4f} "
                      f"{m['plcc']:>7.4f} {m['krcc']:>7.4f} {m['rmse']:>9.4g}")
     return "\n".join(lines)
 
@@ -199,11 +225,13 @@ def cross_dataset(args: argparse.Namespace, eval_model: EvalModel, info: DistInf
     """Score every --test_datasets entry; print a table, write the JSON and prediction CSVs."""
     output = Path(args.output or Path(args.model_path).parent / "cross_dataset_results.json")
     crop_size, patches = eval_settings(args, eval_model)
-    results, subsets, skipped = {}, {}, {}
+    results, subsets, skipped, by_distortion = {}, {}, {}, {}
     for name in args.test_datasets:
         key = canonical_key(name)
         try:
             rows, subsets[key] = dataset_rows(key, eval_model, args.data_root)
+            if key == "kadid10k" and args.kadid_types:
+                rows, subsets[key] = kadid_subset(rows, args.kadid_types)
             missing = check_images(rows)
             if missing:
                 raise DatasetError(f"{key}: {describe_missing(missing, len(rows))}")
@@ -219,7 +247,11 @@ def cross_dataset(args: argparse.Namespace, eval_model: EvalModel, info: DistInf
                             patches=patches, batch_size=args.batch_size, device=info.device,
                             amp=resolve_amp(args.amp, info.device),
                             num_workers=args.num_workers, info=info)
-        results[key] = metrics_for(pred, rows, strict=True, logger=logger)
+        results[key] = metrics_for(pred, rows, strict=False, logger=logger)
+        if key == "kadid10k":
+            by_distortion[key] = metrics_by_distortion(pred, rows)
+            logger.info("kadid10k by distortion type:\n%s",
+                        format_table(by_distortion[key], {}, label="distortion"))
         if info.is_main:
             file_key = re.sub(r"[^A-Za-z0-9]+", "_", key).strip("_")  # csv:PATH keys too
             write_csv(output.with_name(f"{output.stem}_{file_key}_predictions.csv"),
@@ -228,9 +260,9 @@ def cross_dataset(args: argparse.Namespace, eval_model: EvalModel, info: DistInf
                        for r, p in zip(rows, pred, strict=True)])
     report = {"results": results, "model": str(args.model_path), "mode": eval_model.mode,
               "config": eval_model.config, "subsets": subsets, "crop_size": crop_size,
-              "test_patches": patches, "skipped": skipped}
+              "test_patches": patches, "skipped": skipped, "by_distortion": by_distortion}
     if info.is_main:
-        atomic_write_json(report, output)
+        atomic_write_json(json_safe(report), output)
         logger.info("%s (%s, %d crops per image)\n%s\nwritten to %s", args.model_path,
                     eval_model.mode, patches, format_table(results, subsets), output)
     return report

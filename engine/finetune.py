@@ -19,18 +19,24 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from data.images import ImageCache, ResizePolicy
 from data.iqa_dataset import IQACropDataset, collate_crops
-from data.registry import canonical_key, check_images, describe_missing, read_rows, resize_policy
+from data.registry import canonical_key, drop_missing, read_rows, resize_policy
 from data.rows import SPLITS, DatasetError, Row
 from engine.checkpoint import atomic_save, atomic_write_json, check_writable, make_checkpoint
 from engine.cli import save_args
 from engine.distributed import DistInfo, barrier, unwrap, wrap_ddp
-from engine.evaluate import eval_batch_size, load_model_for_eval, metrics_for, predict_rows
+from engine.evaluate import (
+    eval_batch_size,
+    json_safe,
+    load_model_for_eval,
+    metrics_for,
+    predict_rows,
+)
 from engine.loop import StepOutput, to_device_images, train_one_epoch
 from engine.metrics import evaluate_predictions
 from engine.optim import build_optimizer, build_scheduler, param_groups
 from engine.runlog import MetricsJournal, setup_logger
 from engine.runtime import (
-    autocast,
+    compile_or_eager,
     configure_backends,
     count_parameters,
     make_grad_scaler,
@@ -84,14 +90,7 @@ def load_data(args: argparse.Namespace, logger: logging.Logger) -> FinetuneData:
     """Read and split the dataset; stop on missing images unless --skip_missing."""
     key = canonical_key(args.dataset)
     rows = read_rows(key, args.data_root, args.split, args.split_seed, args.split_ratios)
-    missing = check_images(rows)
-    if missing and not args.skip_missing:
-        raise DatasetError(f"{key}: {describe_missing(missing, len(rows))}")
-    if missing:
-        logger.warning("--skip_missing: going on without %d missing images of %s (first: %s)",
-                       len(missing), key, missing[0].path)
-        absent = {row.path for row in missing}
-        rows = [row for row in rows if row.path not in absent]
+    rows = drop_missing(key, rows, args.skip_missing, logger)
     splits = {name: [row for row in rows if row.split == name] for name in SPLITS}
     empty = [name for name, part in splits.items() if not part]
     if empty:
@@ -120,6 +119,7 @@ def build_model(args: argparse.Namespace, data: FinetuneData, logger: logging.Lo
                                 img_size=args.crop_size)
     if args.pretrained_encoder:
         load_encoder(model, args.pretrained_encoder, logger)
+    model.encoder.set_grad_checkpointing(args.grad_checkpointing)
     # L1 gives a ranking signal only where predictions fall inside the MOS range, and the head
     # starts near 0 whatever the scale (KonIQ 0-100): start every score at the mean training MOS.
     with torch.no_grad():
@@ -162,30 +162,12 @@ def l1_step(device: torch.device):
 
 def maybe_compile(model: torch.nn.Module, args: argparse.Namespace, device: torch.device,
                   amp: str, logger: logging.Logger) -> torch.nn.Module:
-    """torch.compile the training model when --compile; fall back to eager if compiling fails."""
+    """torch.compile the training model when --compile, tried on a batch of the training shape."""
     if not args.compile:
         return model
-    compiled = torch.compile(model)
     example = torch.zeros(args.batch_size * args.train_patches, 3, args.crop_size, args.crop_size,
                           device=device).contiguous(memory_format=torch.channels_last)
-    try:  # compilation happens on the first call: try one forward and backward now
-        with autocast(device, amp):
-            compiled(example).float().sum().backward()
-    except Exception as exc:  # any compiler failure: the eager model still trains correctly
-        logger.warning("--compile failed (%s: %s); training without torch.compile",
-                       type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
-        compiled = model
-    model.zero_grad(set_to_none=True)
-    return compiled
-
-
-def _finite_or_none(value):
-    """JSON-safe copy: NaN and infinities become None."""
-    if isinstance(value, dict):
-        return {k: _finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    return compile_or_eager(model, example, amp, logger)
 
 
 def run_folder(args: argparse.Namespace) -> Path:
@@ -275,7 +257,6 @@ def finetune(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
     guard = NonFiniteGuard(GUARD_CHECK_EVERY, skip=args.skip_nonfinite,
                            last_checkpoint=str(last_path))
     step = l1_step(device)
-    val_patches = args.val_patches or args.test_patches
     with GracefulStop(logger) as stop:
         for epoch in range(start_epoch, args.epochs + 1):
             if state["finished"]:
@@ -288,7 +269,7 @@ def finetune(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
                                   info=info)
             if out["stopped"]:
                 _interrupted(stop, logger, last_path, epoch - 1, command)
-            val = evaluate(model, "val", val_patches)
+            val = evaluate(model, "val", args.val_patches)
             train_srcc = (evaluate_predictions(out["predictions"], out["targets"], strict=False)
                           ["srcc"] if out["predictions"] is not None else math.nan)
             epoch_time = time.perf_counter() - epoch_start
@@ -301,17 +282,17 @@ def finetune(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
                 logger.warning("epoch %d skipped %d batch(es) and %d unreadable image(s)",
                                epoch, out["skipped_batches"], out["skipped_images"])
             if info.is_main:
-                journal.append(_finite_or_none(record))
+                journal.append(json_safe(record))
             state["train_time_s"] += epoch_time
             state["epochs_run"] = epoch
             if math.isfinite(val["srcc"]) and (state["best_srcc"] is None
                                                or val["srcc"] > state["best_srcc"]):
                 state.update(best_srcc=val["srcc"], best_epoch=epoch, bad_epochs=0,
-                             best_val=_finite_or_none(val))
+                             best_val=json_safe(val))
                 if info.is_main:
                     atomic_save(make_checkpoint("full", model.config["model_size"],
                                                 unwrap(model).state_dict(), ckpt_config, epoch,
-                                                _finite_or_none(val)), best_path)
+                                                json_safe(val)), best_path)
             else:
                 state["bad_epochs"] += 1
             if args.patience and state["bad_epochs"] >= args.patience:
@@ -344,7 +325,7 @@ def _final_test(args, data, state, run_dir, evaluate, device, logger, info) -> d
                            "test; check the labels, lower the learning rate or train longer")
     best = load_model_for_eval(run_dir / BEST_NAME, device)
     test = evaluate(best.model, "test", args.test_patches)
-    results = _finite_or_none({
+    results = json_safe({
         "model_name": args.model_name, "dataset": data.key, "best_epoch": state["best_epoch"],
         "epochs_run": state["epochs_run"],
         "stopped_early": state["stopped_early"], "train_time_s": state["train_time_s"],

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from data.degradations import degrade_levels, parse_distortions
 from data.images import ImageCache, ResizePolicy
 from data.iqa_dataset import UnlabeledPairDataset, collate_crops, list_images
-from data.registry import canonical_key, read_rows, resize_policy
+from data.registry import canonical_key, drop_missing, read_rows, resize_policy
 from data.rows import DatasetError
 from engine.checkpoint import CheckpointError, atomic_save, check_writable
 from engine.cli import save_args
@@ -36,6 +36,7 @@ from engine.loop import StepOutput, to_device_images, train_one_epoch
 from engine.optim import build_optimizer, build_scheduler, param_groups
 from engine.runlog import MetricsJournal, setup_logger
 from engine.runtime import (
+    compile_or_eager,
     configure_backends,
     count_parameters,
     make_grad_scaler,
@@ -91,17 +92,22 @@ def parse_prompt_pair(text: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
-def pretrain_images(args: argparse.Namespace) -> tuple[list[Path], ResizePolicy, str]:
-    """Unlabelled images: every image of --image_dir, or the TRAINING split of --dataset."""
+def pretrain_images(
+    args: argparse.Namespace, logger: logging.Logger
+) -> tuple[list[Path], ResizePolicy, str]:
+    """Unlabelled images: every image of --image_dir, or the TRAINING split of --dataset.
+
+    Training-split images missing on disk stop the run before training, unless --skip_missing.
+    """
     if args.image_dir:
         return list_images(args.image_dir), ResizePolicy("none"), f"folder {args.image_dir}"
     key = canonical_key(args.dataset)
-    rows = read_rows(key, args.data_root, split="official")
-    paths = sorted({row.path for row in rows if row.split == "train"})
+    rows = [row for row in read_rows(key, args.data_root, split="official") if row.split == "train"]
+    paths = sorted({row.path for row in drop_missing(key, rows, args.skip_missing, logger)})
     if not paths:
         raise DatasetError(
-            f"{key} under {args.data_root} has no training-split images (found {len(rows)} rows); "
-            "check --data_root, or pass --image_dir for a folder of unlabelled images"
+            f"{key} under {args.data_root} has no training-split images to use; check "
+            "--data_root, or pass --image_dir for a folder of unlabelled images"
         )
     return paths, resize_policy(key), f"{key} training split"
 
@@ -113,6 +119,7 @@ def build_pretrain_model(
     encoder = build_encoder(
         args.model_size, imagenet_weights=args.imagenet_weights, img_size=args.crop_size
     )
+    encoder.set_grad_checkpointing(args.grad_checkpointing)
     if args.loss_type == "simplified":
         head = ScalarQualityHead(encoder.num_features)
     else:
@@ -277,7 +284,7 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> PretrainRun:
     configure_backends(info.device)
     amp = resolve_amp(args.amp, info.device)
 
-    paths, policy, source = pretrain_images(args)
+    paths, policy, source = pretrain_images(args, logger)
     dataset = UnlabeledPairDataset(paths, policy, ImageCache(args.cache_dir),
                                    crop_size=args.crop_size, seed=args.seed)
     loader = _make_loader(dataset, args, info, logger)
@@ -288,7 +295,8 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> PretrainRun:
     optimizer = build_optimizer(groups, info.device)
     steps_per_epoch = math.ceil(len(loader) / args.accum_steps)
     steps_per_epoch = min(steps_per_epoch, args.max_steps_per_epoch or steps_per_epoch)
-    scheduler = build_scheduler(optimizer, "cosine", args.epochs, steps_per_epoch,
+    # --epochs 0 never steps: the horizon of one epoch only keeps the scheduler well defined
+    scheduler = build_scheduler(optimizer, "cosine", max(args.epochs, 1), steps_per_epoch,
                                 args.warmup_epochs)
     scaler = make_grad_scaler(info.device, amp)
     run = PretrainRun(name, run_dir, logger, config, distortions, model, loader, optimizer,
@@ -373,9 +381,12 @@ def run_pretraining(args: argparse.Namespace, command: str | None = None) -> dic
 def _pretrain(args: argparse.Namespace, info: DistInfo, command: str | None) -> dict:
     """Epoch loop of run_pretraining inside the process group."""
     run = setup_run(args, info)
-    if args.compile:
-        run.model.compile()  # in place: state_dict keys stay unprefixed
     ddp_model = wrap_ddp(run.model, info)
+    if args.compile:  # checkpoints save run.model, so their keys carry no compile prefix
+        crops = args.batch_size * 2 * (args.num_levels + 1)
+        example = torch.zeros(crops, 3, args.crop_size, args.crop_size, device=info.device)
+        ddp_model = compile_or_eager(ddp_model, example.contiguous(
+            memory_format=torch.channels_last), run.amp, run.logger)
     guard = NonFiniteGuard(GUARD_CHECK_EVERY, skip=args.skip_nonfinite,
                            last_checkpoint=str(run.last_path) if run.start_epoch > 1 else None)
     with GracefulStop(run.logger) as stop:
@@ -404,7 +415,9 @@ def _pretrain(args: argparse.Namespace, info: DistInfo, command: str | None) -> 
         metrics = MetricsJournal(run.run_dir / METRICS_NAME).read()
         atomic_save(make_encoder_checkpoint(run.model, run.config, args.epochs,
                                             metrics[-1] if metrics else {}), final)
-        run.logger.info("pretrained encoder saved to %s (zero-shot: test_swin.py --model_path %s; "
-                        "fine-tuning: train_swin.py --pretrained_encoder %s)", final, final, final)
+        state = "pretrained" if args.epochs else "untrained (--epochs 0)"
+        run.logger.info("%s encoder saved to %s (zero-shot: test_swin.py --model_path %s; "
+                        "fine-tuning: train_swin.py --pretrained_encoder %s)", state, final, final,
+                        final)
     barrier(info)
     return run.summary(args.epochs, final=final)

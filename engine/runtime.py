@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import logging
 import os
 import platform
 import random
@@ -86,6 +87,25 @@ def make_grad_scaler(device: torch.device | str, amp: str) -> torch.amp.GradScal
     """GradScaler, enabled only for fp16 (bf16 and fp32 need no loss scaling)."""
     device = torch.device(device)
     return torch.amp.GradScaler(device.type, enabled=resolve_amp(amp, device) == "fp16")
+
+
+def compile_or_eager(model: nn.Module, example: torch.Tensor, amp: str,
+                     logger: logging.Logger) -> nn.Module:
+    """torch.compile `model`, tried on one forward and backward of `example` (compilation happens
+    on the first call); on any compiler failure warn and return the eager model, which trains
+    the same. Gradients of the trial are cleared."""
+    compiled = torch.compile(model)
+    try:
+        with autocast(example.device, amp):
+            out = compiled(example)
+        outputs = out.values() if isinstance(out, dict) else [out]
+        sum(t.float().sum() for t in outputs if t.requires_grad).backward()
+    except Exception as exc:  # any compiler failure: the eager model still trains correctly
+        logger.warning("--compile failed (%s: %s); training without torch.compile",
+                       type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        compiled = model
+    model.zero_grad(set_to_none=True)
+    return compiled
 
 
 def configure_backends(device: torch.device | str) -> None:

@@ -14,6 +14,8 @@ Definitions (all hinges are `relu`, every term is a mean over its elements):
   a positive margin gives QualiCLIP's margin-ranking form, which tolerates differences up to the
   margin. The full loss adds the positive- and negative-prompt terms, as QualiCLIP's L_cons does.
 QualiCLIP ranks the L degraded levels only; here the clean crop (level 0) takes part as well.
+The official QualiCLIP repository publishes inference code only; the definitions above follow the
+paper (Agnolucci et al., arXiv 2403.11176), whose three terms are all margin-ranking losses.
 """
 
 from __future__ import annotations

@@ -74,6 +74,11 @@ class SwinEncoder(nn.Module):
         self.register_buffer("mean", mean, persistent=False)
         self.register_buffer("std", std, persistent=False)
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each stage's blocks in the backward pass: less activation memory for about
+        one more forward pass of compute (Swin-B at large batches on small cards)."""
+        self.backbone.set_grad_checkpointing(enable)
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Stage maps [(B, C1, H/4, W/4), ..., (B, C4, H/32, W/32)] of (B, 3, H, W) in [0, 1]."""
         x = (x - self.mean) / self.std

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from data.readers.common import (
@@ -11,7 +12,7 @@ from data.readers.common import (
     read_csv_records,
     require_dataset_dir,
 )
-from data.rows import UNASSIGNED, Row
+from data.rows import UNASSIGNED, DatasetError, Row
 
 TITLE = "KADID-10k"
 LABEL_FILE = "dmos.csv"
@@ -20,6 +21,16 @@ LAYOUT = (
     "  kadid10k/images/Iaa_dd_ll.png  (10,125 distorted images; references Iaa.png beside them)\n"
     "  kadid10k/dmos.csv              (dist_img,ref_img,dmos,var; dmos 1-5, higher is better)"
 )
+# The 25 distortion types in KADID-10k's order (type dd of Iaa_dd_ll.png is entry dd - 1), named
+# as data.degradations names its implementations.
+DISTORTION_TYPES = (
+    "gaussian_blur", "lens_blur", "motion_blur", "color_diffusion", "color_shift",
+    "color_quantization", "color_saturation", "color_oversaturation", "jpeg2000", "jpeg",
+    "gaussian_noise", "color_noise", "impulse_noise", "multiplicative_noise", "denoise",
+    "brighten", "darken", "mean_shift", "jitter", "non_eccentricity_patch", "pixelate",
+    "quantization", "color_block", "high_sharpen", "contrast_change",
+)  # fmt: skip
+_DISTORTED_NAME = re.compile(r"^I\d+_(\d+)_\d+\.\w+$")
 
 
 def read(dataset_dir: Path) -> list[Row]:
@@ -36,3 +47,29 @@ def read(dataset_dir: Path) -> list[Row]:
         mos = parse_score(rec["dmos"], label_path, line, "dmos")
         rows.append(Row(images / name, mos, UNASSIGNED, ref, name))
     return rows
+
+
+def distortion_type(image_name: str) -> str | None:
+    """The distortion type of a KADID-10k image name Iaa_dd_ll.png; None for other names."""
+    match = _DISTORTED_NAME.match(Path(image_name).name)
+    if not match or not 1 <= int(match.group(1)) <= len(DISTORTION_TYPES):
+        return None
+    return DISTORTION_TYPES[int(match.group(1)) - 1]
+
+
+def parse_distortion_types(text: str) -> list[str]:
+    """A comma list of KADID-10k type codes (1-25, "03") and/or names -> type names, in order."""
+    chosen = []
+    for item in (part.strip() for part in text.split(",")):
+        if item.isdigit() and 1 <= int(item) <= len(DISTORTION_TYPES):
+            name = DISTORTION_TYPES[int(item) - 1]
+        elif item in DISTORTION_TYPES:
+            name = item
+        else:
+            raise DatasetError(
+                f"unknown KADID-10k distortion type {item!r}: give codes 1-25 or names "
+                f"({', '.join(DISTORTION_TYPES)})"
+            )
+        if name not in chosen:
+            chosen.append(name)
+    return chosen

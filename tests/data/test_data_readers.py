@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from data.degradations.registry import DISTORTION_NAMES
 from data.images import ResizePolicy
-from data.readers import spaq
+from data.readers import kadid10k, spaq
 from data.registry import canonical_key, read_rows, resize_policy
-from data.rows import split_counts
+from data.rows import DatasetError, split_counts
 from tests.data.conftest import read_csv, spaq_table, write_csv
 
 
@@ -35,6 +37,24 @@ def test_kadid_rows_keep_the_reference_as_group(real_rows, real_root):
     assert rows[0].name == "I01_01_01.png" and rows[0].group == "I01.png"
     assert rows[0].path == real_root / "kadid10k" / "images" / "I01_01_01.png"
     assert sum(split_counts(rows).values()) == 10_125
+
+
+def test_every_real_kadid_image_has_one_of_25_types_405_each(real_rows):
+    types = Counter(kadid10k.distortion_type(row.name) for row in real_rows["kadid10k"])
+    assert list(types) == list(kadid10k.DISTORTION_TYPES)  # label order is KADID's type order
+    assert set(types.values()) == {81 * 5}
+    assert set(kadid10k.DISTORTION_TYPES) <= set(DISTORTION_NAMES)  # same names as the pretraining
+    assert kadid10k.distortion_type("I01.png") is None
+    assert kadid10k.distortion_type("I01_26_01.png") is None
+
+
+def test_kadid_type_lists_take_codes_and_names():
+    assert kadid10k.parse_distortion_types("3, 21,contrast_change,03") == [
+        "motion_blur", "pixelate", "contrast_change"]
+    with pytest.raises(DatasetError, match=r"unknown KADID-10k distortion type 'smear'.*1-25"):
+        kadid10k.parse_distortion_types("3,smear")
+    with pytest.raises(DatasetError, match=r"unknown KADID-10k distortion type '26'"):
+        kadid10k.parse_distortion_types("26")
 
 
 def test_agiqa_uses_mos_quality(real_rows, real_root):

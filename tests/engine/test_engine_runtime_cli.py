@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import subprocess
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from engine.cli import add_common_args, save_args
 from engine.runtime import (
     DeviceError,
     autocast,
+    compile_or_eager,
     count_parameters,
     environment_info,
     make_grad_scaler,
@@ -116,6 +118,7 @@ def test_common_args_defaults_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (args.output_dir, args.log_dir) == ("checkpoints", "logs")
     assert args.resume is None and args.imagenet_weights == "auto"
     assert not args.compile and args.accum_steps == 1 and not args.skip_nonfinite
+    assert not args.grad_checkpointing
     assert parser.parse_args(["--resume"]).resume == "auto"
     assert parser.parse_args(["--resume", "x/last.pkl"]).resume == "x/last.pkl"
     with pytest.raises(SystemExit):
@@ -141,3 +144,27 @@ def test_save_args_writes_flags_environment_and_extra(tmp_path: Path) -> None:
     saved = json.loads((tmp_path / "run" / "finetune_config.json").read_text())
     assert saved["args"]["seed"] == 7 and saved["args"]["run_dir"] == str(tmp_path / "run")
     assert saved["n_train"] == 10 and "git_commit" in saved["environment"]
+
+
+def test_compile_failure_falls_back_to_the_eager_model(monkeypatch, caplog) -> None:
+    model = torch.nn.Linear(4, 1)
+
+    def broken(module):
+        def call(x):
+            raise RuntimeError("inductor: no C++ compiler\nsecond line")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken)
+    logger = logging.getLogger("compile_test")
+    with caplog.at_level(logging.WARNING, logger="compile_test"):
+        out = compile_or_eager(model, torch.ones(2, 4), "off", logger)
+    assert out is model
+    assert "--compile failed (RuntimeError: inductor: no C++ compiler)" in caplog.text
+
+
+def test_compile_trial_step_leaves_no_gradients(monkeypatch) -> None:
+    model = torch.nn.Linear(4, 1)
+    monkeypatch.setattr(torch, "compile", lambda module: (lambda x: {"score": module(x)}))
+    out = compile_or_eager(model, torch.ones(2, 4), "off", logging.getLogger("compile_test"))
+    assert out is not model and out(torch.ones(1, 4))["score"].shape == (1, 1)
+    assert all(p.grad is None for p in model.parameters())

@@ -45,6 +45,25 @@ def test_channels_last_and_bf16_autocast(micro_model, images) -> None:
             low = model(x)
     torch.testing.assert_close(channels_last, reference, rtol=1e-4, atol=1e-4)
     assert low.shape == (1,) and torch.isfinite(low).all()
+    assert low.dtype == torch.float32  # the head runs in float32 under autocast
+
+
+def test_grad_checkpointing_gives_the_same_gradients(micro_model, images) -> None:
+    x = images[:2]
+
+    def encoder_grads(checkpointing: bool) -> list[torch.Tensor]:
+        micro_model.zero_grad(set_to_none=True)
+        micro_model.encoder.set_grad_checkpointing(checkpointing)
+        micro_model(x).sum().backward()
+        return [p.grad.clone() for p in micro_model.encoder.parameters()]
+
+    micro_model.train()
+    plain, recomputed = encoder_grads(False), encoder_grads(True)
+    micro_model.encoder.set_grad_checkpointing(False)
+    micro_model.zero_grad(set_to_none=True)
+    assert micro_model.encoder.backbone.layers[0].grad_checkpointing is False
+    for a, b in zip(plain, recomputed, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_swin_base_encoder_has_about_87m_parameters() -> None:

@@ -14,7 +14,8 @@ import pytest
 # 0-100 from its severity) on many scenes is learnt in a few CPU seconds.
 LEARNABLE_SPLITS = {"train": 48, "val": 16, "test": 16}
 TRAINED_FLAGS = ("--epochs", "4", "--batch_size", "8", "--lr", "3e-4", "--lr_ratio", "10",
-                 "--scheduler", "none", "--test_patches", "2", "--patience", "0")
+                 "--scheduler", "none", "--test_patches", "2", "--val_patches", "2",
+                 "--patience", "0")
 
 
 def build_learnable_csv(folder: Path, seed: int = 0) -> Path:

@@ -65,7 +65,7 @@ def finetune_run(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     out = tmp_path_factory.mktemp("ddp_finetune")
     _run("train_swin.py", [*_training(demo_root, out, "ddp"), "--dataset", "koniq10k",
                            "--epochs", "1", "--batch_size", "4", "--max_steps_per_epoch", "2",
-                           "--test_patches", "2", "--patience", "0"], nproc=2)
+                           "--test_patches", "2", "--val_patches", "2", "--patience", "0"], nproc=2)
     return out / "runs" / "ddp"
 
 

@@ -13,10 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import pretrain_qualiclip
+import test_swin
+from data.rows import DatasetError
 from engine.checkpoint import CheckpointError, load_checkpoint
 from engine.runlog import MetricsJournal
+from models import clip_anchors
 from models.pretrain_model import pretrain_model_from_checkpoint
 from models.swin_hyperiqa import build_swin_hyperiqa, load_encoder
 
@@ -45,23 +49,34 @@ def _mean_loss(records: list[dict], epochs: slice) -> float:
     return sum(r["loss"] for r in chosen) / len(chosen)
 
 
+def _random_anchors(pairs, clip_model="RN50", clip_weights="openai", clip_cache_dir=None):
+    """Distinct random prompt anchors: a random text tower gives near-parallel antonym pairs."""
+    generator = torch.Generator().manual_seed(0)
+    return F.normalize(torch.randn(len(pairs), 2, 32, generator=generator), dim=-1), 100.0
+
+
 @pytest.fixture(scope="module")
 def image_dir(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder of eight unlabelled demo photos: one batch per epoch, the same images each epoch."""
+    """A folder of eight unlabelled demo photos: the same images in every epoch."""
     folder = tmp_path_factory.mktemp("unlabelled")
     for path in sorted((demo_root / "koniq10k" / "1024x768").glob("*.jpg"))[:8]:
         shutil.copy(path, folder / path.name)
     return folder
 
 
+# Gaussian noise is learnt within a few dozen steps by the micro model, so the loss falls in
+# a short run; the consistency weight is lowered so the ranking term leads early on.
+LEARNABLE = ("--distortions", "noise", "--consistency_weight", "0.1", "--epochs", "16",
+             "--batch_size", "4", "--lr", "1e-3")
+
+
 @pytest.fixture(scope="module")
 def simplified_run(demo_root: Path, image_dir: Path,
                    tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """One eight-epoch simplified-loss run on the folder, shared by the tests of its outputs."""
+    """One sixteen-epoch simplified-loss run on the folder, shared by the tests of its outputs."""
     out = tmp_path_factory.mktemp("pretrain_simplified")
     summary = pretrain_qualiclip.main(_args(
-        demo_root, out, "simple", "--image_dir", str(image_dir), "--epochs", "8",
-        "--save_every", "4", "--batch_size", "8", "--lr", "1e-3",
+        demo_root, out, "simple", "--image_dir", str(image_dir), "--save_every", "8", *LEARNABLE,
     ))  # fmt: skip
     return {"out": out, "summary": summary, "run_dir": Path(summary["run_dir"])}
 
@@ -71,22 +86,21 @@ def test_run_folder_has_all_files(simplified_run: dict, image_dir: Path) -> None
     assert run_dir == simplified_run["out"] / "runs" / "simple"
     names = sorted(p.name for p in run_dir.iterdir())
     assert names == [
-        "last.pkl", "metrics.jsonl", "pretrain_config.json", "swin_micro_epoch4.pkl",
+        "last.pkl", "metrics.jsonl", "pretrain_config.json", "swin_micro_epoch16.pkl",
         "swin_micro_epoch8.pkl", "swin_micro_qualiclip_pretrained.pkl",
     ]  # fmt: skip
-    assert _epochs(run_dir) == list(range(1, 9))
+    assert _epochs(run_dir) == list(range(1, 17))
     for record in MetricsJournal(run_dir / "metrics.jsonl").read():
         assert {"loss", "consistency", "ranking", "lr", "time_s"} <= set(record)
 
     final = load_checkpoint(run_dir / "swin_micro_qualiclip_pretrained.pkl", "encoder")
-    assert final["epoch"] == 8 and final["model_size"] == "micro"
+    assert final["epoch"] == 16 and final["model_size"] == "micro"
     assert final["config"]["head"]["type"] == "scalar"
-    assert final["config"]["distortions"] == ["gaussian_blur", "jpeg", "gaussian_noise",
-                                              "brightness"]
+    assert final["config"]["distortions"] == ["gaussian_noise"]
     assert len(final["config"]["prompt_pairs"]) == 7
     assert final["head_state_dict"]
-    assert load_checkpoint(run_dir / "swin_micro_epoch4.pkl", "encoder")["epoch"] == 4
-    assert load_checkpoint(run_dir / "last.pkl", "train_state")["epoch"] == 8
+    assert load_checkpoint(run_dir / "swin_micro_epoch8.pkl", "encoder")["epoch"] == 8
+    assert load_checkpoint(run_dir / "last.pkl", "train_state")["epoch"] == 16
 
     saved = json.loads((run_dir / "pretrain_config.json").read_text())
     assert saved["args"]["loss_type"] == "simplified"
@@ -95,19 +109,16 @@ def test_run_folder_has_all_files(simplified_run: dict, image_dir: Path) -> None
 
     log = (simplified_run["out"] / "logs" / "simple.log").read_text()
     lines = [ln for ln in log.splitlines() if "| consistency" in ln]
-    assert len(lines) == 8
+    assert len(lines) == 16
     assert all(f"epoch {i} | loss " in ln for i, ln in enumerate(lines, start=1))
     assert all("| ranking " in ln and "| lr " in ln and "| time " in ln for ln in lines)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open: with 8 one-batch epochs at 64 px the simplified loss stays near its "
-    "constant-score value (~margin) instead of falling; demo-scale Stage-1 learning still to show",
-)
 def test_simplified_loss_falls(simplified_run: dict) -> None:
+    # Measured for seeds 0-3 and 42 (this run's): the last four epochs average 41-83 % of the
+    # first four.
     records = simplified_run["summary"]["metrics"]
-    assert _mean_loss(records, slice(-3, None)) < _mean_loss(records, slice(0, 3))
+    assert _mean_loss(records, slice(-4, None)) < 0.9 * _mean_loss(records, slice(0, 4))
 
 
 def test_checkpoint_loads_as_encoder_and_scores_zero_shot(simplified_run: dict) -> None:
@@ -124,24 +135,59 @@ def test_checkpoint_loads_as_encoder_and_scores_zero_shot(simplified_run: dict) 
     assert ((score > 0) & (score < 1)).all()
 
 
-def test_full_loss_falls(demo_root: Path, image_dir: Path, tmp_path: Path) -> None:
-    with pytest.warns(UserWarning, match="randomly initialised"):
-        summary = pretrain_qualiclip.main(_args(
-            demo_root, tmp_path, "full", "--image_dir", str(image_dir), "--loss_type", "full",
-            "--clip_model", "tiny", "--clip_weights", "none", "--train_prompt_pairs", "2",
-            "--epochs", "8", "--batch_size", "8", "--lr", "1e-3", "--save_every", "0",
-        ))  # fmt: skip
+def test_full_loss_falls(demo_root: Path, image_dir: Path, tmp_path: Path,
+                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(clip_anchors, "embed_prompt_pairs", _random_anchors)
+    summary = pretrain_qualiclip.main(_args(
+        demo_root, tmp_path, "full", "--image_dir", str(image_dir), "--loss_type", "full",
+        "--clip_weights", "none", "--train_prompt_pairs", "2", "--save_every", "0", *LEARNABLE,
+    ))  # fmt: skip
     records = summary["metrics"]
-    assert [r["epoch"] for r in records] == list(range(1, 9))
-    assert _mean_loss(records, slice(-3, None)) < _mean_loss(records, slice(0, 3))
+    assert [r["epoch"] for r in records] == list(range(1, 17))
+    assert _mean_loss(records, slice(-4, None)) < _mean_loss(records, slice(0, 4))
     ckpt = load_checkpoint(summary["final_checkpoint"], "encoder")
     assert ckpt["config"]["head"]["type"] == "clip"
     assert ckpt["config"]["head"]["num_pairs"] == 7
+    assert ckpt["config"]["train_prompt_pairs"] == 2
     scorer = pretrain_model_from_checkpoint(ckpt).eval()
     with torch.no_grad():
         out = scorer(torch.rand(2, 3, CROP, CROP))
     assert out["sims"].shape == (2, 7, 2)
     assert ((out["score"] > 0) & (out["score"] < 1)).all()
+
+
+# Gaussian blur alone is learnt by the random micro model on the demo KonIQ training split in
+# a CPU minute (the four default types need far more steps at this scale).
+BLUR_ONLY = ("--dataset", "koniq10k", "--distortions", "gaussian_blur", "--consistency_weight",
+             "0.1", "--batch_size", "8", "--lr", "1e-3", "--seed", "0", "--save_every", "0")
+
+
+def _held_out_kadid_srcc(demo_root: Path, out: Path, checkpoint: str) -> float:
+    """Zero-shot SRCC on the demo KADID types absent from pretraining (3, 21, 25)."""
+    result = out / f"{Path(checkpoint).parent.name}.json"
+    assert test_swin.main([
+        "--model_path", checkpoint, "--data_root", str(demo_root), "--test_datasets", "kadid10k",
+        "--kadid_types", "motion_blur,pixelate,contrast_change", "--test_patches", "3",
+        "--device", "cpu", "--num_workers", "0", "--cache_dir", str(out / "cache"),
+        "--log_dir", str(out / "logs"), "--output", str(result),
+    ]) == 0  # fmt: skip
+    report = json.loads(result.read_text())
+    assert report["results"]["kadid10k"]["n"] == 90 and report["mode"] == "zero_shot"
+    return report["results"]["kadid10k"]["srcc"]
+
+
+@pytest.mark.slow
+def test_pretraining_ranks_held_out_kadid_types_zero_shot(demo_root: Path, tmp_path: Path) -> None:
+    # Measured (test_patches 5, seeds 0/1/42): 0.57/0.56/0.53 pretrained vs 0.11 untrained.
+    trained = pretrain_qualiclip.main(_args(demo_root, tmp_path, "blur", "--epochs", "16",
+                                            *BLUR_ONLY))
+    control = pretrain_qualiclip.main(_args(demo_root, tmp_path, "untrained", "--epochs", "0",
+                                            *BLUR_ONLY))
+    assert control["metrics"] == []
+    pretrained_srcc = _held_out_kadid_srcc(demo_root, tmp_path, trained["final_checkpoint"])
+    untrained_srcc = _held_out_kadid_srcc(demo_root, tmp_path, control["final_checkpoint"])
+    assert pretrained_srcc > 0.4
+    assert pretrained_srcc > untrained_srcc + 0.25
 
 
 def _start(args: list[str], stderr: Path) -> subprocess.Popen:
@@ -215,6 +261,15 @@ def test_unwritable_output_stops_before_training(demo_root: Path, tmp_path: Path
     with pytest.raises(CheckpointError, match="not writable"):
         pretrain_qualiclip.main(args)
     assert not (tmp_path / "logs" / "blocked.log").exists()
+
+
+def test_missing_training_images_stop_before_training(demo_root: Path, tmp_path: Path) -> None:
+    images = sorted((demo_root / "koniq10k" / "1024x768").glob("*.jpg"))[:3]
+    labels = tmp_path / "labels.csv"
+    lines = ["image,mos,split", *(f"{p},50,train" for p in images), "gone.jpg,50,train"]
+    labels.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetError, match=r"1 of 4 images .* missing: .*gone\.jpg"):
+        pretrain_qualiclip.main(_args(demo_root, tmp_path, "missing", "--dataset", f"csv:{labels}"))
 
 
 def test_bad_flags_are_rejected(demo_root: Path, tmp_path: Path) -> None:

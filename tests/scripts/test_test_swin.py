@@ -58,12 +58,20 @@ def test_images_are_scored_to_csv(trained_run: dict, script_argv, tmp_path: Path
     assert "higher = better" in (tmp_path / "logs" / "test_swin.log").read_text()
 
 
-def test_encoder_checkpoint_runs_zero_shot(script_argv, tmp_path: Path, demo_root: Path) -> None:
+@pytest.fixture(scope="module")
+def encoder_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Stage-1 encoder checkpoint (random micro encoder, scalar head)."""
     encoder = SwinEncoder("micro")
-    path = tmp_path / "swin_micro_qualiclip_pretrained.pkl"
+    path = tmp_path_factory.mktemp("encoder") / "swin_micro_qualiclip_pretrained.pkl"
     pretrained = QualityPretrainModel(encoder, ScalarQualityHead(encoder.num_features))
     atomic_save(make_encoder_checkpoint(pretrained, {}, 1, {}), path)
-    argv = script_argv(tmp_path, "--model_path", str(path), "--test_datasets", "livec",
+    return path
+
+
+def test_encoder_checkpoint_runs_zero_shot(encoder_checkpoint: Path, script_argv, tmp_path: Path,
+                                           demo_root: Path) -> None:
+    argv = script_argv(tmp_path, "--model_path", str(encoder_checkpoint), "--output",
+                       str(tmp_path / "cross_dataset_results.json"), "--test_datasets", "livec",
                        "--test_patches", "1", training=False)
     assert main(argv) == 0
     report = json.loads((tmp_path / "cross_dataset_results.json").read_text())
@@ -85,3 +93,24 @@ def test_missing_datasets_are_named_or_skipped(trained_run: dict, script_argv,
     report = json.loads((tmp_path / "r.json").read_text())
     assert list(report["results"]) == ["livec"] and list(report["skipped"]) == [
         f"csv:{tmp_path / 'absent.csv'}"]
+
+
+def test_kadid_is_reported_per_distortion_type_and_can_be_restricted(
+        encoder_checkpoint: Path, script_argv, tmp_path: Path) -> None:
+    output = tmp_path / "kadid.json"
+    argv = script_argv(tmp_path, "--model_path", str(encoder_checkpoint), "--output", str(output),
+                       "--test_datasets", "kadid", "--test_patches", "1", training=False)
+    assert main(argv) == 0
+    per_type = json.loads(output.read_text())["by_distortion"]["kadid10k"]
+    assert list(per_type) == ["gaussian_blur", "motion_blur", "jpeg", "gaussian_noise",
+                              "pixelate", "contrast_change"]  # the demo's six, in KADID order
+    assert {m["n"] for m in per_type.values()} == {30}
+
+    assert main([*argv, "--kadid_types", "3,pixelate"]) == 0
+    report = json.loads(output.read_text())
+    assert report["results"]["kadid10k"]["n"] == 60 and report["subsets"]["kadid10k"] == "2 types"
+    assert list(report["by_distortion"]["kadid10k"]) == ["motion_blur", "pixelate"]
+    names = {row["image"] for row in read_csv(tmp_path / "kadid_kadid10k_predictions.csv")}
+    assert len(names) == 60 and all(n.split("_")[1] in ("03", "21") for n in names)
+    with pytest.raises(DatasetError, match="kadid10k has no images of the types denoise"):
+        main([*argv, "--kadid_types", "denoise"])

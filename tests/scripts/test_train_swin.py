@@ -25,7 +25,7 @@ from train_swin import get_args_parser, main
 
 REPO = Path(__file__).resolve().parents[2]
 QUICK = ("--dataset", "koniq10k", "--batch_size", "8", "--max_steps_per_epoch", "1",
-         "--test_patches", "1")
+         "--test_patches", "1", "--val_patches", "1")
 EPOCH_LINE = re.compile(
     r"epoch 1 \| train loss [\d.]+ \| train SRCC -?[\d.]+ \| val SRCC -?[\d.]+ \| "
     r"val PLCC -?[\d.]+ \| lr [\d.e+-]+ \| time [\d.]+s"
@@ -46,6 +46,7 @@ def test_defaults_follow_the_plan() -> None:
     assert (args.patience, args.train_patches, args.test_patches, args.crop_size) == (
         10, 1, 25, 224)
     assert args.split_ratios == (0.7, 0.1, 0.2)
+    assert args.val_patches == 10
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,8 @@ def flat_run(tmp_path_factory: pytest.TempPathFactory, script_argv, learnable_da
     out = tmp_path_factory.mktemp("flat")
     argv = script_argv(out, "--dataset", learnable_dataset, "--model_name", "flat", "--seed", "0",
                        "--batch_size", "8", "--max_steps_per_epoch", "1", "--test_patches", "2",
-                       "--epochs", "5", "--lr", "0", "--lr_hyper", "0", "--patience", "1")
+                       "--val_patches", "2", "--epochs", "5", "--lr", "0", "--lr_hyper", "0",
+                       "--patience", "1")
     assert main(argv) == 0
     return out / "runs" / "flat"
 

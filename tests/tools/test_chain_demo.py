@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "run_qualiclip_experiments.sh"
 TINY = {"PRETRAIN_EPOCHS": "1", "FINETUNE_EPOCHS": "1", "PRETRAIN_STEPS": "1",
         "FINETUNE_STEPS": "1", "PRETRAIN_BATCH": "2", "FINETUNE_BATCH": "4", "NUM_LEVELS": "2",
-        "TEST_PATCHES": "1", "TEST_DATASETS": "spaq agiqa3k"}
+        "TEST_PATCHES": "1", "VAL_PATCHES": "1", "TEST_DATASETS": "spaq agiqa3k"}
 
 
 def run_chain(run_dir: Path, data_root: Path, *args: str) -> str:

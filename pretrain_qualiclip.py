@@ -15,7 +15,13 @@ import argparse
 import shlex
 import sys
 
-from engine.cli import DefaultsHelpFormatter, add_common_args, non_negative_int, positive_int
+from engine.cli import (
+    DefaultsHelpFormatter,
+    add_common_args,
+    non_negative_int,
+    positive_int,
+    run_script,
+)
 from engine.pretrain import DEFAULT_DISTORTIONS, parse_prompt_pair, run_pretraining
 
 
@@ -141,4 +147,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(main()["exit_code"])
+    sys.exit(run_script(lambda: main()["exit_code"]))

@@ -13,11 +13,14 @@ Runs, each stage once (a marker RUN_DIR/.done/<stage> skips it on a rerun):
   data              python -m data per dataset (missing ones are skipped with a notice; KonIQ-10k is
                     required) and python -m models (parameter counts)
   pretrain          pretrain_qualiclip.py --model_name pretrain (run folder checkpoints/pretrain)
+  untrained         the same command with --epochs 0: encoder and head before pretraining, the
+                    control of the zero-shot test (checkpoints/untrained)
   baseline          train_swin.py on KonIQ-10k from ImageNet weights
   pretrained        train_swin.py on KonIQ-10k from this run's swin_<size>_qualiclip_pretrained.pkl
   baseline_r<i>, pretrained_r<i>   extra repeats i = 1..REPEATS-1 (seed SEED+i, split seed i)
-  test_baseline, test_pretrained, test_zero_shot   test_swin.py on SPAQ, KADID-10K, AGIQA-3K, LIVE-C
-                    and the KonIQ-10k test split (whichever are present)
+  test_baseline, test_pretrained, test_zero_shot, test_zero_shot_untrained
+                    test_swin.py on SPAQ, KADID-10K, AGIQA-3K, LIVE-C and the KonIQ-10k test
+                    split (whichever are present); KADID-10k is also reported per distortion type
   abl_<kind>_<variant>_{pretrain,finetune,test}     ablation variants (--ablation)
   report            python -m tools.report --runs_dir RUN_DIR
 
@@ -423,6 +426,9 @@ if [[ $RAN_STAGE == 1 ]]; then
   for ((i = 1; i < REPEATS; i++)); do invalidate "pretrained_r$i"; done
 fi
 ENCODER=$(encoder_of "$CKPT/pretrain")
+pretrain_cmd untrained 0 "$DISTORTIONS" "$LOSS_TYPE"
+run_stage untrained "$CKPT/untrained" "$CKPT/untrained" -- "${CMD[@]}"
+if [[ $RAN_STAGE == 1 ]]; then invalidate test_zero_shot_untrained; fi
 
 for ((i = 0; i < REPEATS; i++)); do
   suffix=""
@@ -441,6 +447,9 @@ for name in baseline pretrained; do
 done
 test_cmd "$ENCODER" "$EVAL/zero_shot.json"
 run_stage test_zero_shot - "$EVAL/zero_shot.json $EVAL/zero_shot_*_predictions.csv" -- "${CMD[@]}"
+test_cmd "$(encoder_of "$CKPT/untrained")" "$EVAL/zero_shot_untrained.json"
+run_stage test_zero_shot_untrained - \
+  "$EVAL/zero_shot_untrained.json $EVAL/zero_shot_untrained_*_predictions.csv" -- "${CMD[@]}"
 
 for kind in "${ABLATIONS[@]+"${ABLATIONS[@]}"}"; do
   run_ablation "$kind"

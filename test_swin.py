@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from engine.cli import DefaultsHelpFormatter, add_common_args, positive_int
+from engine.cli import DefaultsHelpFormatter, add_common_args, positive_int, run_script
 from engine.distributed import cleanup, init_distributed
 from engine.evaluate import DEFAULT_TEST_PATCHES, cross_dataset, load_model_for_eval
 from engine.runlog import setup_logger
@@ -76,4 +76,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

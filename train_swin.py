@@ -12,7 +12,13 @@ import argparse
 import shlex
 import sys
 
-from engine.cli import DefaultsHelpFormatter, add_common_args, non_negative_int, positive_int
+from engine.cli import (
+    DefaultsHelpFormatter,
+    add_common_args,
+    non_negative_int,
+    positive_int,
+    run_script,
+)
 from engine.distributed import cleanup, init_distributed
 from engine.finetune import TrainingInterrupted, run
 from engine.optim import SCHEDULER_CHOICES
@@ -126,4 +132,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -250,7 +250,7 @@ def load_checkpoint(path: str | os.PathLike, expected_kind: str | None = None) -
     if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(
             f"{path} is {_describe_foreign(obj)}; expected a {CHECKPOINT_FORMAT!r} checkpoint "
-            "written by this project (use load_weights for plain weight files)"
+            "written by this project's scripts (plain timm Swin weights go to --imagenet_weights)"
         )
     if expected_kind is not None and obj.get("kind") != expected_kind:
         raise CheckpointError(

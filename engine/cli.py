@@ -4,13 +4,35 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.checkpoint import atomic_write_json
-from engine.runtime import AMP_CHOICES, environment_info
+from data.rows import DatasetError
+from engine.checkpoint import CheckpointError, atomic_write_json
+from engine.runtime import AMP_CHOICES, DeviceError, environment_info
+from engine.train_state import NonFiniteLossError
+from models.errors import EncoderMismatchError, WeightsUnavailableError
 
 MODEL_SIZE_CHOICES = ("micro", "test", "tiny", "small", "base")
+# Errors that describe bad input, a missing file or a stopped run in words: the scripts print the
+# message alone. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (DatasetError, CheckpointError, DeviceError, EncoderMismatchError,
+               WeightsUnavailableError, NonFiniteLossError, FileExistsError, ValueError)
+TRACEBACK_ENV = "QUALICLIP_TRACEBACK"
+
+
+def run_script(main: Callable[[], int]) -> int:
+    """Exit status of a script's main(); a USER_ERRORS error prints `error: <message>` and gives
+    status 2 (set QUALICLIP_TRACEBACK=1 to see the traceback instead)."""
+    try:
+        return main()
+    except USER_ERRORS as exc:
+        if os.environ.get(TRACEBACK_ENV):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -32,7 +32,7 @@ from engine.evaluate import (
     predict_rows,
 )
 from engine.loop import StepOutput, to_device_images, train_one_epoch
-from engine.metrics import evaluate_predictions
+from engine.metrics import MetricError, evaluate_predictions
 from engine.optim import build_optimizer, build_scheduler, param_groups
 from engine.runlog import MetricsJournal, setup_logger
 from engine.runtime import (
@@ -321,8 +321,8 @@ def _final_test(args, data, state, run_dir, evaluate, device, logger, info) -> d
     """Score the test split once with best_model.pkl and write results.json."""
     barrier(info)
     if not state["best_epoch"]:
-        raise RuntimeError("no epoch gave a finite validation SRCC, so there is no best model to "
-                           "test; check the labels, lower the learning rate or train longer")
+        raise MetricError("no epoch gave a finite validation SRCC, so there is no best model to "
+                          "test; check the labels, lower the learning rate or train longer")
     best = load_model_for_eval(run_dir / BEST_NAME, device)
     test = evaluate(best.model, "test", args.test_patches)
     results = json_safe({

@@ -18,35 +18,41 @@ T = TypeVar("T")
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+PACKAGE_LOGGERS = ("data", "models")  # their warnings belong in the run log too
 
 
 def setup_logger(name: str, log_dir: str | os.PathLike, is_main: bool = True) -> logging.Logger:
     """Logger writing to stdout and appending to log_dir/<name>.log (main rank only).
 
-    Calling it again for the same name replaces the handlers (no duplicated lines). Non-main
-    ranks write nothing to the file and only warnings and errors to stderr.
+    The warnings of the `data` and `models` packages (e.g. an unreadable image skipped) go to the
+    same places. Calling it again for the same name replaces the handlers (no duplicated lines).
+    Non-main ranks write nothing to the file and only warnings and errors to stderr.
     """
+    formatter = logging.Formatter(LOG_FORMAT, DATE_FORMAT)
+    if is_main:
+        stream = logging.StreamHandler(sys.stdout)
+        log_path = Path(log_dir) / f"{name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        handlers: list[logging.Handler] = [
+            stream, logging.FileHandler(log_path, mode="a", encoding="utf-8")]
+    else:
+        handlers = [logging.StreamHandler(sys.stderr)]
+    for handler in handlers:
+        handler.setFormatter(formatter)
     logger = logging.getLogger(f"qualiclip.{name}")
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
         handler.close()
     logger.propagate = False
-    formatter = logging.Formatter(LOG_FORMAT, DATE_FORMAT)
-    if not is_main:
-        logger.setLevel(logging.WARNING)
-        stream = logging.StreamHandler(sys.stderr)
-        stream.setFormatter(formatter)
-        logger.addHandler(stream)
-        return logger
-    logger.setLevel(logging.INFO)
-    stream = logging.StreamHandler(sys.stdout)
-    stream.setFormatter(formatter)
-    logger.addHandler(stream)
-    log_path = Path(log_dir) / f"{name}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    file_handler = logging.FileHandler(log_path, mode="a", encoding="utf-8")
-    file_handler.setFormatter(formatter)
-    logger.addHandler(file_handler)
+    logger.setLevel(logging.INFO if is_main else logging.WARNING)
+    for package in PACKAGE_LOGGERS:  # levels untouched: warnings and above pass by default
+        package_logger = logging.getLogger(package)
+        for handler in list(package_logger.handlers):
+            package_logger.removeHandler(handler)
+        for handler in handlers:
+            package_logger.addHandler(handler)
+    for handler in handlers:
+        logger.addHandler(handler)
     return logger
 
 

@@ -15,9 +15,10 @@ from tools.markdown import is_number
 from tools.reference import dataset_name
 from tools.rundata import RunData, read_predictions
 
-COLORS = {"baseline": "tab:blue", "pretrained": "tab:orange", "zero_shot": "tab:green"}
+COLORS = {"baseline": "tab:blue", "pretrained": "tab:orange", "zero_shot": "tab:green",
+          "zero_shot_untrained": "tab:gray"}
 LABELS = {"baseline": "baseline (ImageNet init)", "pretrained": "QualiCLIP-pretrained",
-          "zero_shot": "zero-shot encoder"}
+          "zero_shot": "zero-shot encoder", "zero_shot_untrained": "untrained encoder, zero-shot"}
 
 
 class PlotSkipped(RuntimeError):

@@ -21,6 +21,7 @@ from tools.reference import DATASET_NAMES, dataset_name
 from tools.results_tables import (
     cross_table,
     finetune_epochs_table,
+    kadid_types_table,
     main_table,
     pretrain_epochs_table,
     repeats_groups,
@@ -277,6 +278,7 @@ def render(run: RunData, figures: dict[str, Path | str]) -> str:
     parts.append(section("Cross-dataset results (trained on KonIQ-10k)", cross_table(run),
                          *(scatter or ["*Predicted vs MOS scatter: not drawn (no predictions CSV "
                                        "from test_swin.py in eval/).*"])))
+    parts.append(section("KADID-10k by distortion type", kadid_types_table(run)))
     if run.repeats:
         parts.append(section("Repeated fine-tuning (median and spread)", repeats_table(run),
                              _figure(figures, "repeats", "Test SRCC over repeats", base)))

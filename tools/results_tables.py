@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 
+from data.readers.kadid10k import DISTORTION_TYPES
 from tools.markdown import duration, is_number, num, sci, signed, table
 from tools.reference import CROSS_PUBLISHED, CROSS_SOURCE, KONIQ_PUBLISHED, dataset_name
 from tools.rundata import FinetuneRun, RunData
@@ -12,7 +13,8 @@ from tools.timings import stage_wall_time
 CROSS_ORDER = ("spaq", "kadid10k", "agiqa3k", "livec", "koniq10k")
 ROW_LABELS = {"baseline": "Swin-HyperIQA, ImageNet init (baseline)",
               "pretrained": "Swin-HyperIQA, QualiCLIP-pretrained encoder",
-              "zero_shot": "QualiCLIP-pretrained encoder, zero-shot (no MOS)"}
+              "zero_shot": "QualiCLIP-pretrained encoder, zero-shot (no MOS)",
+              "zero_shot_untrained": "The same encoder before pretraining, zero-shot (control)"}
 
 
 def _not_run(name: str) -> str:
@@ -54,13 +56,15 @@ def main_table(run: RunData) -> str:
         rmse = signed(_diff(pre.test, base.test, "rmse"))
         rows.append(["Improvement (pretrained minus baseline)", *deltas,
                      f"{rmse} (lower is better)", "same split", "", "", "this run"])
-    zs = (run.evals.get("zero_shot") and run.evals["zero_shot"].results.get("koniq10k")) or None
-    if zs:
-        n_test = (base or pre).test.get("n") if (base or pre) else None
+    n_test = (base or pre).test.get("n") if (base or pre) and (base or pre).test else None
+    for name in ("zero_shot", "zero_shot_untrained"):
+        zs = (run.evals.get(name) and run.evals[name].results.get("koniq10k")) or None
+        if not zs:
+            continue
         n_cell = num(zs.get("n"))
         if is_number(n_test) and zs.get("n") != n_test:
             n_cell += " (all KonIQ images, incl. those pretraining saw without labels)"
-        rows.append([ROW_LABELS["zero_shot"], num(zs.get("srcc")), num(zs.get("plcc")),
+        rows.append([ROW_LABELS[name], num(zs.get("srcc")), num(zs.get("plcc")),
                      num(zs.get("krcc")), "not comparable (score in 0..1)", n_cell,
                      "no fine-tuning", "no fine-tuning", "this run (test_swin.py)"])
     for method, backbone, srcc, plcc, source in KONIQ_PUBLISHED:
@@ -84,7 +88,7 @@ def cross_table(run: RunData) -> str:
                 "so there are no cross-dataset figures yet.")
     header = ["Model"] + [f"{dataset_name(k)} SRCC / PLCC" for k in keys]
     rows = []
-    for name in ("baseline", "pretrained", "zero_shot"):
+    for name in ROW_LABELS:
         ev = run.evals.get(name)
         if ev is None:
             rows.append([ROW_LABELS[name]] + [f"not tested: eval/{name}.json absent"] * len(keys))
@@ -100,6 +104,29 @@ def cross_table(run: RunData) -> str:
                    else "not published" for k in keys])
     note = (f"Published row: {CROSS_SOURCE}. The KonIQ-10k column, when present, is the "
             "in-domain test split, not a cross-dataset figure.")
+    return table(header, rows) + "\n\n" + note
+
+
+def kadid_types_table(run: RunData) -> str:
+    """SRCC within each KADID-10k distortion type per evaluated model; pretraining types marked."""
+    per_model = {name: ev.data.get("by_distortion", {}).get("kadid10k")
+                 for name, ev in run.evals.items()}
+    per_model = {name: types for name, types in per_model.items() if types}
+    if not per_model:
+        return ("No KADID-10k test with per-type metrics in this folder (eval/*.json of "
+                "test_swin.py on kadid10k), so there is no per-type breakdown.")
+    types = [t for t in DISTORTION_TYPES if any(t in by_type for by_type in per_model.values())]
+    seen = set((run.pretrain.config.get("config") or {}).get("distortions") or []
+               if run.pretrain else [])
+    header = ["Model"] + [f"{t} *" if t in seen else t for t in types]
+    rows = [[ROW_LABELS.get(name, name)]
+            + [f"{num(by_type[t].get('srcc'), 3)} (n={by_type[t].get('n')})" if t in by_type
+               else "not tested" for t in types]
+            for name, by_type in per_model.items()]
+    note = ("SRCC within each distortion type (all its references and levels). "
+            + ("* marks the types QualiCLIP pretraining used; the unmarked ones it never saw, so "
+               "the zero-shot rows on them measure transfer to unseen distortions."
+               if seen else "The pretraining distortion types are not recorded in this folder."))
     return table(header, rows) + "\n\n" + note
 
 

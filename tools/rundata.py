@@ -3,6 +3,7 @@
 Layout (RUN_DIR):
   checkpoints/pretrain/                   pretraining run (pretrain_config.json, metrics.jsonl,
                                           *.pkl)
+  checkpoints/untrained/                  the same encoder and head before pretraining (--epochs 0)
   checkpoints/baseline/, pretrained/      fine-tuning runs (finetune_config.json, metrics.jsonl,
                                           results.json, best_model.pkl)
   checkpoints/<main>_r<i>/                extra repeats of a fine-tuning run (seed / split i)
@@ -26,7 +27,7 @@ from pathlib import Path
 from tools.timings import read_timings
 
 MAIN_RUNS = ("baseline", "pretrained")
-EVAL_NAMES = ("baseline", "pretrained", "zero_shot")
+EVAL_NAMES = ("baseline", "pretrained", "zero_shot", "zero_shot_untrained")
 ABLATION_KINDS = ("epochs", "distortions", "loss")
 ENV_KEYS = ("python", "torch", "cuda", "cudnn", "gpu_name", "gpu_count", "cpu", "cpu_count",
             "ram_gb", "timm", "open_clip", "git_commit", "hostname")

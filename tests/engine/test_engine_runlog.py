@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from engine.runlog import MetricsJournal, log_file_of, progress, setup_logger
+from engine.runlog import PACKAGE_LOGGERS, MetricsJournal, log_file_of, progress, setup_logger
 
 
 def _close(logger: logging.Logger) -> None:
+    """Detach the run logger's handlers from it and from the package loggers, and close them."""
     for handler in list(logger.handlers):
-        logger.removeHandler(handler)
+        for other in (logger, *(logging.getLogger(p) for p in PACKAGE_LOGGERS)):
+            other.removeHandler(handler)
         handler.close()
 
 
@@ -29,6 +31,16 @@ def test_logger_appends_across_runs_and_does_not_duplicate(
     assert text.count("epoch 1 done") == 1 and text.count("epoch 2 done") == 1
     assert log_file_of(first) is None  # handlers were replaced, not stacked
     assert "epoch 2 done" in capsys.readouterr().out
+
+
+def test_package_warnings_reach_the_run_log(tmp_path: Path) -> None:
+    logger = setup_logger("run_c", tmp_path)
+    logging.getLogger("data.iqa_dataset").warning("skipping an unreadable image: broken.jpg")
+    logging.getLogger("models.swin_hyperiqa").info("not a warning")
+    _close(logger)
+    text = (tmp_path / "run_c.log").read_text()
+    assert "WARNING skipping an unreadable image: broken.jpg" in text
+    assert "not a warning" not in text
 
 
 def test_non_main_rank_writes_no_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from data.rows import DatasetError
 from engine import runtime
-from engine.cli import add_common_args, save_args
+from engine.cli import TRACEBACK_ENV, add_common_args, run_script, save_args
 from engine.runtime import (
     DeviceError,
     autocast,
@@ -168,3 +169,19 @@ def test_compile_trial_step_leaves_no_gradients(monkeypatch) -> None:
     out = compile_or_eager(model, torch.ones(2, 4), "off", logging.getLogger("compile_test"))
     assert out is not model and out(torch.ones(1, 4))["score"].shape == (1, 1)
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_scripts_print_user_errors_without_traceback(monkeypatch, capsys) -> None:
+    def bad_input() -> int:
+        raise DatasetError("labels.csv, row at line 5, column 'mos': expected a finite number")
+
+    monkeypatch.delenv(TRACEBACK_ENV, raising=False)
+    assert run_script(bad_input) == 2
+    assert capsys.readouterr().err == (
+        "error: labels.csv, row at line 5, column 'mos': expected a finite number\n")
+    assert run_script(lambda: 0) == 0
+    with pytest.raises(ZeroDivisionError):  # a bug keeps its traceback
+        run_script(lambda: 1 // 0)
+    monkeypatch.setenv(TRACEBACK_ENV, "1")
+    with pytest.raises(DatasetError):
+        run_script(bad_input)

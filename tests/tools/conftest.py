@@ -37,7 +37,10 @@ def write_pretrain(folder: Path, epochs: int = 3, distortions: str = "blur,jpeg,
     args = {"model_size": "micro", "epochs": epochs, "batch_size": 4, "lr": 5e-5,
             "distortions": distortions, "loss_type": loss_type, "num_levels": 5,
             "data_root": "unused"}
-    _write(folder / "pretrain_config.json", {"args": args, "environment": ENV})
+    resolved = [{"blur": "gaussian_blur", "noise": "gaussian_noise"}.get(d, d)
+                for d in distortions.split(",")]
+    _write(folder / "pretrain_config.json", {"args": args, "environment": ENV,
+                                              "config": {"distortions": resolved}})
     _jsonl(folder / "metrics.jsonl",
            [{"epoch": e, "loss": 1.0 / (e + 1), "consistency": 0.1 / (e + 1),
              "ranking": 0.9 / (e + 1), "lr": 5e-5, "time_s": 2.5} for e in range(epochs)])
@@ -64,9 +67,12 @@ def write_finetune(folder: Path, srcc: float, data_root: Path, pretrained: bool 
 
 def write_eval(path: Path, base_srcc: float, images: list[Path], mode: str = "finetuned",
                keys: tuple[str, ...] = DATASETS) -> None:
-    """A test_swin.py JSON and one predictions CSV per dataset."""
+    """A test_swin.py JSON (KADID-10k per type too) and one predictions CSV per dataset."""
     results = {k: _metrics(base_srcc - 0.1 * i, n=len(images)) for i, k in enumerate(keys)}
-    _write(path, {"results": results, "model": "m.pkl", "mode": mode, "config": {}})
+    by_type = {t: _metrics(base_srcc + 0.01 * i, n=405)
+               for i, t in enumerate(("gaussian_blur", "motion_blur", "pixelate"))}
+    _write(path, {"results": results, "model": "m.pkl", "mode": mode, "config": {},
+                  "by_distortion": {"kadid10k": by_type} if "kadid10k" in keys else {}})
     rng = np.random.default_rng(0)
     for key in keys:
         mos = rng.uniform(0, 100, len(images))
@@ -103,6 +109,7 @@ def complete_run(tmp_path: Path, images: list[Path]) -> Path:
     write_eval(ev / "baseline.json", 0.6, images)
     write_eval(ev / "pretrained.json", 0.65, images)
     write_eval(ev / "zero_shot.json", 0.5, images, mode="zero_shot")
+    write_eval(ev / "zero_shot_untrained.json", 0.1, images, mode="zero_shot")
     variants = {"epochs": [("e2", {"epochs": 2}), ("e4", {"epochs": 4})],
                 "distortions": [("blur", {"distortions": "blur"}),
                                 ("jpeg", {"distortions": "jpeg"})],

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "run_qualiclip_experiments.sh"
 TINY = {"PRETRAIN_EPOCHS": "1", "FINETUNE_EPOCHS": "1", "PRETRAIN_STEPS": "1",
         "FINETUNE_STEPS": "1", "PRETRAIN_BATCH": "2", "FINETUNE_BATCH": "4", "NUM_LEVELS": "2",
-        "TEST_PATCHES": "1", "VAL_PATCHES": "1", "TEST_DATASETS": "spaq agiqa3k"}
+        "TEST_PATCHES": "1", "VAL_PATCHES": "1", "TEST_DATASETS": "spaq kadid10k"}
 
 
 def run_chain(run_dir: Path, data_root: Path, *args: str) -> str:
@@ -36,8 +36,9 @@ def test_demo_chain_writes_a_filled_report_and_reruns_as_skips(tmp_path: Path,
     run_dir = tmp_path / "run"
     first = run_chain(run_dir, demo_root)
     ran = re.findall(r"^\[run\] (\S+):", first, flags=re.M)
-    assert ran[:3] == ["data", "pretrain", "baseline"]
-    expected = {"pretrained", "test_baseline", "test_pretrained", "test_zero_shot", "report"}
+    assert ran[:4] == ["data", "pretrain", "untrained", "baseline"]
+    expected = {"pretrained", "test_baseline", "test_pretrained", "test_zero_shot",
+                "test_zero_shot_untrained", "report"}
     assert expected <= set(ran)
     report = run_dir / "QUALICLIP_RESULTS.md"
     text = report.read_text()
@@ -45,9 +46,10 @@ def test_demo_chain_writes_a_filled_report_and_reruns_as_skips(tmp_path: Path,
     assert "## Main results: KonIQ-10k" in text and "published figure" in text
     plots = linked_images(report)
     assert len(plots) >= 4 and all(p.is_file() for p in plots)
-    for name in ("baseline", "pretrained", "zero_shot"):
+    for name in ("baseline", "pretrained", "zero_shot", "zero_shot_untrained"):
         results = json.loads((run_dir / "eval" / f"{name}.json").read_text())["results"]
-        assert set(results) == {"spaq", "agiqa3k"}
+        assert set(results) == {"spaq", "kadid10k"}
+    assert "## KADID-10k by distortion type" in text and "| gaussian_blur * |" in text
     assert (run_dir / "logs" / "pretrain.log").is_file()
 
     second = run_chain(run_dir, demo_root)

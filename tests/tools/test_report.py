@@ -31,17 +31,26 @@ def test_complete_run_fills_every_table(complete_run: Path) -> None:
     assert len(plots) >= 4
     assert all(p.is_file() and p.stat().st_size > 0 for p in plots)
     assert (complete_run / "plots" / "ranking_strip.png").is_file()
+    kadid = text.split("## KADID-10k by distortion type")[1].split("\n## ")[0]
+    assert "| Model | gaussian_blur * | motion_blur | pixelate |" in kadid  # * = pretraining type
+    assert ("| The same encoder before pretraining, zero-shot (control) | 0.100 (n=405) | "
+            "0.110 (n=405) | 0.120 (n=405) |") in kadid
+    cross = text.split("## Cross-dataset results")[1].split("\n## ")[0]
+    control = "| The same encoder before pretraining, zero-shot (control) |"
+    assert f"{control} 0.000 / 0.010 (n=10)" in cross
 
 
 def test_missing_pieces_are_explained_in_words(complete_run: Path) -> None:
     for name in ("pretrained", "baseline_r1", "pretrained_r1", "baseline_r2", "pretrained_r2"):
         shutil.rmtree(complete_run / "checkpoints" / name)
-    (complete_run / "eval" / "zero_shot.json").unlink()
+    for name in ("zero_shot", "zero_shot_untrained"):
+        (complete_run / "eval" / f"{name}.json").unlink()
     (complete_run / "model_info.json").unlink()
     text = write_report(complete_run).read_text()
     assert_no_placeholder(text)
     assert "not available: the pretrained run has not finished in this folder" in text
     assert "not tested: eval/zero_shot.json absent" in text
+    assert "not tested: eval/zero_shot_untrained.json absent" in text
     assert "Parameter counts: not measured" in text
     assert "t-SNE of encoder features coloured by MOS: not drawn (" in text
 

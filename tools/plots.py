@@ -17,7 +17,7 @@ from tools.rundata import RunData, read_predictions
 
 COLORS = {"baseline": "tab:blue", "pretrained": "tab:orange", "zero_shot": "tab:green",
           "zero_shot_untrained": "tab:gray"}
-LABELS = {"baseline": "baseline (ImageNet init)", "pretrained": "QualiCLIP-pretrained",
+LABELS = {"baseline": "baseline (no QualiCLIP)", "pretrained": "QualiCLIP-pretrained",
           "zero_shot": "zero-shot encoder", "zero_shot_untrained": "untrained encoder, zero-shot"}
 
 

@@ -11,7 +11,7 @@ from tools.rundata import FinetuneRun, RunData
 from tools.timings import stage_wall_time
 
 CROSS_ORDER = ("spaq", "kadid10k", "agiqa3k", "livec", "koniq10k")
-ROW_LABELS = {"baseline": "Swin-HyperIQA, ImageNet init (baseline)",
+ROW_LABELS = {"baseline": "Swin-HyperIQA without QualiCLIP pretraining (baseline)",
               "pretrained": "Swin-HyperIQA, QualiCLIP-pretrained encoder",
               "zero_shot": "QualiCLIP-pretrained encoder, zero-shot (no MOS)",
               "zero_shot_untrained": "The same encoder before pretraining, zero-shot (control)"}

@@ -25,7 +25,7 @@ Runs, each stage once (a marker RUN_DIR/.done/<stage> skips it on a rerun):
   report            python -m tools.report --runs_dir RUN_DIR
 
 Options:
-  --demo              demo data, micro model, CPU, tiny budgets: the whole chain in a few minutes
+  --demo              demo data, micro model at 64 px, CPU: the whole chain in a few minutes
   --force STAGE       redo a stage from scratch (repeatable; `all` redoes every stage); the stages
                       that use its output are redone too
   --repeats N         fine-tune N times (seeds / random splits) and report median and spread
@@ -40,19 +40,20 @@ Knobs: each is an environment variable and a flag (--data_root DIR is DATA_ROOT=
   RUN_DIR                [results/<EXP_NAME>]
   DATA_ROOT              [./datasets; RUN_DIR/demo_data with --demo]
   MODEL_SIZE             [base; micro]            micro, tiny, small, base
-  PRETRAIN_EPOCHS        [10; 2]                  FINETUNE_EPOCHS [50; 3]
-  PRETRAIN_BATCH         [8; 4]                   FINETUNE_BATCH  [96; 8]
-  PRETRAIN_LR            [5e-5]                   FINETUNE_LR     [5e-6; 1e-4]
+  PRETRAIN_EPOCHS        [10; 16]                 FINETUNE_EPOCHS [50; 8]
+  PRETRAIN_BATCH         [8]                      FINETUNE_BATCH  [96; 16]
+  PRETRAIN_LR            [5e-5; 1e-3]             FINETUNE_LR     [5e-6; 3e-4]
+  CROP_SIZE              [224; 64]                crop side of pretraining and fine-tuning
   LR_RATIO               [10]                     head learning rate = FINETUNE_LR x LR_RATIO
   LR_ENCODER_PRETRAINED  [1e-6; 2e-5]             encoder rate of the pretrained fine-tuning
-  DISTORTIONS            [blur,jpeg,noise,brightness]
+  DISTORTIONS            [blur,jpeg,noise,brightness; blur]
   LOSS_TYPE              [simplified]             simplified or full
   NUM_LEVELS             [5; 3]                   PATIENCE [10]
   TRAIN_PATCHES          [1]                      crops per image and training step
   TEST_PATCHES           [25; 1]                  crops per image at test time
   VAL_PATCHES            [10; 1]                  crops per validation image (model selection)
-  PRETRAIN_STEPS         [no cap; 2]              optimizer steps per pretraining epoch
-  FINETUNE_STEPS         [no cap; 3]              optimizer steps per fine-tuning epoch
+  PRETRAIN_STEPS         [no cap]                 optimizer steps per pretraining epoch
+  FINETUNE_STEPS         [no cap]                 optimizer steps per fine-tuning epoch
   SPLIT                  [official]               official (KonIQ sets file) or random: the
                                                   repeats then use split seeds 0..REPEATS-1
   TEST_DATASETS          [spaq kadid10k agiqa3k livec koniq10k]
@@ -62,7 +63,7 @@ Knobs: each is an environment variable and a flag (--data_root DIR is DATA_ROOT=
   GPUS                   [1]                      >1: torchrun --standalone --nproc_per_node GPUS
   IMAGENET_WEIGHTS       [auto; none]             auto (timm), a local file, or none
   CLIP_WEIGHTS           [openai; none]           openai, a local file, or none
-  EXTRA_PRETRAIN_ARGS    []                       extra flags for pretrain_qualiclip.py
+  EXTRA_PRETRAIN_ARGS    [; --consistency_weight 0.1]   extra flags for pretrain_qualiclip.py
   EXTRA_FINETUNE_ARGS    []                       extra flags for train_swin.py
   PYTHON                 [.venv/bin/python if present, else python]
 
@@ -74,8 +75,8 @@ stops the chain, naming the stage and its log RUN_DIR/logs/<stage>.log.
 EOF
 }
 
-KNOBS=(EXP_NAME RUN_DIR DATA_ROOT MODEL_SIZE PRETRAIN_EPOCHS FINETUNE_EPOCHS PRETRAIN_BATCH
-  FINETUNE_BATCH PRETRAIN_LR FINETUNE_LR LR_RATIO LR_ENCODER_PRETRAINED DISTORTIONS LOSS_TYPE
+KNOBS=(EXP_NAME RUN_DIR DATA_ROOT MODEL_SIZE CROP_SIZE PRETRAIN_EPOCHS FINETUNE_EPOCHS
+  PRETRAIN_BATCH FINETUNE_BATCH PRETRAIN_LR FINETUNE_LR LR_RATIO LR_ENCODER_PRETRAINED DISTORTIONS LOSS_TYPE
   NUM_LEVELS PATIENCE TRAIN_PATCHES TEST_PATCHES VAL_PATCHES PRETRAIN_STEPS FINETUNE_STEPS SPLIT
   TEST_DATASETS ABLATION_EPOCHS NUM_WORKERS DEVICE AMP SEED REPEATS GPUS IMAGENET_WEIGHTS
   CLIP_WEIGHTS EXTRA_PRETRAIN_ARGS EXTRA_FINETUNE_ARGS PYTHON REPORT_OUT)
@@ -119,13 +120,17 @@ if [[ -z "${PYTHON:-}" ]]; then
 fi
 
 if [[ $DEMO == 1 ]]; then
-  : "${EXP_NAME:=qualiclip_demo}" "${MODEL_SIZE:=micro}" "${PRETRAIN_EPOCHS:=2}"
-  : "${FINETUNE_EPOCHS:=3}" "${PRETRAIN_BATCH:=4}" "${FINETUNE_BATCH:=8}" "${FINETUNE_LR:=1e-4}"
-  : "${LR_ENCODER_PRETRAINED:=2e-5}" "${NUM_LEVELS:=3}" "${TEST_PATCHES:=1}"
-  : "${VAL_PATCHES:=1}" "${PRETRAIN_STEPS:=2}" "${FINETUNE_STEPS:=3}" "${ABLATION_EPOCHS:=1 4}" "${NUM_WORKERS:=0}"
+  # Demo: the random micro model at 64 px. Gaussian blur alone is what it learns to rank within
+  # a CPU minute (docs/DEMO_FINDINGS.md), so the zero-shot rows show transfer to unseen types.
+  : "${EXP_NAME:=qualiclip_demo}" "${MODEL_SIZE:=micro}" "${CROP_SIZE:=64}"
+  : "${PRETRAIN_EPOCHS:=16}" "${PRETRAIN_LR:=1e-3}" "${DISTORTIONS:=blur}"
+  : "${EXTRA_PRETRAIN_ARGS:=--consistency_weight 0.1}" "${FINETUNE_EPOCHS:=8}"
+  : "${FINETUNE_BATCH:=16}" "${FINETUNE_LR:=3e-4}" "${LR_ENCODER_PRETRAINED:=3e-4}"
+  : "${TEST_PATCHES:=5}" "${VAL_PATCHES:=5}" "${ABLATION_EPOCHS:=4 8}" "${NUM_WORKERS:=0}"
   : "${DEVICE:=cpu}" "${AMP:=off}" "${IMAGENET_WEIGHTS:=none}" "${CLIP_WEIGHTS:=none}"
 fi
-: "${MODEL_SIZE:=base}" "${EXP_NAME:=qualiclip_${MODEL_SIZE}}" "${RUN_DIR:=results/${EXP_NAME}}"
+: "${MODEL_SIZE:=base}" "${CROP_SIZE:=224}" "${EXP_NAME:=qualiclip_${MODEL_SIZE}}"
+: "${RUN_DIR:=results/${EXP_NAME}}"
 : "${PRETRAIN_EPOCHS:=10}" "${FINETUNE_EPOCHS:=50}" "${PRETRAIN_BATCH:=8}" "${FINETUNE_BATCH:=96}"
 : "${PRETRAIN_LR:=5e-5}" "${FINETUNE_LR:=5e-6}" "${LR_RATIO:=10}" "${LR_ENCODER_PRETRAINED:=1e-6}"
 : "${DISTORTIONS:=blur,jpeg,noise,brightness}" "${LOSS_TYPE:=simplified}" "${NUM_LEVELS:=5}"
@@ -331,6 +336,7 @@ pretrain_cmd() { # pretrain_cmd MODEL_NAME EPOCHS DISTORTIONS LOSS_TYPE
   CMD=("${LAUNCH[@]}" pretrain_qualiclip.py "${COMMON[@]}" --model_name "$1" --epochs "$2"
     --distortions "$3" --loss_type "$4" --batch_size "$PRETRAIN_BATCH" --lr "$PRETRAIN_LR"
     --num_levels "$NUM_LEVELS" --seed "$SEED" --imagenet_weights "$IMAGENET_WEIGHTS"
+    --crop_size "$CROP_SIZE"
     --clip_weights "$CLIP_WEIGHTS")
   if [[ -n $PRETRAIN_STEPS ]]; then CMD+=(--max_steps_per_epoch "$PRETRAIN_STEPS"); fi
   CMD+=("${EXTRA_PRE[@]+"${EXTRA_PRE[@]}"}")
@@ -342,7 +348,7 @@ finetune_cmd() { # finetune_cmd MODEL_NAME SEED SPLIT_SEED [ENCODER_CHECKPOINT]
     --batch_size "$FINETUNE_BATCH" --lr "$FINETUNE_LR" --lr_ratio "$LR_RATIO"
     --patience "$PATIENCE"
     --train_patches "$TRAIN_PATCHES" --test_patches "$TEST_PATCHES"
-    --val_patches "$VAL_PATCHES" --imagenet_weights "$IMAGENET_WEIGHTS")
+    --val_patches "$VAL_PATCHES" --crop_size "$CROP_SIZE" --imagenet_weights "$IMAGENET_WEIGHTS")
   if [[ -n $FINETUNE_STEPS ]]; then CMD+=(--max_steps_per_epoch "$FINETUNE_STEPS"); fi
   if [[ $# -ge 4 ]]; then
     CMD+=(--pretrained_encoder "$4" --lr_encoder_pretrained "$LR_ENCODER_PRETRAINED")

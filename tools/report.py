@@ -248,8 +248,9 @@ def headline(run: RunData) -> str:
     demo = ""
     if _model_size(run) in ("micro", "test"):
         demo = ("\n\nThis run used the `micro` model (a tiny randomly initialised Swin for tests "
-                "and the demo) with tiny budgets: its numbers only show that the pipeline works "
-                "and say nothing about the method.")
+                "and the demo) with CPU-minute budgets on small synthetic data: its numbers say "
+                "nothing about the method on real datasets (docs/DEMO_FINDINGS.md says what they "
+                "can show).")
     if not (base and pre and base.test and pre.test):
         return ("The baseline and pretrained fine-tuning runs have not both finished, so the "
                 "main comparison is incomplete; the tables below show what exists." + demo)

@@ -226,6 +226,9 @@ def cross_dataset(args: argparse.Namespace, eval_model: EvalModel, info: DistInf
     output = Path(args.output or Path(args.model_path).parent / "cross_dataset_results.json")
     crop_size, patches = eval_settings(args, eval_model)
     results, subsets, skipped, by_distortion = {}, {}, {}, {}
+    if args.kadid_types and "kadid10k" not in {canonical_key(n) for n in args.test_datasets}:
+        raise DatasetError("--kadid_types restricts KADID-10k, which is not among "
+                           "--test_datasets; add kadid10k or leave --kadid_types out")
     for name in args.test_datasets:
         key = canonical_key(name)
         try:

@@ -114,3 +114,6 @@ def test_kadid_is_reported_per_distortion_type_and_can_be_restricted(
     assert len(names) == 60 and all(n.split("_")[1] in ("03", "21") for n in names)
     with pytest.raises(DatasetError, match="kadid10k has no images of the types denoise"):
         main([*argv, "--kadid_types", "denoise"])
+    argv[argv.index("kadid")] = "livec"
+    with pytest.raises(DatasetError, match="not among --test_datasets; add kadid10k"):
+        main([*argv, "--kadid_types", "3"])

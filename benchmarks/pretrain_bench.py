@@ -12,7 +12,7 @@ from benchmarks.timing import RegionTimer, run_times
 from data.degradations import parse_distortions
 from engine.loop import train_one_epoch
 from engine.optim import build_optimizer, build_scheduler, param_groups
-from engine.pretrain import GUARD_CHECK_EVERY, QualiCLIPStep, build_pretrain_model
+from engine.pretrain import QualiCLIPStep, build_pretrain_model
 from engine.runtime import make_grad_scaler
 from engine.train_state import NonFiniteGuard
 from models.clip_anchors import QUALICLIP_PROMPT_PAIRS
@@ -56,7 +56,7 @@ def bench_pretrain(args: argparse.Namespace, device: torch.device, warmup: int, 
     scaler = make_grad_scaler(device, args.amp)
     if args.compile:
         model.compile()
-    guard = NonFiniteGuard(GUARD_CHECK_EVERY, skip=False)
+    guard = NonFiniteGuard(skip=False)
     step = QualiCLIPStep(args, distortions, device, seed=0)
     timer = RegionTimer(device)
     step.degrade = timer.wrap(step.degrade)

@@ -13,7 +13,7 @@ import torch
 import train_swin
 from benchmarks.timing import run_times, time_steps
 from engine.evaluate import eval_batch_size, model_scores
-from engine.finetune import GUARD_CHECK_EVERY, l1_step, learning_rates, maybe_compile
+from engine.finetune import l1_step, learning_rates, maybe_compile
 from engine.loop import to_device_images, train_one_epoch
 from engine.optim import build_optimizer, build_scheduler, param_groups
 from engine.runtime import autocast, make_grad_scaler
@@ -75,7 +75,7 @@ def train_runner(args: argparse.Namespace, device: torch.device, grad_checkpoint
     scheduler = build_scheduler(optimizer, args.scheduler, 1, 10**6, 0.0)
     scaler = make_grad_scaler(device, amp)
     train_model = maybe_compile(model, args, device, amp, LOGGER)
-    guard = NonFiniteGuard(GUARD_CHECK_EVERY, skip=False)
+    guard = NonFiniteGuard(skip=False)
     step = l1_step(device)
     batch = synthetic_batch(args.batch_size, args.train_patches, args.crop_size, device)
 

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Subset
 from data.images import ImageCache, ResizePolicy
 from data.iqa_dataset import IQACropDataset, collate_crops
 from data.readers.kadid10k import DISTORTION_TYPES, distortion_type, parse_distortion_types
-from data.registry import canonical_key, check_images, describe_missing, read_rows, resize_policy
+from data.registry import canonical_key, drop_missing, read_rows, resize_policy
 from data.rows import DatasetError, Row
 from engine.checkpoint import (
     CheckpointError,
@@ -235,9 +235,7 @@ def cross_dataset(args: argparse.Namespace, eval_model: EvalModel, info: DistInf
             rows, subsets[key] = dataset_rows(key, eval_model, args.data_root)
             if key == "kadid10k" and args.kadid_types:
                 rows, subsets[key] = kadid_subset(rows, args.kadid_types)
-            missing = check_images(rows)
-            if missing:
-                raise DatasetError(f"{key}: {describe_missing(missing, len(rows))}")
+            rows = drop_missing(key, rows, skip_missing=False, logger=logger)
         except DatasetError as exc:
             if not args.skip_missing_datasets:
                 raise

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler
 
 from data.images import ImageCache, ResizePolicy
-from data.iqa_dataset import IQACropDataset, collate_crops
+from data.iqa_dataset import IQACropDataset
 from data.registry import canonical_key, drop_missing, read_rows, resize_policy
 from data.rows import SPLITS, DatasetError, Row
 from engine.checkpoint import atomic_save, atomic_write_json, check_writable, make_checkpoint
@@ -31,9 +31,14 @@ from engine.evaluate import (
     metrics_for,
     predict_rows,
 )
-from engine.loop import StepOutput, to_device_images, train_one_epoch
+from engine.loop import StepOutput, to_device_images, train_one_epoch, training_loader
 from engine.metrics import MetricError, evaluate_predictions
-from engine.optim import build_optimizer, build_scheduler, param_groups
+from engine.optim import (
+    build_optimizer,
+    build_scheduler,
+    optimizer_steps_per_epoch,
+    param_groups,
+)
 from engine.runlog import MetricsJournal, setup_logger
 from engine.runtime import (
     compile_or_eager,
@@ -57,7 +62,6 @@ BEST_NAME = "best_model.pkl"
 RESULTS_NAME = "results.json"
 CONFIG_NAME = "finetune_config.json"
 METRICS_NAME = "metrics.jsonl"
-GUARD_CHECK_EVERY = 50  # batches between the NaN/Inf guard's host checks
 # best, last (weights + two AdamW moments) and a temp copy while writing: ~7x the weights
 CHECKPOINT_BYTES_PER_PARAM = 4 * 7
 
@@ -139,11 +143,8 @@ def train_loader(args: argparse.Namespace, data: FinetuneData, info: DistInfo) -
         )
     sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank,
                                  shuffle=True, seed=args.seed, drop_last=True)
-    workers = args.num_workers
-    return DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, num_workers=workers,
-                      collate_fn=collate_crops, pin_memory=info.device.type == "cuda",
-                      drop_last=True, persistent_workers=workers > 0,
-                      prefetch_factor=4 if workers else None)
+    return training_loader(dataset, sampler, args.batch_size, args.num_workers, info.device,
+                           drop_last=True)
 
 
 def l1_step(device: torch.device):
@@ -202,9 +203,8 @@ def finetune(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
                           args.weight_decay)
     optimizer = build_optimizer(groups, device)
     loader = train_loader(args, data, info)
-    steps_per_epoch = math.ceil(len(loader) / args.accum_steps)
-    if args.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, args.max_steps_per_epoch)
+    steps_per_epoch = optimizer_steps_per_epoch(len(loader), args.accum_steps,
+                                                args.max_steps_per_epoch)
     scheduler = build_scheduler(optimizer, args.scheduler, args.epochs, steps_per_epoch,
                                 args.warmup_epochs, args.lr_step_size, args.lr_gamma)
     scaler = make_grad_scaler(device, amp)
@@ -254,7 +254,7 @@ def finetune(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
         return metrics_for(pred, data.splits[split], strict=False, logger=logger)
 
     train_model = maybe_compile(wrap_ddp(model, info), args, device, amp, logger)
-    guard = NonFiniteGuard(GUARD_CHECK_EVERY, skip=args.skip_nonfinite,
+    guard = NonFiniteGuard(skip=args.skip_nonfinite,
                            last_checkpoint=str(last_path))
     step = l1_step(device)
     with GracefulStop(logger) as stop:

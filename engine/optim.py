@@ -58,6 +58,13 @@ def build_optimizer(
     return torch.optim.AdamW(groups, betas=betas, fused=fused or None)
 
 
+def optimizer_steps_per_epoch(batches: int, accum_steps: int, max_steps: int | None) -> int:
+    """Optimizer steps in an epoch of `batches` batches: one per accumulation group (the last
+    group may be short), capped by `max_steps` (None or 0: no cap)."""
+    steps = math.ceil(batches / accum_steps)
+    return min(steps, max_steps) if max_steps else steps
+
+
 def build_scheduler(
     optimizer: torch.optim.Optimizer,
     kind: str,

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from data.degradations import degrade_levels, parse_distortions
 from data.images import ImageCache, ResizePolicy
-from data.iqa_dataset import UnlabeledPairDataset, collate_crops, list_images
+from data.iqa_dataset import UnlabeledPairDataset, list_images
 from data.registry import canonical_key, drop_missing, read_rows, resize_policy
 from data.rows import DatasetError
 from engine.checkpoint import CheckpointError, atomic_save, check_writable
@@ -32,8 +32,13 @@ from engine.distributed import (
     reduce_mean,
     wrap_ddp,
 )
-from engine.loop import StepOutput, to_device_images, train_one_epoch
-from engine.optim import build_optimizer, build_scheduler, param_groups
+from engine.loop import StepOutput, to_device_images, train_one_epoch, training_loader
+from engine.optim import (
+    build_optimizer,
+    build_scheduler,
+    optimizer_steps_per_epoch,
+    param_groups,
+)
 from engine.runlog import MetricsJournal, setup_logger
 from engine.runtime import (
     compile_or_eager,
@@ -62,7 +67,6 @@ RUN_PREFIX = "qualiclip_pretrain"
 CONFIG_NAME = "pretrain_config.json"
 METRICS_NAME = "metrics.jsonl"
 LOSS_FLAGS = ("margin", "consistency_weight", "ranking_weight", "consistency_margin")
-GUARD_CHECK_EVERY = 50  # steps between host checks of the NaN/Inf flags
 # Flags that must not change between a run and its resumption (they change model or objective).
 RESUME_KEYS = ("model_size", "loss_type", "num_levels", "crop_size", "prompt_pairs", "distortions")
 # Flags recorded in every checkpoint's config (with model size, distortions, prompts, data).
@@ -225,10 +229,8 @@ def _make_loader(dataset: UnlabeledPairDataset, args: argparse.Namespace, info: 
     if not drop_last:
         logger.warning("only %d image(s) per process, fewer than --batch_size %d: one smaller "
                        "batch per epoch", len(sampler), args.batch_size)
-    return DataLoader(dataset, batch_size=args.batch_size, sampler=sampler,
-                      num_workers=args.num_workers, collate_fn=collate_crops,
-                      pin_memory=info.device.type == "cuda", drop_last=drop_last,
-                      persistent_workers=args.num_workers > 0)
+    return training_loader(dataset, sampler, args.batch_size, args.num_workers, info.device,
+                           drop_last)
 
 
 @dataclass
@@ -293,8 +295,8 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> PretrainRun:
     groups = param_groups({"encoder": (model.encoder, args.lr), "head": (model.head, args.lr)},
                           args.weight_decay)
     optimizer = build_optimizer(groups, info.device)
-    steps_per_epoch = math.ceil(len(loader) / args.accum_steps)
-    steps_per_epoch = min(steps_per_epoch, args.max_steps_per_epoch or steps_per_epoch)
+    steps_per_epoch = optimizer_steps_per_epoch(len(loader), args.accum_steps,
+                                                args.max_steps_per_epoch)
     # --epochs 0 never steps: the horizon of one epoch only keeps the scheduler well defined
     scheduler = build_scheduler(optimizer, "cosine", max(args.epochs, 1), steps_per_epoch,
                                 args.warmup_epochs)
@@ -387,7 +389,7 @@ def _pretrain(args: argparse.Namespace, info: DistInfo, command: str | None) -> 
         example = torch.zeros(crops, 3, args.crop_size, args.crop_size, device=info.device)
         ddp_model = compile_or_eager(ddp_model, example.contiguous(
             memory_format=torch.channels_last), run.amp, run.logger)
-    guard = NonFiniteGuard(GUARD_CHECK_EVERY, skip=args.skip_nonfinite,
+    guard = NonFiniteGuard(skip=args.skip_nonfinite,
                            last_checkpoint=str(run.last_path) if run.start_epoch > 1 else None)
     with GracefulStop(run.logger) as stop:
         for epoch in range(run.start_epoch, args.epochs + 1):

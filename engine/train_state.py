@@ -26,6 +26,7 @@ from engine.checkpoint import (
 from engine.distributed import DistInfo, unwrap
 
 LAST_STATE_NAME = "last.pkl"
+GUARD_CHECK_EVERY = 50  # batches between the NaN/Inf guard's host checks
 
 
 def save_train_state(
@@ -203,7 +204,7 @@ class NonFiniteGuard:
 
     def __init__(
         self,
-        check_every: int = 50,
+        check_every: int = GUARD_CHECK_EVERY,
         skip: bool = False,
         last_checkpoint: str | None = None,
         diverged_after: int = 50,

@@ -116,8 +116,8 @@ def kadid_types_table(run: RunData) -> str:
         return ("No KADID-10k test with per-type metrics in this folder (eval/*.json of "
                 "test_swin.py on kadid10k), so there is no per-type breakdown.")
     types = [t for t in DISTORTION_TYPES if any(t in by_type for by_type in per_model.values())]
-    seen = set((run.pretrain.config.get("config") or {}).get("distortions") or []
-               if run.pretrain else [])
+    pretrain_config = (run.pretrain.config.get("config") or {}) if run.pretrain else {}
+    seen = set(pretrain_config.get("distortions") or [])
     header = ["Model"] + [f"{t} *" if t in seen else t for t in types]
     rows = [[ROW_LABELS.get(name, name)]
             + [f"{num(by_type[t].get('srcc'), 3)} (n={by_type[t].get('n')})" if t in by_type

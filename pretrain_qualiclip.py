@@ -22,7 +22,13 @@ from engine.cli import (
     positive_int,
     run_script,
 )
-from engine.pretrain import DEFAULT_DISTORTIONS, parse_prompt_pair, run_pretraining
+from engine.pretrain import (
+    DEFAULT_DISTORTIONS,
+    EXIT_COLLAPSE,
+    parse_prompt_pair,
+    run_pretraining,
+)
+from engine.pretrain_monitor import DEFAULT_VAL_DISTORTIONS
 
 
 def non_negative_float(text: str) -> float:
@@ -83,6 +89,20 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     loss.add_argument("--consistency_weight", type=non_negative_float, default=1.0)
     loss.add_argument("--ranking_weight", type=non_negative_float, default=1.0)
+    loss.add_argument(
+        "--score_activation",
+        choices=("none", "sigmoid"),
+        default="none",
+        help="simplified loss: the scalar head's raw output as the score, or squashed by a "
+        "sigmoid into (0, 1) (earlier behaviour; it saturates, README deviations)",
+    )
+    loss.add_argument(
+        "--pooling",
+        choices=("stages", "stages_mean", "last"),
+        default="stages",
+        help="head input: mean and standard deviation of all four stage maps, their means only, "
+        "or the mean of the last stage (earlier behaviour)",
+    )
     loss.add_argument("--clip_model", default="RN50", help="open_clip text tower of the full loss")
     loss.add_argument(
         "--clip_weights",
@@ -109,7 +129,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                        help="0 saves the untrained encoder and head: the control of "
                        "zero-shot comparisons")
     optim.add_argument("--batch_size", type=positive_int, default=8, help="images per step and GPU")
-    optim.add_argument("--lr", type=float, default=5e-5)
+    optim.add_argument("--lr", type=float, default=None,
+                       help="learning rate (default per --model_size: micro 1e-3, mini 3e-4, "
+                       "tiny/small/base 5e-5)")
     optim.add_argument("--weight_decay", type=non_negative_float, default=1e-4)
     optim.add_argument(
         "--warmup_epochs",
@@ -123,6 +145,20 @@ def get_args_parser() -> argparse.ArgumentParser:
         default=None,
         help="cap optimizer steps per epoch (quick runs)",
     )
+
+    monitor = parser.add_argument_group("collapse monitor and label-free validation")
+    monitor.add_argument(
+        "--val_distortions",
+        default=DEFAULT_VAL_DISTORTIONS,
+        help="distortion types held out of training for the per-epoch zero-shot validation "
+        "(SRCC of level vs score within each held-out image); 'none' or '' turns it off",
+    )
+    monitor.add_argument("--val_images", type=non_negative_int, default=16,
+                         help="held-out images of the validation (the dataset's validation split, "
+                         "or taken out of --image_dir)")
+    monitor.add_argument("--stop_on_collapse", action="store_true",
+                         help="stop (exit status 3) after an epoch whose training batches rank "
+                         "levels near chance or barely spread their scores")
 
     run = parser.add_argument_group("run")
     run.add_argument(
@@ -143,8 +179,12 @@ def main(argv: list[str] | None = None) -> dict:
     """Parse flags and run the pretraining; returns the run summary (with its "exit_code")."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = get_args_parser().parse_args(argv)
+    if args.val_distortions.strip().lower() in ("", "none"):
+        args.val_distortions = ""
     return run_pretraining(args, command=shlex.join(["python", "pretrain_qualiclip.py", *argv]))
 
+
+__all__ = ["EXIT_COLLAPSE", "get_args_parser", "main"]
 
 if __name__ == "__main__":
     sys.exit(run_script(lambda: main()["exit_code"]))

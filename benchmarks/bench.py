@@ -43,7 +43,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="QualiCLIP-HyperIQA throughput benchmark")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--model_size", default="micro",
-                        choices=("micro", "test", "tiny", "small", "base"))
+                        choices=("micro", "test", "mini", "tiny", "small", "base"))
     parser.add_argument("--batch_size", type=int, default=None,
                         help="fine-tuning images per step (CPU 16, CUDA 96)")
     parser.add_argument("--train_patches", type=int, default=1, help="crops per training image")

@@ -15,7 +15,7 @@ from engine.runtime import AMP_CHOICES, DeviceError, environment_info
 from engine.train_state import NonFiniteLossError
 from models.errors import EncoderMismatchError, WeightsUnavailableError
 
-MODEL_SIZE_CHOICES = ("micro", "test", "tiny", "small", "base")
+MODEL_SIZE_CHOICES = ("micro", "test", "mini", "tiny", "small", "base")
 # Errors that describe bad input, a missing file or a stopped run in words: the scripts print the
 # message alone. Anything else is a bug and keeps its traceback.
 USER_ERRORS = (DatasetError, CheckpointError, DeviceError, EncoderMismatchError,

@@ -39,6 +39,7 @@ from engine.optim import (
     optimizer_steps_per_epoch,
     param_groups,
 )
+from engine.pretrain_monitor import ZeroShotValidation, build_validation, collapse_message
 from engine.runlog import MetricsJournal, setup_logger
 from engine.runtime import (
     compile_or_eager,
@@ -57,20 +58,24 @@ from engine.train_state import (
     save_train_state,
 )
 from losses import LossTerms, qualiclip_full_loss, qualiclip_simplified_loss
+from losses.qualiclip import level_ranking_accuracy, level_spread
 from models import clip_anchors
 from models.pretrain_heads import ClipQualityHead, ScalarQualityHead
-from models.pretrain_model import QualityPretrainModel, make_encoder_checkpoint
+from models.pretrain_model import QualityPretrainModel, make_encoder_checkpoint, pooled_features
 from models.swin_encoder import build_encoder, canonical_model_size
 
 DEFAULT_DISTORTIONS = "blur,jpeg,noise,brightness"
 RUN_PREFIX = "qualiclip_pretrain"
 CONFIG_NAME = "pretrain_config.json"
 METRICS_NAME = "metrics.jsonl"
+EXIT_COLLAPSE = 3  # exit status of a run stopped by --stop_on_collapse
 LOSS_FLAGS = ("margin", "consistency_weight", "ranking_weight", "consistency_margin")
 # Flags that must not change between a run and its resumption (they change model or objective).
-RESUME_KEYS = ("model_size", "loss_type", "num_levels", "crop_size", "prompt_pairs", "distortions")
+RESUME_KEYS = ("model_size", "loss_type", "pooling", "score_activation", "num_levels",
+               "crop_size", "prompt_pairs", "distortions")
 # Flags recorded in every checkpoint's config (with model size, distortions, prompts, data).
-CONFIG_FLAGS = ("loss_type", "crop_size", "num_levels", "train_prompt_pairs", "margin",
+CONFIG_FLAGS = ("loss_type", "score_activation", "pooling", "crop_size", "num_levels",
+                "train_prompt_pairs", "margin", "val_distortions", "val_images",
                 "consistency_margin", "consistency_weight", "ranking_weight", "epochs",
                 "batch_size", "lr", "weight_decay", "warmup_epochs", "seed")
 
@@ -78,6 +83,11 @@ CONFIG_FLAGS = ("loss_type", "crop_size", "num_levels", "train_prompt_pairs", "m
 def epoch_checkpoint_name(model_size: str, epoch: int) -> str:
     """File name of the encoder checkpoint written after `epoch`."""
     return f"swin_{model_size}_epoch{epoch}.pkl"
+
+
+def best_checkpoint_name(model_size: str) -> str:
+    """File name of the encoder checkpoint of the epoch with the best label-free validation."""
+    return f"swin_{model_size}_qualiclip_best.pkl"
 
 
 def final_checkpoint_name(model_size: str) -> str:
@@ -96,24 +106,62 @@ def parse_prompt_pair(text: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
-def pretrain_images(
-    args: argparse.Namespace, logger: logging.Logger
-) -> tuple[list[Path], ResizePolicy, str]:
-    """Unlabelled images: every image of --image_dir, or the TRAINING split of --dataset.
+@dataclass
+class PretrainImages:
+    """Unlabelled training images, held-out validation images, their resize policy and source."""
+
+    train: list[Path]
+    val: list[Path]
+    policy: ResizePolicy
+    source: str
+
+
+def pretrain_images(args: argparse.Namespace, logger: logging.Logger) -> PretrainImages:
+    """Training images: every image of --image_dir but --val_images held out (seeded), or the
+    TRAINING split of --dataset, whose validation split gives up to --val_images held-out ones.
 
     Training-split images missing on disk stop the run before training, unless --skip_missing.
     """
+    n_val = args.val_images if args.val_distortions else 0
     if args.image_dir:
-        return list_images(args.image_dir), ResizePolicy("none"), f"folder {args.image_dir}"
+        paths = list_images(args.image_dir)
+        n_val = min(n_val, len(paths) // 5)  # never more than a fifth of a small folder
+        held = set(np.random.default_rng(args.seed).permutation(len(paths))[:n_val].tolist())
+        return PretrainImages([p for i, p in enumerate(paths) if i not in held],
+                              [p for i, p in enumerate(paths) if i in held],
+                              ResizePolicy("none"), f"folder {args.image_dir}")
     key = canonical_key(args.dataset)
-    rows = [row for row in read_rows(key, args.data_root, split="official") if row.split == "train"]
-    paths = sorted({row.path for row in drop_missing(key, rows, args.skip_missing, logger)})
+    rows = read_rows(key, args.data_root, split="official")
+    train = [row for row in rows if row.split == "train"]
+    paths = sorted({row.path for row in drop_missing(key, train, args.skip_missing, logger)})
     if not paths:
         raise DatasetError(
             f"{key} under {args.data_root} has no training-split images to use; check "
             "--data_root, or pass --image_dir for a folder of unlabelled images"
         )
-    return paths, resize_policy(key), f"{key} training split"
+    held = sorted({row.path for row in rows if row.split == "val" and row.path.is_file()})
+    return PretrainImages(paths, held[:n_val], resize_policy(key), f"{key} training split")
+
+
+# Defaults that depend on the model size (a flag left unset takes them; the config records the
+# resolved value). The random-init CPU sizes need a larger learning rate than ImageNet-initialised
+# Swin-T/S/B fine-tuned for QualiCLIP (README, deviations).
+SIZE_DEFAULTS: dict[str, dict] = {
+    "micro": {"lr": 1e-3},
+    "mini": {"lr": 3e-4},
+    "tiny": {"lr": 5e-5},
+    "small": {"lr": 5e-5},
+    "base": {"lr": 5e-5},
+}
+
+
+def resolve_size_defaults(args: argparse.Namespace) -> dict:
+    """Fill flags left at None from SIZE_DEFAULTS of --model_size; returns what was filled."""
+    filled = {key: value for key, value in SIZE_DEFAULTS[canonical_model_size(args.model_size)]
+              .items() if getattr(args, key, None) is None}
+    for key, value in filled.items():
+        setattr(args, key, value)
+    return filled
 
 
 def build_pretrain_model(
@@ -124,14 +172,15 @@ def build_pretrain_model(
         args.model_size, imagenet_weights=args.imagenet_weights, img_size=args.crop_size
     )
     encoder.set_grad_checkpointing(args.grad_checkpointing)
+    width = pooled_features(encoder, args.pooling)
     if args.loss_type == "simplified":
-        head = ScalarQualityHead(encoder.num_features)
+        head = ScalarQualityHead(width, activation=args.score_activation)
     else:
         anchors, logit_scale = clip_anchors.embed_prompt_pairs(
             pairs, clip_model=args.clip_model, clip_weights=args.clip_weights
         )
-        head = ClipQualityHead(encoder.num_features, anchors, logit_scale, prompt_pairs=pairs)
-    return QualityPretrainModel(encoder, head)
+        head = ClipQualityHead(width, anchors, logit_scale, prompt_pairs=pairs)
+    return QualityPretrainModel(encoder, head, args.pooling)
 
 
 class QualiCLIPStep:
@@ -171,6 +220,7 @@ class QualiCLIPStep:
         x = levels.flatten(0, 2).contiguous(memory_format=torch.channels_last)
         out = model(x)
         lead = levels.shape[:3]  # (2, B, L+1)
+        score = out["score"].detach().float().view(lead)
         if self.loss_type == "simplified":
             scores = out["score"].float().view(lead)
             terms: LossTerms = qualiclip_simplified_loss(scores[0], scores[1], **self.loss_kwargs)
@@ -178,7 +228,8 @@ class QualiCLIPStep:
             sims = out["sims"].float().view(*lead, *out["sims"].shape[1:])
             sims = sims[..., : self.train_pairs, :]  # (2, B, L+1, P_train, 2)
             terms = qualiclip_full_loss(sims[0], sims[1], **self.loss_kwargs)
-        logs = {"consistency": terms.consistency.detach(), "ranking": terms.ranking.detach()}
+        logs = {"consistency": terms.consistency.detach(), "ranking": terms.ranking.detach(),
+                "rank_accuracy": level_ranking_accuracy(score), "level_spread": level_spread(score)}
         return StepOutput(loss=terms.total, logs=logs)
 
 
@@ -249,6 +300,7 @@ class PretrainRun:
     scaler: torch.amp.GradScaler
     amp: str
     start_epoch: int
+    validation: ZeroShotValidation | None = None
 
     @property
     def last_path(self) -> Path:
@@ -265,6 +317,7 @@ class PretrainRun:
 
 def setup_run(args: argparse.Namespace, info: DistInfo) -> PretrainRun:
     """Check flags and outputs, then build data, model, optimizer and schedule (and resume)."""
+    filled = resolve_size_defaults(args)
     distortions = parse_distortions(args.distortions)
     pairs = clip_anchors.check_prompt_pairs(
         args.prompt_pairs or clip_anchors.QUALICLIP_PROMPT_PAIRS)
@@ -286,11 +339,15 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> PretrainRun:
     configure_backends(info.device)
     amp = resolve_amp(args.amp, info.device)
 
-    paths, policy, source = pretrain_images(args, logger)
-    dataset = UnlabeledPairDataset(paths, policy, ImageCache(args.cache_dir),
-                                   crop_size=args.crop_size, seed=args.seed)
+    images = pretrain_images(args, logger)
+    cache = ImageCache(args.cache_dir)
+    dataset = UnlabeledPairDataset(images.train, images.policy, cache, crop_size=args.crop_size,
+                                   seed=args.seed)
     loader = _make_loader(dataset, args, info, logger)
-    config = _run_config(args, distortions, pairs, source, len(paths))
+    config = _run_config(args, distortions, pairs, images.source, len(images.train))
+    val_distortions = parse_distortions(args.val_distortions) if args.val_distortions else []
+    validation = build_validation(images.val, images.policy, cache, val_distortions, args,
+                                  info.device, logger) if info.is_main else None
     model = build_pretrain_model(args, pairs).to(info.device)
     groups = param_groups({"encoder": (model.encoder, args.lr), "head": (model.head, args.lr)},
                           args.weight_decay)
@@ -302,7 +359,7 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> PretrainRun:
                                 args.warmup_epochs)
     scaler = make_grad_scaler(info.device, amp)
     run = PretrainRun(name, run_dir, logger, config, distortions, model, loader, optimizer,
-                      scheduler, scaler, amp, start_epoch=1)
+                      scheduler, scaler, amp, start_epoch=1, validation=validation)
     if state_path is not None:
         state = load_train_state(state_path, model, optimizer, scheduler, scaler)
         changed = [k for k in RESUME_KEYS if state["config"].get(k, config[k]) != config[k]]
@@ -321,25 +378,42 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> PretrainRun:
         })
     logger.info("QualiCLIP pretraining %s: Swin %s (%d parameters), %d images (%s), %d steps per "
                 "epoch, %s, amp %s; loss %s, distortions %s", name, model.encoder.model_size,
-                count_parameters(model), len(paths), source, steps_per_epoch, info.device, amp,
-                args.loss_type, ", ".join(distortions))
+                count_parameters(model), len(images.train), images.source, steps_per_epoch,
+                info.device, amp, args.loss_type, ", ".join(distortions))
+    if filled:
+        logger.info("defaults of model size %s: %s", model.encoder.model_size,
+                    ", ".join(f"--{key} {value:g}" for key, value in filled.items()))
     return run
 
 
 def _epoch_record(epoch: int, result: dict, lr: float, info: DistInfo) -> dict:
     """metrics.jsonl record of one epoch, losses averaged over processes."""
-    values = torch.tensor([result["loss"], result.get("consistency", math.nan),
-                           result.get("ranking", math.nan)], dtype=torch.float64)
-    loss, consistency, ranking = reduce_mean(values, info).tolist()
-    return {"epoch": epoch, "loss": loss, "consistency": consistency, "ranking": ranking,
+    names = ("loss", "consistency", "ranking", "rank_accuracy", "level_spread")
+    values = torch.tensor([result.get(key, math.nan) for key in names], dtype=torch.float64)
+    return {"epoch": epoch, **dict(zip(names, reduce_mean(values, info).tolist(), strict=True)),
             "lr": lr, "time_s": round(result["time_s"], 3), "steps": result["steps"],
             "images": result["images"] * info.world_size,
             "skipped_batches": result["skipped_batches"]}
 
 
-def _save_epoch(run: PretrainRun, args: argparse.Namespace, epoch: int, record: dict) -> None:
-    """Main process: epoch encoder checkpoint, metrics line, last.pkl, then the log line."""
+def _validate(run: PretrainRun, record: dict) -> bool:
+    """Add the label-free validation to the epoch record; True when it is the best so far."""
+    if run.validation is None:
+        return False
+    record.update(run.validation.evaluate(run.model))
+    earlier = [r.get("val_srcc") for r in MetricsJournal(run.run_dir / METRICS_NAME).read()
+               if r["epoch"] < record["epoch"]]
+    return all(value is None or record["val_srcc"] > value for value in earlier)
+
+
+def _save_epoch(run: PretrainRun, args: argparse.Namespace, epoch: int,
+                record: dict) -> str | None:
+    """Main process: validation, epoch and best checkpoints, metrics line, last.pkl, log line;
+    returns the collapse warning of this epoch, if any."""
     size = run.model.encoder.model_size
+    if _validate(run, record):
+        atomic_save(make_encoder_checkpoint(run.model, run.config, epoch, record),
+                    run.run_dir / best_checkpoint_name(size))
     if args.save_every and epoch % args.save_every == 0:
         atomic_save(make_encoder_checkpoint(run.model, run.config, epoch, record),
                     run.run_dir / epoch_checkpoint_name(size, epoch))
@@ -348,10 +422,16 @@ def _save_epoch(run: PretrainRun, args: argparse.Namespace, epoch: int, record: 
     save_train_state(run.last_path, run.model, run.optimizer, run.scheduler, run.scaler, epoch,
                      {"run_name": run.name}, run.config, size)
     skipped = record["skipped_batches"]
+    val = f" | val SRCC {record['val_srcc']:.4f}" if "val_srcc" in record else ""
     run.logger.info(
-        "epoch %d | loss %.4f | consistency %.4f | ranking %.4f | lr %.2e | time %.1fs%s", epoch,
-        record["loss"], record["consistency"], record["ranking"], record["lr"], record["time_s"],
-        f" | skipped {skipped} batches" if skipped else "")
+        "epoch %d | loss %.4f | consistency %.4f | ranking %.4f | rank acc %.3f | spread %.2e%s"
+        " | lr %.2e | time %.1fs%s", epoch, record["loss"], record["consistency"],
+        record["ranking"], record["rank_accuracy"], record["level_spread"], val, record["lr"],
+        record["time_s"], f" | skipped {skipped} batches" if skipped else "")
+    warning = collapse_message(record, args.margin)
+    if warning:
+        run.logger.warning("%s\n%s\n%s", "!" * 78, warning, "!" * 78)
+    return warning
 
 
 def _stopped(run: PretrainRun, stop: GracefulStop, epochs_done: int, command: str | None,
@@ -405,9 +485,12 @@ def _pretrain(args: argparse.Namespace, info: DistInfo, command: str | None) -> 
                 run.logger.warning("stopped during epoch %d, which a resume redoes", epoch)
                 return _stopped(run, stop, epoch - 1, command, info)
             record = _epoch_record(epoch, result, run.optimizer.param_groups[0]["lr"], info)
-            if info.is_main:
-                _save_epoch(run, args, epoch, record)
+            warning = _save_epoch(run, args, epoch, record) if info.is_main else None
             guard.last_checkpoint = str(run.last_path)
+            if broadcast_object(warning, info) and args.stop_on_collapse:
+                if info.is_main:
+                    run.logger.error("stopped after epoch %d: collapse (--stop_on_collapse)", epoch)
+                return run.summary(epoch, exit_code=EXIT_COLLAPSE)
             barrier(info)
             if stop.any_rank_requested(info):
                 return _stopped(run, stop, epoch, command, info)

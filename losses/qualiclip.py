@@ -123,3 +123,15 @@ def qualiclip_full_loss(
     ranking = rank_pos + rank_neg
     total = consistency_weight * consistency + ranking_weight * ranking
     return LossTerms(total=total, consistency=consistency, ranking=ranking)
+
+
+def level_ranking_accuracy(scores: torch.Tensor) -> torch.Tensor:
+    """Fraction of level pairs i < j with q_i > q_j in (..., L+1) scores, averaged over crops."""
+    n = scores.shape[-1]
+    i, j = torch.triu_indices(n, n, offset=1, device=scores.device)
+    return (scores[..., i] > scores[..., j]).float().mean()
+
+
+def level_spread(scores: torch.Tensor) -> torch.Tensor:
+    """Standard deviation of the scores across the levels of each crop, averaged over crops."""
+    return scores.float().std(dim=-1).mean()

@@ -7,15 +7,26 @@ import torch.nn.functional as F
 from torch import nn
 
 SCALAR_HIDDEN = 256
+SCORE_ACTIVATIONS = ("none", "sigmoid")
 
 
 class ScalarQualityHead(nn.Module):
-    """Learned scalar quality (simplified loss): pooled features (B, C) -> score (B,) in (0, 1)."""
+    """Learned scalar quality (simplified loss): pooled features (B, C) -> score (B,).
 
-    def __init__(self, in_features: int, hidden: int = SCALAR_HIDDEN) -> None:
+    activation "none" gives the raw output (any real number); "sigmoid" squashes it into (0, 1),
+    where a saturated sigmoid passes almost no ranking gradient (README, deviations).
+    The head runs in float32 under any autocast, so scores are not rounded to bf16 steps.
+    """
+
+    def __init__(self, in_features: int, hidden: int = SCALAR_HIDDEN,
+                 activation: str = "none") -> None:
         super().__init__()
+        if activation not in SCORE_ACTIVATIONS:
+            raise ValueError(f"unknown score activation {activation!r}; expected one of "
+                             f"{SCORE_ACTIVATIONS}")
         self.in_features = int(in_features)
         self.hidden = int(hidden)
+        self.activation = activation
         # The stage maps are not layer-normalised (the encoder has no final norm), hence the norm.
         self.net = nn.Sequential(
             nn.LayerNorm(in_features),
@@ -27,11 +38,14 @@ class ScalarQualityHead(nn.Module):
     @property
     def config(self) -> dict:
         """JSON-able description from which build_pretrain_head rebuilds this head."""
-        return {"type": "scalar", "in_features": self.in_features, "hidden": self.hidden}
+        return {"type": "scalar", "in_features": self.in_features, "hidden": self.hidden,
+                "activation": self.activation}
 
     def forward(self, pooled: torch.Tensor) -> dict[str, torch.Tensor]:
-        """{"score": (B,) in (0, 1)}."""
-        return {"score": torch.sigmoid(self.net(pooled).squeeze(-1).float())}
+        """{"score": (B,) float32; in (0, 1) with the sigmoid}."""
+        with torch.autocast(device_type=pooled.device.type, enabled=False):
+            score = self.net(pooled.float()).squeeze(-1)
+        return {"score": torch.sigmoid(score) if self.activation == "sigmoid" else score}
 
 
 class ClipQualityHead(nn.Module):
@@ -77,11 +91,10 @@ class ClipQualityHead(nn.Module):
 
     def forward(self, pooled: torch.Tensor) -> dict[str, torch.Tensor]:
         """{"sims": (B, P, 2) cosine similarities, "score": (B,) mean over pairs of p(positive)}."""
-        image = self.proj(pooled)
-        # Cosines and the softmax in float32: bf16 rounding would blur the small differences
-        # between the two prompts of a pair.
-        with torch.autocast(device_type=image.device.type, enabled=False):
-            image = F.normalize(image.float(), dim=-1)
+        # Projection, cosines and softmax in float32: bf16 rounding would blur the small
+        # differences between the two prompts of a pair.
+        with torch.autocast(device_type=pooled.device.type, enabled=False):
+            image = F.normalize(self.proj(pooled.float()), dim=-1)
             sims = torch.einsum("bd,pkd->bpk", image, self.text_embeddings)
             score = (self.logit_scale * sims).softmax(dim=-1)[..., 0].mean(dim=-1)
         return {"sims": sims, "score": score}
@@ -92,7 +105,9 @@ def build_pretrain_head(config: dict) -> nn.Module:
     state dict is loaded."""
     kind = config.get("type")
     if kind == "scalar":
-        return ScalarQualityHead(config["in_features"], config.get("hidden", SCALAR_HIDDEN))
+        # checkpoints written before the activation was configurable used the sigmoid
+        return ScalarQualityHead(config["in_features"], config.get("hidden", SCALAR_HIDDEN),
+                                 config.get("activation", "sigmoid"))
     if kind == "clip":
         anchors = torch.zeros(config["num_pairs"], 2, config["embed_dim"])
         return ClipQualityHead(config["in_features"], anchors, 0.0, config.get("prompt_pairs"))

@@ -1,8 +1,9 @@
-"""Stage-1 model: Swin encoder + quality head on the mean-pooled last stage, and its checkpoints."""
+"""Stage-1 model: Swin encoder + quality head on mean-pooled stage features, and its checkpoints."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from engine.checkpoint import make_checkpoint
@@ -11,24 +12,55 @@ from models.pretrain_heads import build_pretrain_head
 from models.swin_encoder import SwinEncoder
 from models.weights import strip_wrapper_prefixes
 
+POOLINGS = ("stages", "stages_mean", "last")
+
+
+def pooled_features(encoder: SwinEncoder, pooling: str) -> int:
+    """Width of the pooled feature vector the head receives."""
+    widths = {"stages": 2 * sum(encoder.stage_channels),
+              "stages_mean": sum(encoder.stage_channels), "last": encoder.num_features}
+    return widths[pooling]
+
+
+def _stage_statistics(stage: torch.Tensor, with_std: bool) -> torch.Tensor:
+    """(B, C, H, W) -> layer-normalised spatial mean (B, C), and std (B, C) when asked."""
+    flat = stage.flatten(2).float()  # (B, C, HW)
+    parts = [flat.mean(dim=2)]
+    if with_std:
+        parts.append(flat.std(dim=2, unbiased=False) if flat.shape[2] > 1 else flat[..., 0] * 0)
+    return torch.cat([F.layer_norm(p, (p.shape[1],)) for p in parts], dim=1)
+
 
 class QualityPretrainModel(nn.Module):
-    """Encoder + pretraining head: float images in [0, 1] (B, 3, H, W) -> head output dict."""
+    """Encoder + pretraining head: float images in [0, 1] (B, 3, H, W) -> head output dict.
 
-    def __init__(self, encoder: SwinEncoder, head: nn.Module) -> None:
+    pooling "stages": the spatial mean and standard deviation of every stage map, each
+    layer-normalised, concatenated: the early, high-resolution stages see noise, blur and
+    blocking directly, and the deviation measures their energy (Stage 2's HyperIQA head reads all
+    four stages too); "stages_mean": the means only; "last": the mean-pooled last stage only
+    (earlier behaviour).
+    """
+
+    def __init__(self, encoder: SwinEncoder, head: nn.Module, pooling: str = "last") -> None:
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; expected one of {POOLINGS}")
         self.encoder = encoder
         self.head = head
+        self.pooling = pooling
 
     @property
     def head_config(self) -> dict:
         """The head's JSON-able config (stored as config["head"] in encoder checkpoints)."""
-        return self.head.config
+        return {**self.head.config, "pooling": self.pooling}
 
     def forward(self, x01: torch.Tensor) -> dict[str, torch.Tensor]:
         """Head output ("score" (B,), plus "sims" (B, P, 2) for the CLIP head)."""
-        pooled = self.encoder(x01)[-1].mean(dim=(2, 3))  # (B, C4)
-        return self.head(pooled)
+        maps = self.encoder(x01)
+        if self.pooling == "last":
+            return self.head(maps[-1].mean(dim=(2, 3)))  # (B, C4)
+        with_std = self.pooling == "stages"
+        return self.head(torch.cat([_stage_statistics(m, with_std) for m in maps], dim=1))
 
 
 def make_encoder_checkpoint(
@@ -66,4 +98,5 @@ def pretrain_model_from_checkpoint(ckpt: dict) -> QualityPretrainModel:
     encoder.load_state_dict(strip_wrapper_prefixes(ckpt["state_dict"]), strict=True)
     head = build_pretrain_head(config["head"])
     head.load_state_dict(strip_wrapper_prefixes(ckpt["head_state_dict"]), strict=True)
-    return QualityPretrainModel(encoder, head)
+    # checkpoints written before pooling was configurable pooled the last stage
+    return QualityPretrainModel(encoder, head, config["head"].get("pooling", "last"))

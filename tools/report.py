@@ -246,11 +246,11 @@ def headline(run: RunData) -> str:
     """One sentence with the main result, or what is still missing."""
     base, pre = run.finetunes.get("baseline"), run.finetunes.get("pretrained")
     demo = ""
-    if _model_size(run) in ("micro", "test"):
-        demo = ("\n\nThis run used the `micro` model (a tiny randomly initialised Swin for tests "
-                "and the demo) with CPU-minute budgets on small synthetic data: its numbers say "
-                "nothing about the method on real datasets (docs/DEMO_FINDINGS.md says what they "
-                "can show).")
+    if _model_size(run) in ("micro", "test", "mini"):
+        demo = (f"\n\nThis run used the `{_model_size(run)}` model (a small randomly initialised "
+                "Swin for tests and the demo) with CPU-minute budgets on small synthetic data: "
+                "its numbers say nothing about the method on real datasets "
+                "(docs/DEMO_FINDINGS.md says what they can show).")
     if not (base and pre and base.test and pre.test):
         return ("The baseline and pretrained fine-tuning runs have not both finished, so the "
                 "main comparison is incomplete; the tables below show what exists." + demo)

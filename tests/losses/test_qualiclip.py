@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from losses import LossTerms, qualiclip_full_loss, qualiclip_simplified_loss
+from losses.qualiclip import level_ranking_accuracy, level_spread
 
 # One image, levels 0..2, crop a has levels 1 and 2 in the wrong order.
 SCORES_A = torch.tensor([[0.9, 0.5, 0.6]])
@@ -106,3 +107,14 @@ def test_shape_errors_are_clear() -> None:
         qualiclip_full_loss(torch.rand(2, 3, 1, 3), torch.rand(2, 3, 1, 3))
     with pytest.raises(ValueError, match="margins must be >= 0"):
         qualiclip_simplified_loss(torch.rand(2, 3), torch.rand(2, 3), margin=-0.1)
+
+
+def test_level_ranking_accuracy_and_spread() -> None:
+    # crop a ranks 2 of its 3 pairs right (0 > 1, 0 > 2, but 1 < 2); crop b all three
+    scores = torch.stack((SCORES_A, SCORES_B))  # (2, 1, 3)
+    assert level_ranking_accuracy(scores).item() == pytest.approx(5 / 6)
+    expected = (SCORES_A.std() + SCORES_B.std()).item() / 2
+    assert level_spread(scores).item() == pytest.approx(expected, abs=1e-6)
+    constant = torch.full((4, 6), 0.3)  # a collapsed head: ties are never ranked correctly
+    assert level_ranking_accuracy(constant).item() == 0.0
+    assert level_spread(constant).item() == 0.0

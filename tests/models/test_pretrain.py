@@ -24,11 +24,34 @@ def anchors(pairs: int = 7, dim: int = 32) -> torch.Tensor:
     return F.normalize(torch.randn(pairs, 2, dim, generator=generator), dim=-1)
 
 
-def test_scalar_head_scores_in_unit_interval() -> None:
-    head = ScalarQualityHead(128)
-    out = head(torch.randn(5, 128) * 10)
-    assert out["score"].shape == (5,)
-    assert ((out["score"] > 0) & (out["score"] < 1)).all()
+def test_scalar_head_raw_and_sigmoid_scores() -> None:
+    pooled = torch.randn(5, 128) * 10
+    raw = ScalarQualityHead(128)
+    squashed = ScalarQualityHead(128, activation="sigmoid")
+    squashed.load_state_dict(raw.state_dict())
+    assert raw(pooled)["score"].shape == (5,)
+    torch.testing.assert_close(squashed(pooled)["score"], torch.sigmoid(raw(pooled)["score"]))
+    assert ((squashed(pooled)["score"] > 0) & (squashed(pooled)["score"] < 1)).all()
+    with pytest.raises(ValueError, match="score activation"):
+        ScalarQualityHead(128, activation="tanh")
+
+
+def test_heads_score_in_float32_under_bf16_autocast() -> None:
+    pooled = torch.randn(4, 128)
+    for head in (ScalarQualityHead(128), ClipQualityHead(128, anchors(), logit_scale=100.0)):
+        reference = head(pooled)["score"]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = head(pooled.bfloat16())["score"]
+        assert low.dtype == torch.float32
+        # float32 all the way: equal to the float32 run up to the bf16 rounding of the input
+        torch.testing.assert_close(low, head(pooled.bfloat16().float())["score"])
+        assert torch.isfinite(reference).all()
+
+
+def test_head_config_without_activation_is_the_earlier_sigmoid_head() -> None:
+    head = build_pretrain_head({"type": "scalar", "in_features": 8, "hidden": 4})
+    assert head.activation == "sigmoid"
+    assert build_pretrain_head(ScalarQualityHead(8).config).activation == "none"
 
 
 def test_clip_head_similarities_and_score() -> None:

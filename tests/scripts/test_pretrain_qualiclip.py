@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import engine.pretrain
 import pretrain_qualiclip
 import test_swin
 from data.rows import DatasetError
@@ -87,11 +88,18 @@ def test_run_folder_has_all_files(simplified_run: dict, image_dir: Path) -> None
     names = sorted(p.name for p in run_dir.iterdir())
     assert names == [
         "last.pkl", "metrics.jsonl", "pretrain_config.json", "swin_micro_epoch16.pkl",
-        "swin_micro_epoch8.pkl", "swin_micro_qualiclip_pretrained.pkl",
+        "swin_micro_epoch8.pkl", "swin_micro_qualiclip_best.pkl",
+        "swin_micro_qualiclip_pretrained.pkl",
     ]  # fmt: skip
     assert _epochs(run_dir) == list(range(1, 17))
-    for record in MetricsJournal(run_dir / "metrics.jsonl").read():
-        assert {"loss", "consistency", "ranking", "lr", "time_s"} <= set(record)
+    records = MetricsJournal(run_dir / "metrics.jsonl").read()
+    for record in records:
+        assert {"loss", "consistency", "ranking", "lr", "time_s", "rank_accuracy",
+                "level_spread", "val_srcc", "val_by_type"} <= set(record)
+        assert 0 <= record["rank_accuracy"] <= 1 and record["level_spread"] >= 0
+    best = load_checkpoint(run_dir / "swin_micro_qualiclip_best.pkl", "encoder")
+    assert best["metrics"]["val_srcc"] == max(r["val_srcc"] for r in records)
+    assert best["epoch"] == max(records, key=lambda r: r["val_srcc"])["epoch"]
 
     final = load_checkpoint(run_dir / "swin_micro_qualiclip_pretrained.pkl", "encoder")
     assert final["epoch"] == 16 and final["model_size"] == "micro"
@@ -105,13 +113,16 @@ def test_run_folder_has_all_files(simplified_run: dict, image_dir: Path) -> None
     saved = json.loads((run_dir / "pretrain_config.json").read_text())
     assert saved["args"]["loss_type"] == "simplified"
     assert saved["config"]["source"] == f"folder {image_dir}"
-    assert saved["config"]["n_images"] == 8
+    assert saved["config"]["n_images"] == 7  # one of the eight held out for validation
+    assert saved["args"]["lr"] == 1e-3 and saved["config"]["score_activation"] == "none"
 
     log = (simplified_run["out"] / "logs" / "simple.log").read_text()
     lines = [ln for ln in log.splitlines() if "| consistency" in ln]
     assert len(lines) == 16
     assert all(f"epoch {i} | loss " in ln for i, ln in enumerate(lines, start=1))
     assert all("| ranking " in ln and "| lr " in ln and "| time " in ln for ln in lines)
+    assert all("| rank acc " in ln and "| spread " in ln and "| val SRCC " in ln for ln in lines)
+    assert "label-free validation: 1 held-out images" in log
 
 
 def test_simplified_loss_falls(simplified_run: dict) -> None:
@@ -131,8 +142,7 @@ def test_checkpoint_loads_as_encoder_and_scores_zero_shot(simplified_run: dict) 
     scorer = pretrain_model_from_checkpoint(load_checkpoint(path)).eval()
     with torch.no_grad():
         score = scorer(torch.rand(3, 3, CROP, CROP))["score"]
-    assert score.shape == (3,)
-    assert ((score > 0) & (score < 1)).all()
+    assert score.shape == (3,) and score.dtype == torch.float32 and torch.isfinite(score).all()
 
 
 def test_full_loss_falls(demo_root: Path, image_dir: Path, tmp_path: Path,
@@ -190,6 +200,40 @@ def test_pretraining_ranks_held_out_kadid_types_zero_shot(demo_root: Path, tmp_p
     assert pretrained_srcc > untrained_srcc + 0.25
 
 
+def _collapsed_model(args, pairs):
+    """A Stage-1 model whose scalar head ignores its input: the same score for every crop."""
+    model = engine.pretrain.build_pretrain_model_unpatched(args, pairs)
+    last = model.head.net[-1]
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.constant_(last.bias, 0.7)
+    return model
+
+
+@pytest.mark.parametrize("stop", [False, True])
+def test_collapse_is_flagged_and_can_stop_the_run(demo_root: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  stop: bool) -> None:
+    monkeypatch.setattr(engine.pretrain, "build_pretrain_model_unpatched",
+                        engine.pretrain.build_pretrain_model, raising=False)
+    monkeypatch.setattr(engine.pretrain, "build_pretrain_model", _collapsed_model)
+    flags = ["--epochs", "2", "--batch_size", "4", "--max_steps_per_epoch", "2", "--lr", "0",
+             "--save_every", "0", "--val_images", "2", *(["--stop_on_collapse"] if stop else [])]
+    summary = pretrain_qualiclip.main(_args(demo_root, tmp_path, "flat", *flags))
+    records = summary["metrics"]
+    assert [r["epoch"] for r in records] == ([1] if stop else [1, 2])
+    assert all(r["rank_accuracy"] == 0.0 and r["level_spread"] == 0.0 for r in records)
+    assert all(r["val_srcc"] == 0.0 for r in records)
+    log = (tmp_path / "logs" / "flat.log").read_text()
+    assert "COLLAPSE: epoch 1: it ranks only 0.0% of level pairs" in log
+    assert "its scores spread by 0.00e+00 across levels" in log
+    if stop:
+        assert summary["exit_code"] == pretrain_qualiclip.EXIT_COLLAPSE and summary["stopped"]
+        assert "stopped after epoch 1: collapse" in log
+        assert summary["final_checkpoint"] is None
+    else:
+        assert summary["exit_code"] == 0 and "COLLAPSE: epoch 2" in log
+
+
 def _start(args: list[str], stderr: Path) -> subprocess.Popen:
     """pretrain_qualiclip.py in a child process, its stderr (progress bars) in a file."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
@@ -245,6 +289,7 @@ def test_kill_sigterm_and_resume_keep_each_epoch_once(demo_root: Path, tmp_path:
     saved = json.loads((run_dir / "pretrain_config.json").read_text())
     assert saved["config"]["source"] == "koniq10k training split"
     assert saved["config"]["n_images"] == 112  # the demo KonIQ training split only, no test image
+    assert saved["args"]["lr"] == 1e-3 and saved["config"]["lr"] == 1e-3  # micro's default
 
 
 def test_existing_run_needs_resume(simplified_run: dict, demo_root: Path) -> None:
@@ -281,3 +326,12 @@ def test_bad_flags_are_rejected(demo_root: Path, tmp_path: Path) -> None:
         ["--prompt_pairs", "Good photo.|Bad photo.", "Sharp image.|Blurry image."]
     )
     assert parsed.prompt_pairs == [("Good photo.", "Bad photo."), ("Sharp image.", "Blurry image.")]
+
+
+def test_size_dependent_defaults_are_resolved_per_size() -> None:
+    parser = pretrain_qualiclip.get_args_parser()
+    for size, lr in (("mini", 3e-4), ("micro", 1e-3), ("test", 1e-3), ("base", 5e-5)):
+        args = parser.parse_args(["--model_size", size])
+        assert engine.pretrain.resolve_size_defaults(args) == {"lr": lr} and args.lr == lr
+    explicit = parser.parse_args(["--model_size", "mini", "--lr", "1e-2"])
+    assert engine.pretrain.resolve_size_defaults(explicit) == {} and explicit.lr == 1e-2

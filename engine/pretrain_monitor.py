@@ -1,0 +1,115 @@
+"""Stage-1 signals without labels: the collapse check and the held-out zero-shot validation.
+
+Collapse: a pretraining run whose scores no longer depend on the degradation level ranks level
+pairs at chance (accuracy near 0.5) and has no spread of scores across levels. Both are measured
+on the training batches (engine.pretrain logs them per step) and checked once per epoch.
+
+Validation: a few held-out images, each degraded with held-out distortion types at levels 0..L
+(seeded, so the set is the same every epoch and every run); its signal is the SRCC between level
+and zero-shot score within each image and type (ideal -1 mapped to +1), averaged. No label needed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from data.degradations import degrade_levels
+from data.images import ImageCache, ResizePolicy
+from data.iqa_dataset import UnlabeledPairDataset
+from engine.loop import to_device_images
+
+# An epoch is flagged when its training batches rank level pairs at most this well ...
+COLLAPSE_ACCURACY = 0.6
+# ... or when the scores of one crop spread across levels by less than this fraction of the margin.
+COLLAPSE_SPREAD = 0.1
+DEFAULT_VAL_DISTORTIONS = "lens_blur,jpeg2000,impulse_noise,quantization"
+VAL_STREAM = 7  # the validation set's own seed stream, apart from training crops and degradations
+
+
+def collapse_message(record: dict, margin: float) -> str | None:
+    """Why an epoch record (rank_accuracy, level_spread) looks collapsed, or None."""
+    accuracy, spread = record.get("rank_accuracy"), record.get("level_spread")
+    reasons = []
+    if accuracy is not None and accuracy <= COLLAPSE_ACCURACY:
+        reasons.append(f"it ranks only {accuracy:.1%} of level pairs correctly (chance: 50%)")
+    if spread is not None and spread < COLLAPSE_SPREAD * max(margin, 1e-8):
+        reasons.append(f"its scores spread by {spread:.2e} across levels (margin {margin:g})")
+    if not reasons:
+        return None
+    return ("COLLAPSE: epoch {epoch}: ".format(**record) + "; ".join(reasons) + ". The encoder "
+            "scores degraded crops alike; see README, 'Stage 1: collapse and its monitor' "
+            "(--stop_on_collapse stops such a run)")
+
+
+def _group_srcc(scores: np.ndarray) -> np.ndarray:
+    """SRCC of score against -level within each row of (G, L+1) scores (0 for constant rows)."""
+    levels = np.arange(scores.shape[1], dtype=np.float64)
+    out = np.zeros(scores.shape[0])
+    for g, row in enumerate(scores):
+        ranks = np.argsort(np.argsort(-row, kind="stable"), kind="stable").astype(np.float64)
+        if np.ptp(row) > 0:
+            out[g] = np.corrcoef(ranks, levels)[0, 1]
+    return out
+
+
+class ZeroShotValidation:
+    """Fixed held-out crops at levels 0..L of held-out types; scores a model zero-shot."""
+
+    def __init__(self, paths: Sequence[Path], policy: ResizePolicy, cache: ImageCache,
+                 distortions: Sequence[str], crop_size: int, num_levels: int, seed: int,
+                 device: torch.device, batch_size: int = 64) -> None:
+        self.distortions = list(distortions)
+        self.device = device
+        self.batch_size = batch_size
+        source = UnlabeledPairDataset(paths, policy, cache, crop_size=crop_size, seed=seed)
+        crops = [item["image"][0] for item in map(source.__getitem__, range(len(source)))
+                 if item is not None]  # the first crop of each readable image, epoch 0
+        if not crops:
+            raise ValueError("no readable validation image")
+        images = to_device_images(torch.stack(crops), device)  # (N, 3, H, W)
+        n, t = images.shape[0], len(self.distortions)
+        stack = images.repeat_interleave(t, dim=0)  # (N*T, 3, H, W): image-major
+        names = self.distortions * n
+        generator = torch.Generator(device=device).manual_seed(seed * 1000 + VAL_STREAM)
+        with torch.no_grad(), torch.autocast(device.type, enabled=False):
+            self.levels = degrade_levels(stack, names, num_levels, generator=generator)
+        self.n_images = n
+
+    def __len__(self) -> int:
+        """Number of (image, type) groups."""
+        return self.levels.shape[0]
+
+    @torch.inference_mode()
+    def evaluate(self, model: torch.nn.Module) -> dict:
+        """{"val_srcc": mean within-group SRCC, "val_by_type": {type: SRCC}} of `model`."""
+        was_training = model.training
+        model.eval()
+        flat = self.levels.flatten(0, 1)  # (G*(L+1), 3, H, W)
+        scores = torch.cat([model(flat[i:i + self.batch_size])["score"].float()
+                            for i in range(0, flat.shape[0], self.batch_size)])
+        model.train(was_training)
+        groups = _group_srcc(scores.view(self.levels.shape[:2]).cpu().double().numpy())
+        by_type = groups.reshape(self.n_images, len(self.distortions)).mean(axis=0)
+        return {"val_srcc": float(groups.mean()),
+                "val_by_type": {name: round(float(v), 4)
+                                for name, v in zip(self.distortions, by_type, strict=True)}}
+
+
+def build_validation(paths: Sequence[Path], policy: ResizePolicy, cache: ImageCache,
+                     distortions: Sequence[str], args, device: torch.device,
+                     logger: logging.Logger) -> ZeroShotValidation | None:
+    """The validation set of a run, or None (no types or no images: logged)."""
+    if not distortions or not paths:
+        logger.info("no label-free validation (%s)", "no --val_distortions" if not distortions
+                    else "no held-out images")
+        return None
+    validation = ZeroShotValidation(paths, policy, cache, distortions, args.crop_size,
+                                    args.num_levels, args.seed, device)
+    logger.info("label-free validation: %d held-out images x %s at levels 0-%d",
+                validation.n_images, ", ".join(distortions), args.num_levels)
+    return validation

@@ -87,7 +87,9 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="crop differences tolerated by the consistency term (0: absolute "
         "difference; > 0: QualiCLIP's margin-ranking form)",
     )
-    loss.add_argument("--consistency_weight", type=non_negative_float, default=1.0)
+    loss.add_argument("--consistency_weight", type=non_negative_float, default=None,
+                      help="weight of the crop-consistency term (default per --model_size: "
+                      "micro and mini 0, tiny/small/base 1)")
     loss.add_argument("--ranking_weight", type=non_negative_float, default=1.0)
     loss.add_argument(
         "--score_activation",

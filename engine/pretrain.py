@@ -1,4 +1,4 @@
-"""Stage 1: QualiCLIP pretraining of the Swin encoder (data, step, checkpoints, epoch loop)."""
+"""Stage 1: QualiCLIP pretraining of the Swin encoder (run setup, checkpoints, epoch loop)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,9 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader, DistributedSampler
 
-from data.degradations import degrade_levels, parse_distortions
-from data.images import ImageCache, ResizePolicy
-from data.iqa_dataset import UnlabeledPairDataset, list_images
-from data.registry import canonical_key, drop_missing, read_rows, resize_policy
-from data.rows import DatasetError
+from data.degradations import parse_distortions
+from data.images import ImageCache
+from data.iqa_dataset import UnlabeledPairDataset
 from engine.checkpoint import CheckpointError, atomic_save, check_writable
 from engine.cli import save_args
 from engine.distributed import (
@@ -32,7 +30,7 @@ from engine.distributed import (
     reduce_mean,
     wrap_ddp,
 )
-from engine.loop import StepOutput, to_device_images, train_one_epoch, training_loader
+from engine.loop import train_one_epoch, training_loader
 from engine.optim import (
     build_optimizer,
     build_scheduler,
@@ -40,6 +38,12 @@ from engine.optim import (
     param_groups,
 )
 from engine.pretrain_monitor import ZeroShotValidation, build_validation, collapse_message
+from engine.pretrain_setup import (
+    QualiCLIPStep,
+    build_pretrain_model,
+    pretrain_images,
+    resolve_size_defaults,
+)
 from engine.runlog import MetricsJournal, setup_logger
 from engine.runtime import (
     compile_or_eager,
@@ -57,19 +61,15 @@ from engine.train_state import (
     resolve_resume_path,
     save_train_state,
 )
-from losses import LossTerms, qualiclip_full_loss, qualiclip_simplified_loss
-from losses.qualiclip import level_ranking_accuracy, level_spread
 from models import clip_anchors
-from models.pretrain_heads import ClipQualityHead, ScalarQualityHead
-from models.pretrain_model import QualityPretrainModel, make_encoder_checkpoint, pooled_features
-from models.swin_encoder import build_encoder, canonical_model_size
+from models.pretrain_model import QualityPretrainModel, make_encoder_checkpoint
+from models.swin_encoder import canonical_model_size
 
 DEFAULT_DISTORTIONS = "blur,jpeg,noise,brightness"
 RUN_PREFIX = "qualiclip_pretrain"
 CONFIG_NAME = "pretrain_config.json"
 METRICS_NAME = "metrics.jsonl"
 EXIT_COLLAPSE = 3  # exit status of a run stopped by --stop_on_collapse
-LOSS_FLAGS = ("margin", "consistency_weight", "ranking_weight", "consistency_margin")
 # Flags that must not change between a run and its resumption (they change model or objective).
 RESUME_KEYS = ("model_size", "loss_type", "pooling", "score_activation", "num_levels",
                "crop_size", "prompt_pairs", "distortions")
@@ -104,133 +104,6 @@ def parse_prompt_pair(text: str) -> tuple[str, str]:
             f"got {text!r}"
         )
     return parts[0], parts[1]
-
-
-@dataclass
-class PretrainImages:
-    """Unlabelled training images, held-out validation images, their resize policy and source."""
-
-    train: list[Path]
-    val: list[Path]
-    policy: ResizePolicy
-    source: str
-
-
-def pretrain_images(args: argparse.Namespace, logger: logging.Logger) -> PretrainImages:
-    """Training images: every image of --image_dir but --val_images held out (seeded), or the
-    TRAINING split of --dataset, whose validation split gives up to --val_images held-out ones.
-
-    Training-split images missing on disk stop the run before training, unless --skip_missing.
-    """
-    n_val = args.val_images if args.val_distortions else 0
-    if args.image_dir:
-        paths = list_images(args.image_dir)
-        n_val = min(n_val, len(paths) // 5)  # never more than a fifth of a small folder
-        held = set(np.random.default_rng(args.seed).permutation(len(paths))[:n_val].tolist())
-        return PretrainImages([p for i, p in enumerate(paths) if i not in held],
-                              [p for i, p in enumerate(paths) if i in held],
-                              ResizePolicy("none"), f"folder {args.image_dir}")
-    key = canonical_key(args.dataset)
-    rows = read_rows(key, args.data_root, split="official")
-    train = [row for row in rows if row.split == "train"]
-    paths = sorted({row.path for row in drop_missing(key, train, args.skip_missing, logger)})
-    if not paths:
-        raise DatasetError(
-            f"{key} under {args.data_root} has no training-split images to use; check "
-            "--data_root, or pass --image_dir for a folder of unlabelled images"
-        )
-    held = sorted({row.path for row in rows if row.split == "val" and row.path.is_file()})
-    return PretrainImages(paths, held[:n_val], resize_policy(key), f"{key} training split")
-
-
-# Defaults that depend on the model size (a flag left unset takes them; the config records the
-# resolved value). The random-init CPU sizes need a larger learning rate than ImageNet-initialised
-# Swin-T/S/B fine-tuned for QualiCLIP (README, deviations).
-SIZE_DEFAULTS: dict[str, dict] = {
-    "micro": {"lr": 1e-3},
-    "mini": {"lr": 3e-4},
-    "tiny": {"lr": 5e-5},
-    "small": {"lr": 5e-5},
-    "base": {"lr": 5e-5},
-}
-
-
-def resolve_size_defaults(args: argparse.Namespace) -> dict:
-    """Fill flags left at None from SIZE_DEFAULTS of --model_size; returns what was filled."""
-    filled = {key: value for key, value in SIZE_DEFAULTS[canonical_model_size(args.model_size)]
-              .items() if getattr(args, key, None) is None}
-    for key, value in filled.items():
-        setattr(args, key, value)
-    return filled
-
-
-def build_pretrain_model(
-    args: argparse.Namespace, pairs: Sequence[tuple[str, str]]
-) -> QualityPretrainModel:
-    """Swin encoder plus the head of --loss_type (scalar, or CLIP prompt anchors)."""
-    encoder = build_encoder(
-        args.model_size, imagenet_weights=args.imagenet_weights, img_size=args.crop_size
-    )
-    encoder.set_grad_checkpointing(args.grad_checkpointing)
-    width = pooled_features(encoder, args.pooling)
-    if args.loss_type == "simplified":
-        head = ScalarQualityHead(width, activation=args.score_activation)
-    else:
-        anchors, logit_scale = clip_anchors.embed_prompt_pairs(
-            pairs, clip_model=args.clip_model, clip_weights=args.clip_weights
-        )
-        head = ClipQualityHead(width, anchors, logit_scale, prompt_pairs=pairs)
-    return QualityPretrainModel(encoder, head, args.pooling)
-
-
-class QualiCLIPStep:
-    """One batch: degrade both crops on the device, score every level, QualiCLIP loss.
-
-    Each image gets one distortion type drawn from `distortions`; its two crops share the type
-    and the random choices of every level. Randomness comes from generators seeded by `seed`.
-    """
-
-    def __init__(self, args: argparse.Namespace, distortions: Sequence[str],
-                 device: torch.device, seed: int) -> None:
-        self.distortions = list(distortions)
-        self.num_levels = args.num_levels
-        self.loss_type = args.loss_type
-        self.train_pairs = args.train_prompt_pairs
-        self.loss_kwargs = {key: getattr(args, key) for key in LOSS_FLAGS}
-        self.device = device
-        self.type_generator = torch.Generator().manual_seed(seed)
-        self.generator = torch.Generator(device=device).manual_seed(seed)
-
-    def degrade(self, crops: torch.Tensor) -> torch.Tensor:
-        """(B, 2, 3, H, W) float crops -> (2, B, L+1, 3, H, W), the same type per image pair."""
-        b = crops.shape[0]
-        picks = torch.randint(len(self.distortions), (b,), generator=self.type_generator)
-        names = [self.distortions[i] for i in picks.tolist()]
-        stack = crops.transpose(0, 1).flatten(0, 1)  # (2B, 3, H, W): all first crops, then seconds
-        # Degradations run in float32 whatever the autocast of the model.
-        with torch.no_grad(), torch.autocast(self.device.type, enabled=False):
-            levels = degrade_levels(stack, names + names, self.num_levels,
-                                    generator=self.generator, pair_ids=list(range(b)) * 2)
-        return levels.view(2, b, *levels.shape[1:])
-
-    def __call__(self, model: torch.nn.Module, batch: dict) -> StepOutput:
-        """QualiCLIP loss of one batch of crop pairs."""
-        crops = to_device_images(batch["image"], self.device)  # (B, 2, 3, H, W)
-        levels = self.degrade(crops)  # (2, B, L+1, 3, H, W)
-        x = levels.flatten(0, 2).contiguous(memory_format=torch.channels_last)
-        out = model(x)
-        lead = levels.shape[:3]  # (2, B, L+1)
-        score = out["score"].detach().float().view(lead)
-        if self.loss_type == "simplified":
-            scores = out["score"].float().view(lead)
-            terms: LossTerms = qualiclip_simplified_loss(scores[0], scores[1], **self.loss_kwargs)
-        else:
-            sims = out["sims"].float().view(*lead, *out["sims"].shape[1:])
-            sims = sims[..., : self.train_pairs, :]  # (2, B, L+1, P_train, 2)
-            terms = qualiclip_full_loss(sims[0], sims[1], **self.loss_kwargs)
-        logs = {"consistency": terms.consistency.detach(), "ranking": terms.ranking.detach(),
-                "rank_accuracy": level_ranking_accuracy(score), "level_spread": level_spread(score)}
-        return StepOutput(loss=terms.total, logs=logs)
 
 
 def _stream_seed(*values: int) -> int:

@@ -62,16 +62,25 @@ def finetune_curves(run: RunData, out_dir: Path) -> Path:
 
 
 def pretrain_losses(run: RunData, out_dir: Path) -> Path:
-    """Total, consistency and ranking loss per pretraining epoch."""
+    """Loss terms per pretraining epoch, beside the ranking accuracy on the training batches and
+    the label-free validation SRCC (held-out images and types)."""
     if run.pretrain is None or not run.pretrain.metrics:
         raise PlotSkipped("the pretraining run has no per-epoch metrics (metrics.jsonl missing)")
-    fig, ax = plt.subplots(figsize=(6, 4))
+    metrics = run.pretrain.metrics
+    fig, (ax, ax_signal) = plt.subplots(1, 2, figsize=(10, 4))
     for key, style in (("loss", "o-"), ("consistency", "s--"), ("ranking", "^--")):
-        ax.plot(*_series(run.pretrain.metrics, key), style, label=key)
+        ax.plot(*_series(metrics, key), style, label=key)
     ax.set(title="QualiCLIP pretraining loss", xlabel="epoch", ylabel="loss")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=0.3)
-    ax.legend()
+    ax_signal.plot(*_series(metrics, "rank_accuracy"), "o-", label="level pairs ranked correctly "
+                   "(training batches)")
+    ax_signal.plot(*_series(metrics, "val_srcc"), "s-", label="validation SRCC (held-out images "
+                   "and types)")
+    ax_signal.axhline(0.5, color="gray", lw=0.8, ls=":", label="chance ranking")
+    ax_signal.set(title="Is the encoder learning quality?", xlabel="epoch", ylim=(-1, 1))
+    for axis in (ax, ax_signal):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
     return save_figure(fig, out_dir / "pretrain_loss.png")
 
 

@@ -283,8 +283,10 @@ def render(run: RunData, figures: dict[str, Path | str]) -> str:
     if run.repeats:
         parts.append(section("Repeated fine-tuning (median and spread)", repeats_table(run),
                              _figure(figures, "repeats", "Test SRCC over repeats", base)))
-    parts.append(section("Pretraining loss per epoch", pretrain_epochs_table(run),
-                         _figure(figures, "pretrain_loss", "Pretraining loss components", base)))
+    parts.append(section("Pretraining loss, collapse signals and validation per epoch",
+                         pretrain_epochs_table(run),
+                         _figure(figures, "pretrain_loss", "Pretraining loss components; ranking "
+                                 "accuracy and label-free validation SRCC", base)))
     parts.append(section("Fine-tuning curves per epoch", finetune_epochs_table(run),
                          _figure(figures, "finetune_curves",
                                  "Fine-tuning loss and SRCC, baseline vs pretrained", base)))

@@ -163,17 +163,19 @@ def repeats_table(run: RunData) -> str:
 
 
 def pretrain_epochs_table(run: RunData) -> str:
-    """Total, consistency and ranking loss per pretraining epoch."""
+    """Losses, collapse signals and label-free validation per pretraining epoch."""
     if run.pretrain is None:
         return ("Pretraining has not run in this folder (checkpoints/pretrain/pretrain_config.json "
                 "absent), so there is no pretraining loss to show.")
     if not run.pretrain.metrics:
         return "The pretraining run has not finished an epoch yet (metrics.jsonl is empty)."
     rows = [[num(m.get("epoch")), num(m.get("loss")), num(m.get("consistency")),
-             num(m.get("ranking")), sci(m.get("lr")), duration(m.get("time_s"))]
+             num(m.get("ranking")), num(m.get("rank_accuracy")), sci(m.get("level_spread")),
+             num(m.get("val_srcc")), sci(m.get("lr")), duration(m.get("time_s"))]
             for m in run.pretrain.metrics]
-    return table(["Epoch", "Total loss", "Consistency", "Ranking", "Learning rate", "Epoch time"],
-                 rows)
+    return table(["Epoch", "Total loss", "Consistency", "Ranking", "Rank accuracy",
+                  "Level spread", "Validation SRCC (held-out types)", "Learning rate",
+                  "Epoch time"], rows)
 
 
 def finetune_epochs_table(run: RunData) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -18,8 +19,10 @@ import torch.nn.functional as F
 import engine.pretrain
 import pretrain_qualiclip
 import test_swin
+from data.images import ImageCache
 from data.rows import DatasetError
 from engine.checkpoint import CheckpointError, load_checkpoint
+from engine.pretrain_monitor import ZeroShotValidation
 from engine.runlog import MetricsJournal
 from models import clip_anchors
 from models.pretrain_model import pretrain_model_from_checkpoint
@@ -234,6 +237,39 @@ def test_collapse_is_flagged_and_can_stop_the_run(demo_root: Path, tmp_path: Pat
         assert summary["exit_code"] == 0 and "COLLAPSE: epoch 2" in log
 
 
+# The CPU recipe's size with the default four types, on a reduced budget: two epochs of the demo
+# KonIQ training split. Validation: held-out images degraded with held-out types.
+MINI_SHORT = ("--model_size", "mini", "--dataset", "koniq10k", "--batch_size", "8",
+              "--seed", "0", "--save_every", "0", "--val_images", "8",
+              "--val_distortions", "lens_blur,pixelate,impulse_noise,jpeg2000")
+
+
+@pytest.mark.slow
+def test_mini_learns_the_default_types_and_transfers_to_held_out_ones(
+        demo_root: Path, tmp_path: Path) -> None:
+    trained = pretrain_qualiclip.main(_args(demo_root, tmp_path, "mini", "--epochs", "2",
+                                            *MINI_SHORT))
+    control = pretrain_qualiclip.main(_args(demo_root, tmp_path, "mini0", "--epochs", "0",
+                                            *MINI_SHORT))
+    config = load_checkpoint(trained["final_checkpoint"], "encoder")["config"]
+    assert config["distortions"] == ["gaussian_blur", "jpeg", "gaussian_noise", "brightness"]
+    assert config["lr"] == 3e-4  # mini's default
+    records = trained["metrics"]
+    # the same validation set, scoring the untrained encoder and head of the same seed
+    args = pretrain_qualiclip.get_args_parser().parse_args(
+        _args(demo_root, tmp_path, "mini", *MINI_SHORT))
+    images = engine.pretrain.pretrain_images(args, logging.getLogger("test"))
+    validation = ZeroShotValidation(images.val, images.policy, ImageCache(None),
+                                    args.val_distortions.split(","), CROP, args.num_levels,
+                                    args.seed, torch.device("cpu"))
+    scorer = pretrain_model_from_checkpoint(load_checkpoint(trained["final_checkpoint"]))
+    assert validation.evaluate(scorer)["val_srcc"] == pytest.approx(records[-1]["val_srcc"])
+    untrained = pretrain_model_from_checkpoint(load_checkpoint(control["final_checkpoint"]))
+    untrained_srcc = validation.evaluate(untrained)["val_srcc"]
+    assert records[-1]["rank_accuracy"] > 0.6
+    assert records[-1]["val_srcc"] > untrained_srcc + 0.2
+
+
 def _start(args: list[str], stderr: Path) -> subprocess.Popen:
     """pretrain_qualiclip.py in a child process, its stderr (progress bars) in a file."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
@@ -330,8 +366,12 @@ def test_bad_flags_are_rejected(demo_root: Path, tmp_path: Path) -> None:
 
 def test_size_dependent_defaults_are_resolved_per_size() -> None:
     parser = pretrain_qualiclip.get_args_parser()
-    for size, lr in (("mini", 3e-4), ("micro", 1e-3), ("test", 1e-3), ("base", 5e-5)):
+    for size, lr, weight in (("mini", 3e-4, 0.0), ("micro", 1e-3, 0.0), ("test", 1e-3, 0.0),
+                             ("base", 5e-5, 1.0)):
         args = parser.parse_args(["--model_size", size])
-        assert engine.pretrain.resolve_size_defaults(args) == {"lr": lr} and args.lr == lr
-    explicit = parser.parse_args(["--model_size", "mini", "--lr", "1e-2"])
+        assert engine.pretrain.resolve_size_defaults(args) == {
+            "lr": lr, "consistency_weight": weight}
+        assert args.lr == lr and args.consistency_weight == weight
+    explicit = parser.parse_args(["--model_size", "mini", "--lr", "1e-2",
+                                  "--consistency_weight", "0.5"])
     assert engine.pretrain.resolve_size_defaults(explicit) == {} and explicit.lr == 1e-2

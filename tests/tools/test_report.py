@@ -15,13 +15,15 @@ def test_complete_run_fills_every_table(complete_run: Path) -> None:
     assert_no_placeholder(text)
     for heading in ("Setup and hyperparameters", "Hardware and software", "Datasets",
                     "Main results: KonIQ-10k", "Cross-dataset results", "Repeated fine-tuning",
-                    "Pretraining loss per epoch", "Fine-tuning curves per epoch",
+                    "Pretraining loss, collapse signals and validation per epoch",
+                    "Fine-tuning curves per epoch",
                     "Computational cost", "Ablation: Pretraining epochs",
                     "Ablation: Distortion types", "Ablation: Pretraining loss", "Configs"):
         assert f"## {heading}" in text, heading
     assert "+0.0500" in text  # improvement of pretrained (0.75) over baseline (0.70)
     assert "0.906" in text and "published figure" in text
     assert "0 (no pretraining: the baseline run)" in text
+    assert "| Rank accuracy | Level spread | Validation SRCC (held-out types) |" in text
     assert "| simplified (the main pretrained run) | 0.3333 | 0.7500" in text
     assert "| blur,jpeg,noise,brightness (the main pretrained run) |" in text
     assert "not measured (CPU run)" in text

@@ -54,6 +54,9 @@ def scoring_policy(eval_model: EvalModel) -> ResizePolicy:
 def scale_note(eval_model: EvalModel) -> str:
     """What a score means: direction and range."""
     if eval_model.mode == "zero_shot":
+        head = eval_model.config.get("head") or {}
+        if head.get("type") == "scalar" and head.get("activation", "sigmoid") == "none":
+            return "higher = better, zero-shot quality on an open scale (compare within a model)"
         return "higher = better, zero-shot quality in [0, 1]"
     low, high = eval_model.score_range
     return f"higher = better, on the training set's MOS scale ({low:g}..{high:g})"

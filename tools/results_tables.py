@@ -65,7 +65,7 @@ def main_table(run: RunData) -> str:
         if is_number(n_test) and zs.get("n") != n_test:
             n_cell += " (all KonIQ images, incl. those pretraining saw without labels)"
         rows.append([ROW_LABELS[name], num(zs.get("srcc")), num(zs.get("plcc")),
-                     num(zs.get("krcc")), "not comparable (score in 0..1)", n_cell,
+                     num(zs.get("krcc")), "not comparable (zero-shot scale)", n_cell,
                      "no fine-tuning", "no fine-tuning", "this run (test_swin.py)"])
     for method, backbone, srcc, plcc, source in KONIQ_PUBLISHED:
         rows.append([f"{method} ({backbone}), published figure", num(srcc, 3),

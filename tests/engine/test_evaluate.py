@@ -23,7 +23,7 @@ from engine.evaluate import (
 )
 from engine.scoring import collect_images, scale_note, scoring_policy
 from models.pretrain_heads import ScalarQualityHead
-from models.pretrain_model import QualityPretrainModel, make_encoder_checkpoint
+from models.pretrain_model import QualityPretrainModel, make_encoder_checkpoint, pooled_features
 from models.swin_encoder import SwinEncoder
 from models.swin_hyperiqa import build_swin_hyperiqa
 
@@ -95,13 +95,20 @@ def test_full_checkpoint_loads_for_evaluation(tmp_path: Path, model) -> None:
 
 def test_encoder_checkpoint_scores_zero_shot(tmp_path: Path, images) -> None:
     encoder = SwinEncoder("micro")
-    pretrain = QualityPretrainModel(encoder, ScalarQualityHead(encoder.num_features))
+    squashed = ScalarQualityHead(encoder.num_features, activation="sigmoid")
+    pretrain = QualityPretrainModel(encoder, squashed)
     path = tmp_path / "swin_micro_qualiclip_pretrained.pkl"
     atomic_save(make_encoder_checkpoint(pretrain, {}, 1, {}), path)
     loaded = load_model_for_eval(path)
     assert loaded.mode == "zero_shot" and "[0, 1]" in scale_note(loaded)
     scores = predict(loaded.model, images[:3], patches=2)
     assert np.all((scores > 0) & (scores < 1))
+    width = pooled_features(encoder, "stages")
+    raw = QualityPretrainModel(encoder, ScalarQualityHead(width), "stages")
+    atomic_save(make_encoder_checkpoint(raw, {}, 1, {}), path)
+    loaded = load_model_for_eval(path)
+    assert "open scale" in scale_note(loaded)
+    assert np.isfinite(predict(loaded.model, images[:2], patches=1)).all()
 
 
 def test_train_state_is_refused_with_a_hint(tmp_path: Path, model) -> None:

@@ -143,11 +143,26 @@ def reduce_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return (out / info.world_size).to(value.device)
 
 
+def all_reduce_max(value: torch.Tensor, info: DistInfo | None) -> torch.Tensor:
+    """Elementwise maximum of a tensor over ranks (the tensor itself in a single process).
+
+    On NCCL the reduction runs on the device without waiting for the host; gloo works on CPU
+    copies.
+    """
+    if info is None or not info.distributed:
+        return value
+    out = value.detach().to(_comm_device(info), copy=True)
+    dist.all_reduce(out, op=dist.ReduceOp.MAX)
+    return out.to(value.device)
+
+
 def wrap_ddp(model: nn.Module, info: DistInfo, **kwargs: Any) -> nn.Module:
     """DistributedDataParallel around model when distributed; the model itself otherwise."""
     if not info.distributed:
         return model
     device_ids = [info.device.index] if info.device.type == "cuda" else None
+    # no BatchNorm anywhere: nothing to broadcast before each forward
+    kwargs.setdefault("broadcast_buffers", False)
     return DistributedDataParallel(model, device_ids=device_ids, **kwargs)
 
 

@@ -254,8 +254,7 @@ def finetune(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
         return metrics_for(pred, data.splits[split], strict=False, logger=logger)
 
     train_model = maybe_compile(wrap_ddp(model, info), args, device, amp, logger)
-    guard = NonFiniteGuard(skip=args.skip_nonfinite,
-                           last_checkpoint=str(last_path))
+    guard = NonFiniteGuard(skip=args.skip_nonfinite, last_checkpoint=str(last_path), info=info)
     step = l1_step(device)
     with GracefulStop(logger) as stop:
         for epoch in range(start_epoch, args.epochs + 1):

@@ -390,7 +390,8 @@ def _pretrain(args: argparse.Namespace, info: DistInfo, command: str | None) -> 
         ddp_model = compile_or_eager(ddp_model, example.contiguous(
             memory_format=torch.channels_last), run.amp, run.logger)
     guard = NonFiniteGuard(skip=args.skip_nonfinite,
-                           last_checkpoint=str(run.last_path) if run.start_epoch > 1 else None)
+                           last_checkpoint=str(run.last_path) if run.start_epoch > 1 else None,
+                           info=info)
     with GracefulStop(run.logger) as stop:
         for epoch in range(run.start_epoch, args.epochs + 1):
             step_fn = QualiCLIPStep(args, run.distortions, info.device,
@@ -399,7 +400,7 @@ def _pretrain(args: argparse.Namespace, info: DistInfo, command: str | None) -> 
                 ddp_model, run.loader, run.optimizer, run.scheduler, run.scaler, step_fn,
                 device=info.device, amp=run.amp, accum_steps=args.accum_steps, guard=guard,
                 stop=stop, epoch=epoch, desc=f"pretrain {epoch}/{args.epochs}",
-                is_main=info.is_main, max_steps=args.max_steps_per_epoch,
+                is_main=info.is_main, max_steps=args.max_steps_per_epoch, info=info,
             )
             if result["stopped"]:  # the partial epoch is not saved: a resume redoes it whole
                 run.logger.warning("stopped during epoch %d, which a resume redoes", epoch)

@@ -23,7 +23,7 @@ from engine.checkpoint import (
     restore_rng_state,
     rng_state,
 )
-from engine.distributed import DistInfo, unwrap
+from engine.distributed import DistInfo, all_reduce_max, unwrap
 
 LAST_STATE_NAME = "last.pkl"
 GUARD_CHECK_EVERY = 50  # batches between the NaN/Inf guard's host checks
@@ -200,6 +200,9 @@ class NonFiniteGuard:
       and weight decay still advance one step, harmless for isolated batches). `finish()`
       returns the epoch's count of skipped batches; their names collect in `skipped_names`.
       `diverged_after` consecutive bad batches raise anyway: skipping cannot save such a run.
+    - Under DDP (`info`), the flags are all-reduced (MAX) before they are read, and each step's
+      skip decision before gradients are zeroed, so every rank skips or raises at the same
+      batch and the replicas never drift apart.
     """
 
     def __init__(
@@ -208,6 +211,7 @@ class NonFiniteGuard:
         skip: bool = False,
         last_checkpoint: str | None = None,
         diverged_after: int = 50,
+        info: DistInfo | None = None,
     ) -> None:
         if check_every < 1:
             raise ValueError(f"check_every must be >= 1, got {check_every}")
@@ -215,6 +219,7 @@ class NonFiniteGuard:
         self.skip = skip
         self.last_checkpoint = last_checkpoint
         self.diverged_after = diverged_after
+        self.info = info
         self.step = 0
         self.skipped_total = 0
         self.skipped_names: list[str] = []
@@ -260,6 +265,7 @@ class NonFiniteGuard:
                 self._flags[i] = self._flags[i] | code.to(self._flags[i].device)
             bad = bad | grad_bad
         if self.skip:
+            bad = all_reduce_max(bad.to(torch.uint8), self.info).bool()  # every rank skips alike
             for g in grads:
                 g.masked_fill_(bad.to(g.device), 0.0)
 
@@ -268,7 +274,10 @@ class NonFiniteGuard:
         n_checked = len(self._flags) - keep
         if n_checked <= 0:
             return
-        flags = torch.stack(self._flags[:n_checked]).cpu().tolist()
+        local = torch.stack(self._flags[:n_checked])
+        # every rank sees every rank's flags, so all skip or all raise at the same batch
+        flags = all_reduce_max(local, self.info).cpu().tolist()
+        here = local.cpu().tolist()
         names = self._names[:n_checked]
         del self._flags[:n_checked], self._names[:n_checked]
         first_step = self.step - keep - n_checked + 1
@@ -281,6 +290,9 @@ class NonFiniteGuard:
                 self.skipped_names.extend(names[i])
                 continue
             what = {1: "loss", 2: "gradient", 3: "loss and gradient"}[code]
+            batch_names = names[i] if here[i] else []
+            if not here[i]:
+                what += " (found on another rank, which names its images)"
             reason = (
                 f"{self._consecutive_bad} consecutive batches were non-finite up to step "
                 f"{first_step + i} (the run diverged; skipping cannot help)"
@@ -288,11 +300,11 @@ class NonFiniteGuard:
                 else f"non-finite {what} at step {first_step + i}"
             )
             raise NonFiniteLossError(
-                f"{reason}; images of the batch: {names[i][:16]}; last good checkpoint: "
+                f"{reason}; images of the batch: {batch_names[:16]}; last good checkpoint: "
                 f"{self.last_checkpoint or 'none saved yet'}. Lower the learning rate, check "
                 "these images, try --amp off, or pass --skip_nonfinite to skip such batches",
                 step=first_step + i,
-                names=names[i],
+                names=batch_names,
             )
 
     def finish(self) -> int:

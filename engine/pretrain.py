@@ -327,14 +327,15 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> PretrainRun:
 
 
 def _epoch_record(epoch: int, result: dict, lr: float, info: DistInfo) -> dict:
-    """metrics.jsonl record of one epoch, losses averaged over processes."""
+    """metrics.jsonl record of one epoch: losses averaged, images and skips summed over ranks."""
     values = torch.tensor([result["loss"], result.get("consistency", math.nan),
-                           result.get("ranking", math.nan)], dtype=torch.float64)
-    loss, consistency, ranking = reduce_mean(values, info).tolist()
+                           result.get("ranking", math.nan), result["images"],
+                           result["skipped_batches"]], dtype=torch.float64)
+    loss, consistency, ranking, images, skipped = reduce_mean(values, info).tolist()
     return {"epoch": epoch, "loss": loss, "consistency": consistency, "ranking": ranking,
             "lr": lr, "time_s": round(result["time_s"], 3), "steps": result["steps"],
-            "images": result["images"] * info.world_size,
-            "skipped_batches": result["skipped_batches"]}
+            "images": round(images * info.world_size),
+            "skipped_batches": round(skipped * info.world_size)}
 
 
 def _save_epoch(run: PretrainRun, args: argparse.Namespace, epoch: int, record: dict) -> None:

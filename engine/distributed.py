@@ -134,6 +134,16 @@ def broadcast_object(obj: Any, info: DistInfo) -> Any:
     return holder[0]
 
 
+def gather_arrays(values: np.ndarray | None, info: DistInfo) -> np.ndarray | None:
+    """Every rank's 1-D array joined in rank order (None when no rank has one)."""
+    if not info.distributed:
+        return values
+    parts: list[np.ndarray | None] = [None] * info.world_size
+    dist.all_gather_object(parts, values)
+    present = [part for part in parts if part is not None]
+    return np.concatenate(present) if present else None
+
+
 def reduce_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
     """Mean of a tensor over ranks (returns a new tensor; the input is left unchanged)."""
     if not info.distributed:

@@ -23,7 +23,7 @@ from data.registry import canonical_key, drop_missing, read_rows, resize_policy
 from data.rows import SPLITS, DatasetError, Row
 from engine.checkpoint import atomic_save, atomic_write_json, check_writable, make_checkpoint
 from engine.cli import save_args
-from engine.distributed import DistInfo, barrier, unwrap, wrap_ddp
+from engine.distributed import DistInfo, barrier, gather_arrays, reduce_mean, unwrap, wrap_ddp
 from engine.evaluate import (
     eval_batch_size,
     json_safe,
@@ -269,10 +269,14 @@ def finetune(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
             if out["stopped"]:
                 _interrupted(stop, logger, last_path, epoch - 1, command)
             val = evaluate(model, "val", args.val_patches)
-            train_srcc = (evaluate_predictions(out["predictions"], out["targets"], strict=False)
-                          ["srcc"] if out["predictions"] is not None else math.nan)
+            # the epoch's training figures over every rank's shard, not rank 0's alone
+            train_loss = reduce_mean(torch.tensor(out["loss"], dtype=torch.float64), info).item()
+            train_pred = gather_arrays(out["predictions"], info)
+            train_mos = gather_arrays(out["targets"], info)
+            train_srcc = (evaluate_predictions(train_pred, train_mos, strict=False)["srcc"]
+                          if train_pred is not None else math.nan)
             epoch_time = time.perf_counter() - epoch_start
-            record = {"epoch": epoch, "train_loss": out["loss"], "train_srcc": train_srcc,
+            record = {"epoch": epoch, "train_loss": train_loss, "train_srcc": train_srcc,
                       "val_srcc": val["srcc"], "val_plcc": val["plcc"],
                       "lr": optimizer.param_groups[0]["lr"], "time_s": epoch_time}
             logger.info("epoch %d | train loss %.4f | train SRCC %.4f | val SRCC %.4f | "

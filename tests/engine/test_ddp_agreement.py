@@ -16,7 +16,7 @@ from torch.utils.data import DistributedSampler
 
 from data.images import ImageCache, ResizePolicy
 from data.iqa_dataset import UnlabeledPairDataset
-from engine.distributed import DistInfo, unwrap, wrap_ddp
+from engine.distributed import DistInfo, gather_arrays, unwrap, wrap_ddp
 from engine.loop import StepOutput, to_device_images, train_one_epoch, training_loader
 from engine.optim import build_optimizer, param_groups
 from engine.runtime import make_grad_scaler
@@ -135,3 +135,19 @@ def test_nan_guard_raises_on_every_rank(two_ranks, tmp_path):
     assert r0["step"] == r1["step"] == 2
     assert r1["names"] == ["r1_b1"] and "r1_b1" in r1["error"]
     assert r0["names"] == [] and "another rank" in r0["error"]
+
+
+def _gather_worker(info: DistInfo, out: Path) -> None:
+    mine = np.arange(info.rank + 1, dtype=np.float64) + 10 * info.rank  # ranks hold 1 and 2
+    joined = gather_arrays(mine, info)
+    nothing = gather_arrays(None, info)
+    (out / f"rank{info.rank}.json").write_text(json.dumps(
+        {"joined": joined.tolist(), "nothing": nothing}))
+
+
+def test_epoch_figures_join_every_rank(two_ranks, tmp_path):
+    """Training predictions for the epoch's SRCC come from every rank's shard, in rank order."""
+    two_ranks(_gather_worker, tmp_path)
+    for rank in (0, 1):
+        record = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert record == {"joined": [0.0, 10.0, 11.0], "nothing": None}

@@ -52,6 +52,7 @@ from engine.train_state import (
     LAST_STATE_NAME,
     GracefulStop,
     NonFiniteGuard,
+    all_rank_rngs,
     load_train_state,
     resolve_resume_path,
     save_train_state,
@@ -215,7 +216,7 @@ def finetune(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
     start_epoch = 1
     resume_path = resolve_resume_path(args.resume, run_dir)
     if resume_path is not None:
-        restored = load_train_state(resume_path, model, optimizer, scheduler, scaler)
+        restored = load_train_state(resume_path, model, optimizer, scheduler, scaler, info.rank)
         state.update(restored["extra"])
         start_epoch = restored["epoch"] + 1
         # a run that reached its --epochs continues when resumed with more of them
@@ -303,9 +304,10 @@ def finetune(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
                 logger.info("early stopping: no validation SRCC gain for %d epoch(s) (best "
                             "at epoch %d)", args.patience, state["best_epoch"])
             state["finished"] = state["finished"] or epoch == args.epochs
+            rank_rngs = all_rank_rngs(info)
             if info.is_main:
                 save_train_state(last_path, model, optimizer, scheduler, scaler, epoch, state,
-                                 ckpt_config, model.config["model_size"])
+                                 ckpt_config, model.config["model_size"], rank_rngs)
             barrier(info)
             if not state["finished"] and stop.any_rank_requested(info):
                 _interrupted(stop, logger, last_path, epoch, command)

@@ -52,6 +52,7 @@ from engine.train_state import (
     LAST_STATE_NAME,
     GracefulStop,
     NonFiniteGuard,
+    all_rank_rngs,
     load_train_state,
     resolve_resume_path,
     save_train_state,
@@ -304,7 +305,7 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> PretrainRun:
     run = PretrainRun(name, run_dir, logger, config, distortions, model, loader, optimizer,
                       scheduler, scaler, amp, start_epoch=1)
     if state_path is not None:
-        state = load_train_state(state_path, model, optimizer, scheduler, scaler)
+        state = load_train_state(state_path, model, optimizer, scheduler, scaler, info.rank)
         changed = [k for k in RESUME_KEYS if state["config"].get(k, config[k]) != config[k]]
         if changed:
             raise CheckpointError(
@@ -338,7 +339,8 @@ def _epoch_record(epoch: int, result: dict, lr: float, info: DistInfo) -> dict:
             "skipped_batches": round(skipped * info.world_size)}
 
 
-def _save_epoch(run: PretrainRun, args: argparse.Namespace, epoch: int, record: dict) -> None:
+def _save_epoch(run: PretrainRun, args: argparse.Namespace, epoch: int, record: dict,
+                rank_rngs: list[dict] | None) -> None:
     """Main process: epoch encoder checkpoint, metrics line, last.pkl, then the log line."""
     size = run.model.encoder.model_size
     if args.save_every and epoch % args.save_every == 0:
@@ -347,7 +349,7 @@ def _save_epoch(run: PretrainRun, args: argparse.Namespace, epoch: int, record: 
     # metrics before last.pkl: a kill in between redoes this epoch and its line is replaced
     MetricsJournal(run.run_dir / METRICS_NAME).append(record)
     save_train_state(run.last_path, run.model, run.optimizer, run.scheduler, run.scaler, epoch,
-                     {"run_name": run.name}, run.config, size)
+                     {"run_name": run.name}, run.config, size, rank_rngs)
     skipped = record["skipped_batches"]
     run.logger.info(
         "epoch %d | loss %.4f | consistency %.4f | ranking %.4f | lr %.2e | time %.1fs%s", epoch,
@@ -407,8 +409,9 @@ def _pretrain(args: argparse.Namespace, info: DistInfo, command: str | None) -> 
                 run.logger.warning("stopped during epoch %d, which a resume redoes", epoch)
                 return _stopped(run, stop, epoch - 1, command, info)
             record = _epoch_record(epoch, result, run.optimizer.param_groups[0]["lr"], info)
+            rank_rngs = all_rank_rngs(info)
             if info.is_main:
-                _save_epoch(run, args, epoch, record)
+                _save_epoch(run, args, epoch, record, rank_rngs)
             guard.last_checkpoint = str(run.last_path)
             barrier(info)
             if stop.any_rank_requested(info):

@@ -39,11 +39,12 @@ def save_train_state(
     extra: dict,
     config: dict,
     model_size: str,
+    rank_rngs: list[dict] | None = None,
 ) -> None:
     """Write a "train_state" checkpoint: model, optimizer, scheduler, scaler, RNG, last done epoch.
 
     `epoch` is the last COMPLETED epoch; `extra` holds plain values such as the best score and
-    the early-stopping counter.
+    the early-stopping counter; `rank_rngs` every rank's RNG state (all_rank_rngs) under DDP.
     """
     check_json_able(extra, "extra")
     ckpt = make_checkpoint(
@@ -58,8 +59,18 @@ def save_train_state(
         scheduler=scheduler.state_dict() if scheduler is not None else None,
         scaler=scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
         rng=rng_state(),
+        rank_rngs=rank_rngs,
     )
     atomic_save(ckpt, path)
+
+
+def all_rank_rngs(info: DistInfo) -> list[dict] | None:
+    """Every rank's RNG state in rank order (a collective: call on every rank); None alone."""
+    if not info.distributed:
+        return None
+    states: list[dict | None] = [None] * info.world_size
+    dist.all_gather_object(states, rng_state())
+    return states
 
 
 def load_train_state(
@@ -68,8 +79,13 @@ def load_train_state(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     scaler: torch.amp.GradScaler | None,
+    rank: int = 0,
 ) -> dict:
-    """Restore everything save_train_state wrote; returns {"epoch", "extra", "config"}."""
+    """Restore everything save_train_state wrote; returns {"epoch", "extra", "config"}.
+
+    `rank` gets its own saved RNG stream; a rank the saving run did not have keeps the one it
+    was seeded with.
+    """
     ckpt = load_checkpoint(path, expected_kind="train_state")
     hint = (
         f"{path} was saved by a run with model_size {ckpt['model_size']!r} and config "
@@ -87,7 +103,9 @@ def load_train_state(
         scheduler.load_state_dict(ckpt["scheduler"])
     if scaler is not None and scaler.is_enabled() and ckpt.get("scaler"):
         scaler.load_state_dict(ckpt["scaler"])
-    restore_rng_state(ckpt["rng"])
+    streams = ckpt.get("rank_rngs") or [ckpt["rng"]]
+    if rank < len(streams):
+        restore_rng_state(streams[rank])
     return {"epoch": int(ckpt["epoch"]), "extra": ckpt.get("extra", {}), "config": ckpt["config"]}
 
 

@@ -1,4 +1,5 @@
-"""Two CPU ranks (gloo) stay in step: unreadable batches on one rank, non-finite losses on one.
+"""Two CPU ranks (gloo) stay in step: unreadable batches or non-finite losses on one rank, epoch
+figures over all ranks, and each rank's RNG stream across a resume.
 
 Each test fails (by its two_ranks timeout, or by its assertions) when a rank decides alone.
 """
@@ -16,11 +17,17 @@ from torch.utils.data import DistributedSampler
 
 from data.images import ImageCache, ResizePolicy
 from data.iqa_dataset import UnlabeledPairDataset
-from engine.distributed import DistInfo, gather_arrays, unwrap, wrap_ddp
+from engine.distributed import DistInfo, barrier, gather_arrays, unwrap, wrap_ddp
 from engine.loop import StepOutput, to_device_images, train_one_epoch, training_loader
 from engine.optim import build_optimizer, param_groups
 from engine.runtime import make_grad_scaler
-from engine.train_state import NonFiniteGuard, NonFiniteLossError
+from engine.train_state import (
+    NonFiniteGuard,
+    NonFiniteLossError,
+    all_rank_rngs,
+    load_train_state,
+    save_train_state,
+)
 
 CPU = torch.device("cpu")
 CROP = 16
@@ -151,3 +158,27 @@ def test_epoch_figures_join_every_rank(two_ranks, tmp_path):
     for rank in (0, 1):
         record = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert record == {"joined": [0.0, 10.0, 11.0], "nothing": None}
+
+
+def _rng_worker(info: DistInfo, path: Path, out: Path) -> None:
+    model = TinyConv()
+    optimizer = _optimizer(model)
+    torch.manual_seed(100 + info.rank)  # each rank's own stream, as pretraining seeds them
+    torch.rand(5)
+    rank_rngs = all_rank_rngs(info)
+    if info.is_main:
+        save_train_state(path, model, optimizer, None, None, 1, {}, {}, "micro", rank_rngs)
+    expected = torch.rand(3).tolist()  # what this rank would draw next without a stop
+    barrier(info)
+    torch.manual_seed(999)  # a fresh process after the stop
+    load_train_state(path, model, optimizer, None, None, rank=info.rank)
+    (out / f"rank{info.rank}.json").write_text(json.dumps(
+        {"expected": expected, "resumed": torch.rand(3).tolist()}))
+
+
+def test_resume_restores_each_ranks_rng_stream(two_ranks, tmp_path):
+    """last.pkl holds every rank's RNG state; each rank resumes its own stream."""
+    two_ranks(_rng_worker, tmp_path / "last.pkl", tmp_path)
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r0["resumed"] == r0["expected"] and r1["resumed"] == r1["expected"]
+    assert r0["expected"] != r1["expected"]

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import secrets
+import socket
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,7 +16,10 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from engine.checkpoint import CheckpointError
 from engine.runtime import resolve_device
+
+SHARED_CHECK_WAIT_S = 5.0  # how long a rank waits for rank 0's probe file to appear
 
 
 @dataclass
@@ -200,3 +207,37 @@ def cleanup(info: DistInfo) -> None:
     """Leave the process group (no-op in a single process)."""
     if info.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def check_shared_folder(folder: str | os.PathLike, info: DistInfo) -> None:
+    """Stop every rank before training unless all of them see `folder` as rank 0 does.
+
+    Rank 0 alone writes last.pkl and best_model.pkl, and every rank reads them (the final test,
+    --resume); on nodes without a shared filesystem the other ranks would read nothing or a
+    stale file. Rank 0 writes a probe file with a random token that every rank must read back.
+    A collective: call it on every rank, after rank 0 has created `folder`.
+    """
+    if not info.distributed:
+        return
+    token = broadcast_object(secrets.token_hex(8) if info.is_main else None, info)
+    probe = Path(folder) / f".shared_check_{token}"
+    if info.is_main:
+        probe.write_text(token)
+    barrier(info)
+    deadline = time.monotonic() + SHARED_CHECK_WAIT_S
+    while not (sees := probe.is_file() and probe.read_text() == token) and (
+            time.monotonic() < deadline):
+        time.sleep(0.5)  # a network filesystem may show a new file a moment later
+    views: list[tuple[int, str, bool] | None] = [None] * info.world_size
+    dist.all_gather_object(views, (info.rank, socket.gethostname(), sees))
+    barrier(info)
+    if info.is_main:
+        probe.unlink(missing_ok=True)
+    blind = [f"rank {rank} on {host}" for rank, host, seen in views if not seen]
+    if blind:
+        raise CheckpointError(
+            f"the output folder {folder} is not shared by all ranks: {', '.join(blind)} cannot "
+            "see a file rank 0 wrote there. Rank 0 alone writes the checkpoints (last.pkl, "
+            "best_model.pkl) and every rank reads them for the final test and --resume: put "
+            "--output_dir on a filesystem every node mounts (NFS, Lustre, ...)"
+        )

@@ -23,7 +23,15 @@ from data.registry import canonical_key, drop_missing, read_rows, resize_policy
 from data.rows import SPLITS, DatasetError, Row
 from engine.checkpoint import atomic_save, atomic_write_json, check_writable, make_checkpoint
 from engine.cli import save_args
-from engine.distributed import DistInfo, barrier, gather_arrays, reduce_mean, unwrap, wrap_ddp
+from engine.distributed import (
+    DistInfo,
+    barrier,
+    check_shared_folder,
+    gather_arrays,
+    reduce_mean,
+    unwrap,
+    wrap_ddp,
+)
 from engine.evaluate import (
     eval_batch_size,
     json_safe,
@@ -193,6 +201,7 @@ def finetune(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
         check_writable(args.log_dir)
     logger = setup_logger(args.model_name, args.log_dir, info.is_main)
     run_dir = run_folder(args) if info.is_main else Path(args.output_dir) / args.model_name
+    check_shared_folder(run_dir, info)
     data = load_data(args, logger)
     model = build_model(args, data, logger).to(device, memory_format=torch.channels_last)
     if info.is_main:

@@ -27,6 +27,7 @@ from engine.distributed import (
     DistInfo,
     barrier,
     broadcast_object,
+    check_shared_folder,
     cleanup,
     init_distributed,
     reduce_mean,
@@ -277,7 +278,7 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> PretrainRun:
     if info.is_main:  # fail in the first second, not after an epoch, when outputs cannot be written
         check_writable(run_dir)
         check_writable(args.log_dir)
-    barrier(info)
+    check_shared_folder(run_dir, info)
     logger = setup_logger(name, args.log_dir, info.is_main)
     state_path = resolve_resume_path(args.resume, run_dir)
     if state_path is None and (run_dir / LAST_STATE_NAME).is_file():

@@ -19,6 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from engine.checkpoint import CheckpointError
 from engine.runtime import resolve_device
 
+BACKEND_ENV = "QUALICLIP_DIST_BACKEND"  # documented: gloo lets ranks share a GPU
 SHARED_CHECK_WAIT_S = 5.0  # how long a rank waits for rank 0's probe file to appear
 
 
@@ -49,25 +50,38 @@ def _env_int(name: str, default: int) -> int:
         raise RuntimeError(f"environment variable {name}={value!r} is not an integer") from exc
 
 
+def _backend(device: torch.device) -> str:
+    """nccl on CUDA and gloo on CPU, unless BACKEND_ENV names one of them."""
+    backend = os.environ.get(BACKEND_ENV) or ("nccl" if device.type == "cuda" else "gloo")
+    if backend not in ("nccl", "gloo") or (backend == "nccl" and device.type != "cuda"):
+        raise RuntimeError(f"{BACKEND_ENV}={backend!r}: expected gloo, or nccl on CUDA devices")
+    return backend
+
+
 def init_distributed(device_arg: str) -> DistInfo:
-    """Join the torchrun process group (nccl on CUDA, gloo on CPU); single process without env."""
+    """Join the torchrun process group (nccl on CUDA, gloo on CPU); single process without env.
+
+    With BACKEND_ENV=gloo, ranks may share GPUs (rank r on GPU r mod count): slow, for checks on
+    a one-GPU machine, where NCCL refuses two ranks on one GPU.
+    """
     world_size = _env_int("WORLD_SIZE", 1)
     if world_size <= 1:
         return DistInfo(0, 1, 0, resolve_device(device_arg), True)
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", 0)
     device = resolve_device(device_arg)
+    backend = _backend(device)
     if device.type == "cuda":
-        if local_rank >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        if local_rank >= count and backend == "nccl":
             raise RuntimeError(
-                f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} GPU(s) are visible; "
-                "use --nproc_per_node <= number of GPUs"
+                f"LOCAL_RANK {local_rank} but only {count} GPU(s) are visible; use "
+                f"--nproc_per_node <= number of GPUs (or {BACKEND_ENV}=gloo to share GPUs, slowly)"
             )
-        device = torch.device("cuda", local_rank)
+        device = torch.device("cuda", local_rank % count)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        kwargs: dict[str, Any] = {"device_id": device} if device.type == "cuda" else {}
+        kwargs: dict[str, Any] = {"device_id": device} if backend == "nccl" else {}
         dist.init_process_group(backend=backend, rank=rank, world_size=world_size, **kwargs)
     return DistInfo(rank, world_size, local_rank, device, rank == 0)
 

@@ -293,7 +293,7 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> PretrainRun:
                                    crop_size=args.crop_size, seed=args.seed)
     loader = _make_loader(dataset, args, info, logger)
     config = _run_config(args, distortions, pairs, source, len(paths))
-    model = build_pretrain_model(args, pairs).to(info.device)
+    model = build_pretrain_model(args, pairs).to(info.device, memory_format=torch.channels_last)
     groups = param_groups({"encoder": (model.encoder, args.lr), "head": (model.head, args.lr)},
                           args.weight_decay)
     optimizer = build_optimizer(groups, info.device)

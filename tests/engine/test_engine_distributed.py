@@ -154,3 +154,17 @@ def test_output_folder_must_be_shared_by_every_rank(two_ranks, tmp_path: Path,
     else:
         for error in (r0["error"], r1["error"]):
             assert "not shared by all ranks: rank 1 on" in error and "--output_dir" in error
+
+
+def test_backend_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """nccl on CUDA, gloo on CPU; QUALICLIP_DIST_BACKEND=gloo lets ranks share one GPU."""
+    from engine.distributed import BACKEND_ENV, _backend
+
+    monkeypatch.delenv(BACKEND_ENV, raising=False)
+    assert _backend(torch.device("cuda", 0)) == "nccl"
+    assert _backend(torch.device("cpu")) == "gloo"
+    monkeypatch.setenv(BACKEND_ENV, "gloo")
+    assert _backend(torch.device("cuda", 0)) == "gloo"
+    monkeypatch.setenv(BACKEND_ENV, "nccl")
+    with pytest.raises(RuntimeError, match="expected gloo, or nccl on CUDA"):
+        _backend(torch.device("cpu"))

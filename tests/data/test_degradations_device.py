@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 
 import pytest
 import torch
 
-from data.degradations import DISTORTION_NAMES, degrade_levels
+from benchmarks.device_checks import host_tensor_creations, unsanctioned_degradation_copies
+from data.degradations import degrade_levels
 from data.degradations.registry import DISTORTIONS
 
 
@@ -16,32 +16,20 @@ def _batch(seed: int, n: int) -> torch.Tensor:
     return torch.rand(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
 
 
-def test_no_host_to_device_tensor_after_the_first_call(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_host_to_device_tensor_after_the_first_call() -> None:
     """After a warm-up call, a call with other types and pairs builds no tensor from host values
     except the per-batch indices of `host_index` (pinned, non-blocking on a GPU): on a GPU each
     such tensor would be a blocking copy inside every pretraining step."""
-    names = list(DISTORTION_NAMES)
-    degrade_levels(_batch(0, len(names)), names, 5, generator=torch.Generator().manual_seed(0))
-    created: list[tuple[str, str, bool]] = []
+    assert unsanctioned_degradation_copies(torch.device("cpu")) == []
 
-    def spy(original):
-        def wrapper(*args, **kwargs):
-            caller = sys._getframe(1).f_code
-            created.append((caller.co_filename, caller.co_name, "device" in kwargs))
-            return original(*args, **kwargs)
-        return wrapper
 
-    monkeypatch.setattr(torch, "tensor", spy(torch.tensor))
-    monkeypatch.setattr(torch, "as_tensor", spy(torch.as_tensor))
-    shuffled = names[::-1] + names[:3]
-    pair_ids = [i // 2 for i in range(len(shuffled))]
-    degrade_levels(_batch(1, len(shuffled)), shuffled, 5,
-                   generator=torch.Generator().manual_seed(1), pair_ids=pair_ids)
-    monkeypatch.undo()
-    from_degradations = [c for c in created if "degradations" in c[0]]
-    assert from_degradations, "the spy saw no tensor creation at all"
-    assert {name for _, name, _ in from_degradations} == {"host_index"}
-    assert not any(with_device for _, _, with_device in from_degradations)
+def test_host_tensor_spy_sees_creations() -> None:
+    """The spy behind the check above records where tensors are built from host values."""
+    with host_tensor_creations() as calls:
+        torch.tensor([1.0])
+        torch.as_tensor([2.0])
+    assert [name for _, name in calls] == ["test_host_tensor_spy_sees_creations"] * 2
+    assert torch.tensor.__name__ == "tensor"  # put back
 
 
 def test_degradations_run_without_tf32(monkeypatch: pytest.MonkeyPatch) -> None:

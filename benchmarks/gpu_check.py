@@ -162,8 +162,9 @@ def summary(out: Path) -> tuple[str, dict]:
                     f"{cell(s['images_per_s'], '.1f'):>8} {cell(s['mfu'], '.3f'):>6}  "
                     f"{s['note']}")
     verdict = "PASSED" if not failed else f"FAILED: {', '.join(failed)}"
-    rows.append(f"gpu-check {verdict} ({len(steps)} steps, peak MiB: g = GPU max allocated, "
-                f"else process RSS; details in {out})")
+    skipped = sum(s["status"] == "SKIP" for s in steps)
+    rows.append(f"gpu-check {verdict} ({len(steps)} steps, {skipped} skipped; peak MiB: g = GPU "
+                f"max allocated, else process RSS; details in {out})")
     result = {"passed": not failed, "failed": failed, "steps": steps}
     (out / SUMMARY_NAME).write_text(json.dumps(result, indent=1))
     return "\n".join(rows), result

@@ -183,8 +183,9 @@ class GracefulStop:
 
     def resume_message(self, state_path: str | os.PathLike, epoch: int) -> str:
         """The line to print on exit: what was saved and how to continue."""
+        cause = self.signal_name or "a signal to another rank"
         return (
-            f"stopped by {self.signal_name or 'request'} after epoch {epoch}; train state saved to "
+            f"stopped by {cause} after epoch {epoch}; train state saved to "
             f"{state_path}. Resume with the same command plus --resume (or --resume {state_path})"
         )
 

@@ -13,15 +13,14 @@ import shlex
 import sys
 
 from engine.cli import (
-    DefaultsHelpFormatter,
+    SCHEDULER_CHOICES,
     add_common_args,
+    add_switch,
+    build_parser,
     non_negative_int,
     positive_int,
     run_script,
 )
-from engine.distributed import cleanup, init_distributed
-from engine.finetune import TrainingInterrupted, run
-from engine.optim import SCHEDULER_CHOICES
 
 
 def split_ratios(text: str) -> tuple[float, float, float]:
@@ -38,18 +37,9 @@ def split_ratios(text: str) -> tuple[float, float, float]:
     return values
 
 
-def add_switch(group: argparse._ArgumentGroup, name: str, help_text: str) -> None:
-    """--NAME (default on) and --no_NAME (also spelled --no-NAME) to turn it off."""
-    group.add_argument(f"--{name}", dest=name, action="store_true", default=True,
-                       help=f"{help_text} (default on)")
-    group.add_argument(f"--no_{name}", f"--no-{name}", dest=name, action="store_false",
-                       help=f"turn --{name} off")
-
-
 def get_args_parser() -> argparse.ArgumentParser:
     """Flags of train_swin.py (defaults from the experiment plan)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=DefaultsHelpFormatter)
+    parser = build_parser(__doc__.splitlines()[0])
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", "--database", dest="dataset", default="koniq10k",
                       help="koniq10k, spaq, kadid10k, agiqa3k, livec (or an alias) or csv:PATH")
@@ -83,7 +73,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                        help="Stage-1 encoder checkpoint (or a best_model.pkl) to start from")
 
     optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--epochs", type=positive_int, default=50)
+    optim.add_argument("--epochs", type=positive_int, default=50,
+                       help="training epochs (may be raised on --resume to train longer)")
     optim.add_argument("--batch_size", type=positive_int, default=96,
                        help="images per step per process (each gives --train_patches crops)")
     optim.add_argument("--eval_batch_size", type=positive_int, default=None,
@@ -99,7 +90,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                        "(default: --lr)")
     optim.add_argument("--weight_decay", type=float, default=2e-4,
                        help="AdamW weight decay (none on norms, biases and position tables)")
-    optim.add_argument("--scheduler", choices=SCHEDULER_CHOICES, default="cosine")
+    optim.add_argument("--scheduler", choices=SCHEDULER_CHOICES, default="cosine",
+                       help="learning-rate schedule per optimizer step, after the warmup")
     optim.add_argument("--warmup_epochs", type=float, default=1.0,
                        help="linear warmup epochs (fractions allowed)")
     optim.add_argument("--lr_step_size", type=positive_int, default=10,
@@ -121,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = get_args_parser().parse_args(argv)
     command = shlex.join(["python", "train_swin.py", *argv])
+    from engine.distributed import cleanup, init_distributed
+    from engine.finetune import TrainingInterrupted, run
+
     info = init_distributed(args.device)
     try:
         run(args, info, command)

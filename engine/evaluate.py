@@ -27,6 +27,7 @@ from engine.checkpoint import (
     atomic_write_text,
     load_checkpoint,
 )
+from engine.cli import DEFAULT_TEST_PATCHES
 from engine.distributed import DistInfo, gather_predictions, shard_indices
 from engine.loop import to_device_images
 from engine.metrics import evaluate_predictions
@@ -35,7 +36,6 @@ from models.swin_encoder import canonical_model_size
 from models.swin_hyperiqa import model_from_checkpoint
 
 EVAL_SEED = 0  # evaluation crops depend on this and the image index only: same crops on every run
-DEFAULT_TEST_PATCHES = 25  # HyperIQA averages 25 crops per test image
 
 
 @dataclass

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-SCHEDULER_CHOICES = ("cosine", "step", "none")
+from engine.cli import SCHEDULER_CHOICES
+
 # Swin position tables are learned offsets, not weights: decaying them hurts (as in timm).
 NO_DECAY_NAMES = ("relative_position_bias_table", "absolute_pos_embed", "pos_embed")
 

@@ -62,7 +62,6 @@ from models.pretrain_heads import ClipQualityHead, ScalarQualityHead
 from models.pretrain_model import QualityPretrainModel, make_encoder_checkpoint
 from models.swin_encoder import build_encoder, canonical_model_size
 
-DEFAULT_DISTORTIONS = "blur,jpeg,noise,brightness"
 RUN_PREFIX = "qualiclip_pretrain"
 CONFIG_NAME = "pretrain_config.json"
 METRICS_NAME = "metrics.jsonl"
@@ -83,17 +82,6 @@ def epoch_checkpoint_name(model_size: str, epoch: int) -> str:
 def final_checkpoint_name(model_size: str) -> str:
     """File name of the encoder checkpoint written at the end of pretraining."""
     return f"swin_{model_size}_qualiclip_pretrained.pkl"
-
-
-def parse_prompt_pair(text: str) -> tuple[str, str]:
-    """argparse type: 'POSITIVE|NEGATIVE' -> (positive, negative)."""
-    parts = [part.strip() for part in text.split("|")]
-    if len(parts) != 2 or not all(parts):
-        raise argparse.ArgumentTypeError(
-            f"expected one prompt pair as 'POSITIVE|NEGATIVE', e.g. 'Good photo.|Bad photo.'; "
-            f"got {text!r}"
-        )
-    return parts[0], parts[1]
 
 
 def pretrain_images(

@@ -7,13 +7,13 @@ Every table is filled from the run's JSON files; a figure that was not measured 
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from engine.cli import build_parser
 from tools import plots
 from tools.ablation import ablation_sections
 from tools.markdown import count, duration, is_number, num, section, signed, size_bytes, table
@@ -324,7 +324,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None,
 
 def main(argv: list[str] | None = None) -> None:
     """Command line entry point."""
-    parser = argparse.ArgumentParser(description="Write the filled QualiCLIP results report.")
+    parser = build_parser("Write the filled QualiCLIP results report.")
     parser.add_argument("--runs_dir", required=True, help="run folder (RUN_DIR) of the chain")
     parser.add_argument("--out", help="also copy the report here, e.g. QUALICLIP_RESULTS.md")
     parser.add_argument("--data_root", help="dataset root for the image plots (default: the one "

@@ -39,6 +39,7 @@ from engine.optim import (
     optimizer_steps_per_epoch,
     param_groups,
 )
+from engine.resume_check import check_resume_flags, schedule_change_note
 from engine.runlog import MetricsJournal, setup_logger
 from engine.runtime import (
     compile_or_eager,
@@ -192,6 +193,8 @@ def finetune(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
         check_writable(args.log_dir)
     logger = setup_logger(args.model_name, args.log_dir, info.is_main)
     run_dir = run_folder(args) if info.is_main else Path(args.output_dir) / args.model_name
+    resume_path = resolve_resume_path(args.resume, run_dir)
+    saved = check_resume_flags(args, resume_path, CONFIG_NAME, logger)
     data = load_data(args, logger)
     model = build_model(args, data, logger).to(device, memory_format=torch.channels_last)
     if info.is_main:
@@ -213,7 +216,6 @@ def finetune(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
     state = {"best_srcc": None, "best_epoch": 0, "best_val": None, "bad_epochs": 0,
              "train_time_s": 0.0, "epochs_run": 0, "finished": False, "stopped_early": False}
     start_epoch = 1
-    resume_path = resolve_resume_path(args.resume, run_dir)
     if resume_path is not None:
         restored = load_train_state(resume_path, model, optimizer, scheduler, scaler)
         state.update(restored["extra"])
@@ -221,6 +223,9 @@ def finetune(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
         # a run that reached its --epochs continues when resumed with more of them
         state["finished"] = state["stopped_early"] or start_epoch > args.epochs
         logger.info("resumed from %s after epoch %d", resume_path, restored["epoch"])
+        if saved.get("epochs", args.epochs) != args.epochs:
+            logger.warning(schedule_change_note(optimizer, scheduler, args.scheduler,
+                                                saved["epochs"], args.epochs, restored["epoch"]))
     elif args.resume:
         logger.info("--resume: no %s in %s yet, starting a new run", LAST_STATE_NAME, run_dir)
     low, high = data.mos_range

@@ -1,4 +1,4 @@
-"""Flags of the three stage scripts: no abbreviations, defaults in the help, --help without torch."""
+"""Flags of the stage scripts: no abbreviations, defaults in the help, --help without torch."""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,14 @@ _TRAIN_STREAM, _EVAL_STREAM, _PAIR_STREAM = 1, 2, 3
 
 def _rng(*entropy: int) -> np.random.Generator:
     return np.random.default_rng([int(v) % 2**32 for v in entropy])
+
+
+def content_seed(image: np.ndarray) -> int:
+    """A 32-bit seed from an image's pixels: the same image gets the same evaluation crops
+    wherever it sits in a list, in a dataset or a folder, and on every rank."""
+    digest = hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=8)
+    digest.update(str(image.shape).encode())
+    return int.from_bytes(digest.digest()[:4], "little")
 
 
 def _to_tensor(crops: list[np.ndarray]) -> torch.Tensor:
@@ -113,8 +122,8 @@ class IQACropDataset(_CropSource):
             return None
         if self.train:
             rng = _rng(self.seed, index, self.epoch, _TRAIN_STREAM)
-        else:
-            rng = _rng(self.seed, index, 0, _EVAL_STREAM)
+        else:  # fixed crops that depend on the image alone, not on its position
+            rng = _rng(self.seed, content_seed(image), _EVAL_STREAM)
         height, width = image.shape[:2]
         tops = rng.integers(0, height - self.crop_size + 1, size=self.patches)
         lefts = rng.integers(0, width - self.crop_size + 1, size=self.patches)

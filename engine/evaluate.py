@@ -35,7 +35,7 @@ from engine.runtime import autocast, resolve_amp
 from models.swin_encoder import canonical_model_size
 from models.swin_hyperiqa import model_from_checkpoint
 
-EVAL_SEED = 0  # evaluation crops depend on this and the image index only: same crops on every run
+EVAL_SEED = 0  # evaluation crops depend on this and the image's pixels only (content_seed)
 
 
 @dataclass

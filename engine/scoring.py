@@ -64,7 +64,8 @@ def score_images(args: argparse.Namespace, eval_model: EvalModel, info: DistInfo
     paths = collect_images(args.images)
     crop_size, patches = eval_settings(args, eval_model)
     scores = predict_rows(eval_model.model, image_rows(paths), policy=scoring_policy(eval_model),
-                          cache=ImageCache(args.cache_dir), crop_size=crop_size, patches=patches,
+                          cache=ImageCache(args.cache_dir if args.cache_images else None),
+                          crop_size=crop_size, patches=patches,
                           batch_size=args.batch_size, device=info.device,
                           amp=resolve_amp(args.amp, info.device), num_workers=args.num_workers,
                           info=info)

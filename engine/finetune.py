@@ -255,7 +255,8 @@ def finetune(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
                             batch_size=eval_batch_size(args.eval_batch_size,
                                                        args.batch_size * args.train_patches,
                                                        patches),
-                            device=device, amp=amp, num_workers=args.num_workers, info=info)
+                            device=device, amp=amp, num_workers=args.num_workers, info=info,
+                            desc=f"{split} ({data.key})")
         return metrics_for(pred, data.splits[split], strict=False, logger=logger)
 
     train_model = maybe_compile(wrap_ddp(model, info), args, device, amp, logger)

@@ -68,7 +68,7 @@ def score_images(args: argparse.Namespace, eval_model: EvalModel, info: DistInfo
                           crop_size=crop_size, patches=patches,
                           batch_size=args.batch_size, device=info.device,
                           amp=resolve_amp(args.amp, info.device), num_workers=args.num_workers,
-                          info=info)
+                          info=info, desc="scoring --images")
     out = Path(args.scores_csv or Path(args.model_path).parent / SCORES_NAME)
     if info.is_main:
         write_csv(out, ("image", "score"),

@@ -114,14 +114,19 @@ def check_images(rows: Sequence[Row]) -> list[Row]:
     return [row for row in rows if not row.path.is_file()]
 
 
-def describe_missing(missing: Sequence[Row], n_total: int) -> str:
-    """One message naming how many images are missing, the first few, and what to do."""
+def describe_missing(missing: Sequence[Row], n_total: int, key: str = "") -> str:
+    """One message naming how many images are missing, the first few, and what to do (for the
+    dataset `key`: a csv: dataset's paths are relative to its CSV, not to --data_root)."""
     names = ", ".join(str(row.path) for row in missing[:N_MISSING_NAMED])
     more = f" and {len(missing) - N_MISSING_NAMED} more" if len(missing) > N_MISSING_NAMED else ""
+    if key.startswith(CSV_PREFIX):
+        check = (f"Check the image column of {key[len(CSV_PREFIX):]}: its paths are read "
+                 "relative to the CSV's own folder (absolute paths are used as they are)")
+    else:
+        check = "Check --data_root and that the archive was fully extracted"
     return (
         f"{len(missing)} of {n_total} images listed in the labels are missing: {names}{more}. "
-        f"Check --data_root and that the archive was fully extracted, or pass --skip_missing "
-        f"to go on without them."
+        f"{check}, or pass --skip_missing to go on without them."
     )
 
 
@@ -130,7 +135,7 @@ def drop_missing(key: str, rows: Sequence[Row], skip_missing: bool,
     """The rows whose images exist; missing ones stop the run unless `skip_missing` (warned)."""
     missing = check_images(rows)
     if missing and not skip_missing:
-        raise DatasetError(f"{key}: {describe_missing(missing, len(rows))}")
+        raise DatasetError(f"{key}: {describe_missing(missing, len(rows), key)}")
     if missing:
         logger.warning("--skip_missing: going on without %d missing images of %s (first: %s)",
                        len(missing), key, missing[0].path)

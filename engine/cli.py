@@ -73,14 +73,15 @@ class DefaultsHelpFormatter(argparse.RawDescriptionHelpFormatter):
     without help text still shows its default (off for switches, none when unset)."""
 
     def _format_action(self, action: argparse.Action) -> str:
-        if action.option_strings and not action.help:
+        if action.option_strings and not action.required and not action.help:
             action.help = _default_text(action)  # argparse prints nothing for an empty help
         return super()._format_action(action)
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if not action.option_strings or "default" in text or action.default == argparse.SUPPRESS:
-            return text  # positionals, --help, texts naming their default
+        if (not action.option_strings or action.required or "default" in text
+                or action.default == argparse.SUPPRESS):
+            return text  # positionals, required flags, --help, texts naming their default
         return f"{text} {_default_text(action)}"
 
 

@@ -132,9 +132,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                        help="weight decay (none on norms, biases and position tables) "
                        + preset_help("weight_decay"))
     optim.add_argument("--scheduler", choices=SCHEDULER_CHOICES, default=None,
-                       help="hyperiqa: the hyper rate / 10 after epochs 7, 10, 13 (and the "
-                       "ratio dropped to 1 from epoch 11), encoder constant, moments reset each "
-                       "epoch, as HyperIQA's solver " + preset_help("scheduler"))
+                       help="hyperiqa: HyperIQA's solver: hyper rate lr x ratio for epochs 1-7, "
+                       "/ 10 for 8-10, then lr / 10 and lr / 100 (3 epochs each), encoder "
+                       "constant, moments reset each epoch " + preset_help("scheduler"))
     optim.add_argument("--warmup_epochs", type=float, default=None,
                        help="linear warmup epochs (fractions allowed) "
                        + preset_help("warmup_epochs"))

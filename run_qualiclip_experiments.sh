@@ -148,6 +148,8 @@ fi
 : "${EXTRA_FINETUNE_ARGS:=}" "${REPORT_OUT:=}"
 [[ $REPEATS =~ ^[1-9][0-9]*$ ]] || die "REPEATS must be an integer >= 1, got '$REPEATS'"
 [[ $GPUS =~ ^[1-9][0-9]*$ ]] || die "GPUS must be an integer >= 1, got '$GPUS'"
+[[ $PROTOCOL =~ ^(plan|hyperiqa|smart)$ ]] || die "PROTOCOL must be plan, hyperiqa or smart, \
+got '$PROTOCOL'"
 
 if [[ $RUN_DIR != /* ]]; then RUN_DIR=$REPO_DIR/$RUN_DIR; fi
 if [[ -z "${DATA_ROOT:-}" ]]; then

@@ -129,8 +129,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                        help="encoder learning rate when --pretrained_encoder is given "
                        + preset_help("lr_encoder_pretrained") + "; None: --lr")
     optim.add_argument("--weight_decay", type=float, default=None,
-                       help="weight decay (none on norms, biases and position tables) "
-                       + preset_help("weight_decay"))
+                       help="weight decay (none on norms, biases and position tables unless "
+                       "--decay_all) " + preset_help("weight_decay"))
+    add_switch(optim, "decay_all", "weight decay on every parameter, norms and biases too, as "
+               "both reference codes " + preset_help("decay_all"), default=None)
     optim.add_argument("--scheduler", choices=SCHEDULER_CHOICES, default=None,
                        help="hyperiqa: HyperIQA's solver: hyper rate lr x ratio for epochs 1-7, "
                        "/ 10 for 8-10, then lr / 10 and lr / 100 (3 epochs each), encoder "

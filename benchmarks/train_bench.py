@@ -72,7 +72,8 @@ def train_runner(args: argparse.Namespace, device: torch.device, grad_checkpoint
     amp = args.amp
     model = build_finetune_model(args, device, grad_checkpointing)
     encoder_lr, hyper_lr = learning_rates(args)
-    groups = finetune_param_groups(model, encoder_lr, hyper_lr, args.weight_decay, args.lda_group)
+    groups = finetune_param_groups(model, encoder_lr, hyper_lr, args.weight_decay, args.lda_group,
+                                   args.decay_all)
     optimizer = build_optimizer(groups, device, kind=args.optimizer)
     scheduler = build_scheduler(optimizer, args.scheduler, 1, 10**6, 0.0)
     scaler = make_grad_scaler(device, amp)

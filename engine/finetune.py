@@ -135,14 +135,16 @@ def build_model(args: argparse.Namespace, data: FinetuneData, logger: logging.Lo
 
 
 def finetune_param_groups(model: SwinHyperIQA, encoder_lr: float, hyper_lr: float,
-                          weight_decay: float, lda_group: str = "encoder") -> list[dict]:
+                          weight_decay: float, lda_group: str = "encoder",
+                          decay_all: bool = False) -> list[dict]:
     """Optimizer groups "encoder" (with the LDA layers when lda_group is "encoder", as both
     references) and "hyper" (the rest of the head), each with its no-decay twin."""
     content = model.head.content_modules()
     encoder_part = [model.encoder, *content] if lda_group == "encoder" else [model.encoder]
     hyper_part = model.head.hyper_modules() + ([] if lda_group == "encoder" else content)
     return param_groups({"encoder": (nn.ModuleList(encoder_part), encoder_lr),
-                         "hyper": (nn.ModuleList(hyper_part), hyper_lr)}, weight_decay)
+                         "hyper": (nn.ModuleList(hyper_part), hyper_lr)}, weight_decay,
+                        decay_all)
 
 
 def train_loader(args: argparse.Namespace, data: FinetuneData, info: DistInfo) -> DataLoader:
@@ -216,7 +218,8 @@ def finetune(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
     encoder_lr, hyper_lr = learning_rates(args)
     if "lr_encoder_pretrained" in protocol["overrides"] and not args.pretrained_encoder:
         logger.warning("--lr_encoder_pretrained is ignored without --pretrained_encoder")
-    groups = finetune_param_groups(model, encoder_lr, hyper_lr, args.weight_decay, args.lda_group)
+    groups = finetune_param_groups(model, encoder_lr, hyper_lr, args.weight_decay, args.lda_group,
+                                   args.decay_all)
     optimizer = build_optimizer(groups, device, kind=args.optimizer)
     loader = train_loader(args, data, info)
     steps_per_epoch = optimizer_steps_per_epoch(len(loader), args.accum_steps,

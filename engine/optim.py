@@ -26,9 +26,12 @@ def is_no_decay(name: str, param: torch.Tensor) -> bool:
 
 
 def param_groups(
-    named_modules: dict[str, tuple[nn.Module, float]], weight_decay: float
+    named_modules: dict[str, tuple[nn.Module, float]], weight_decay: float,
+    decay_all: bool = False,
 ) -> list[dict]:
     """One AdamW group per (name, lr) plus a "<name>_no_decay" twin; frozen params are left out.
+
+    decay_all: no twin, every parameter decays (as both reference codes do).
 
     Example: param_groups({"encoder": (model.encoder, 1e-6), "hyper": (model.head, 5e-5)}, 2e-4).
     A parameter reachable from two entries is an error (it would be trained twice).
@@ -46,7 +49,8 @@ def param_groups(
                     "pass modules that do not overlap"
                 )
             owner[id(param)] = group_name
-            (no_decay if is_no_decay(name, param) else decay).append(param)
+            exempt = not decay_all and is_no_decay(name, param)
+            (no_decay if exempt else decay).append(param)
         for suffix, params, wd in (("", decay, weight_decay), ("_no_decay", no_decay, 0.0)):
             if params:
                 groups.append(

@@ -27,6 +27,7 @@ _TABLE = (
     ("lr_ratio", 10.0, 10.0, 10.0),
     ("lr_encoder_pretrained", 1e-6, None, None),
     ("weight_decay", 2e-4, 5e-4, 2e-4),
+    ("decay_all", False, True, True),
     ("scheduler", "cosine", "hyperiqa", "cosine"),
     ("warmup_epochs", 1.0, 0.0, 0.0),
     ("patience", 10, 0, 5),

@@ -144,3 +144,12 @@ def test_hyperiqa_schedule_and_moment_reset() -> None:
     assert not optimizer.state
     with pytest.raises(ValueError, match="--optimizer must be one of"):
         build_optimizer(groups, "cpu", kind="sgd")
+
+
+def test_decay_all_puts_every_parameter_under_weight_decay() -> None:
+    model = nn.Sequential(nn.Linear(3, 3), nn.LayerNorm(3))
+    exempting = param_groups({"m": (model, 1e-3)}, 5e-4)
+    assert [g["name"] for g in exempting] == ["m", "m_no_decay"]
+    everything = param_groups({"m": (model, 1e-3)}, 5e-4, decay_all=True)
+    assert [(g["name"], g["weight_decay"], len(g["params"])) for g in everything] == [
+        ("m", 5e-4, 4)]

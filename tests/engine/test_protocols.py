@@ -14,19 +14,21 @@ from train_swin import get_args_parser
 EXPECTED = {
     "plan": dict(resize="aspect", train_patches=25, test_patches=25, val_patches=10,
                  batch_size=96, epochs=50, optimizer="adamw", lr=5e-6, lr_ratio=10.0,
-                 lr_encoder_pretrained=1e-6, weight_decay=2e-4, scheduler="cosine",
+                 lr_encoder_pretrained=1e-6, weight_decay=2e-4, decay_all=False, scheduler="cosine",
                  warmup_epochs=1.0, patience=10, drop_path=0.2, dropout=0.3,
                  use_attention=True, attention_scope="hyper", lda_group="encoder"),
     # SSL92/hyperIQA train_test_IQA.py defaults, HyerIQASolver.py (Adam, step schedule)
     "hyperiqa": dict(resize="squash", train_patches=25, test_patches=25, val_patches=25,
                      batch_size=96, epochs=16, optimizer="adam", lr=2e-5, lr_ratio=10.0,
-                     lr_encoder_pretrained=None, weight_decay=5e-4, scheduler="hyperiqa",
+                     lr_encoder_pretrained=None, weight_decay=5e-4, decay_all=True,
+                     scheduler="hyperiqa",
                      warmup_epochs=0.0, patience=0, drop_path=0.0, dropout=0.0,
                      use_attention=False, attention_scope="hyper", lda_group="encoder"),
     # Perceptual-IQA-CS3324 REPRODUCE_BEST_MODEL.sh with smart_solver.py (AdamW, cosine)
     "smart": dict(resize="squash", train_patches=20, test_patches=20, val_patches=20,
                   batch_size=32, epochs=10, optimizer="adamw", lr=5e-7, lr_ratio=10.0,
-                  lr_encoder_pretrained=None, weight_decay=2e-4, scheduler="cosine",
+                  lr_encoder_pretrained=None, weight_decay=2e-4, decay_all=True,
+                  scheduler="cosine",
                   warmup_epochs=0.0, patience=5, drop_path=0.3, dropout=0.3,
                   use_attention=True, attention_scope="hyper", lda_group="encoder"),
 }

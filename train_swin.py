@@ -47,7 +47,7 @@ def add_switch(group: argparse._ArgumentGroup, name: str, help_text: str,
     group.add_argument(f"--{name}", dest=name, action="store_true", default=default,
                        help=help_text if default is None else f"{help_text} (default on)")
     group.add_argument(f"--no_{name}", f"--no-{name}", dest=name, action="store_false",
-                       help=f"turn --{name} off")
+                       default=default, help=f"turn --{name} off")
 
 
 def get_args_parser() -> argparse.ArgumentParser:

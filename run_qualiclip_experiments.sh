@@ -42,18 +42,22 @@ Knobs: each is an environment variable and a flag (--data_root DIR is DATA_ROOT=
   RUN_DIR                [results/<EXP_NAME>]
   DATA_ROOT              [./datasets; RUN_DIR/demo_data with --demo]
   MODEL_SIZE             [base; micro]            micro, tiny, small, base
-  PRETRAIN_EPOCHS        [10; 16]                 FINETUNE_EPOCHS [50; 8]
-  PRETRAIN_BATCH         [8]                      FINETUNE_BATCH  [96; 16]
-  PRETRAIN_LR            [5e-5; 1e-3]             FINETUNE_LR     [5e-6; 3e-4]
+  PROTOCOL               [plan]                   fine-tuning preset of train_swin.py: plan,
+                                                  hyperiqa or smart (README, "Fine-tuning
+                                                  protocols"); a fine-tuning knob marked
+                                                  "protocol" below overrides it only when set
+  PRETRAIN_EPOCHS        [10; 16]                 FINETUNE_EPOCHS [protocol; 8]
+  PRETRAIN_BATCH         [8]                      FINETUNE_BATCH  [protocol; 16] crops per step
+  PRETRAIN_LR            [5e-5; 1e-3]             FINETUNE_LR     [protocol; 3e-4]
   CROP_SIZE              [224; 64]                crop side of pretraining and fine-tuning
-  LR_RATIO               [10]                     head learning rate = FINETUNE_LR x LR_RATIO
-  LR_ENCODER_PRETRAINED  [1e-6; 2e-5]             encoder rate of the pretrained fine-tuning
+  LR_RATIO               [protocol]               head learning rate = FINETUNE_LR x LR_RATIO
+  LR_ENCODER_PRETRAINED  [protocol; 3e-4]         encoder rate of the pretrained fine-tuning
   DISTORTIONS            [blur,jpeg,noise,brightness; blur]
   LOSS_TYPE              [simplified]             simplified or full
-  NUM_LEVELS             [5; 3]                   PATIENCE [10]
-  TRAIN_PATCHES          [1]                      crops per image and training step
-  TEST_PATCHES           [25; 1]                  crops per image at test time
-  VAL_PATCHES            [10; 1]                  crops per validation image (model selection)
+  NUM_LEVELS             [5; 3]                   PATIENCE [protocol]
+  TRAIN_PATCHES          [protocol; 1]            random crops per training image and epoch
+  TEST_PATCHES           [protocol; 5]            crops per image at test time
+  VAL_PATCHES            [protocol; 5]            crops per validation image (model selection)
   PRETRAIN_STEPS         [no cap]                 optimizer steps per pretraining epoch
   FINETUNE_STEPS         [no cap]                 optimizer steps per fine-tuning epoch
   SPLIT                  [official]               official (KonIQ sets file) or random: the
@@ -79,7 +83,7 @@ stops the chain, naming the stage and its log RUN_DIR/logs/<stage>.log.
 EOF
 }
 
-KNOBS=(EXP_NAME RUN_DIR DATA_ROOT MODEL_SIZE CROP_SIZE PRETRAIN_EPOCHS FINETUNE_EPOCHS
+KNOBS=(EXP_NAME RUN_DIR DATA_ROOT MODEL_SIZE CROP_SIZE PROTOCOL PRETRAIN_EPOCHS FINETUNE_EPOCHS
   PRETRAIN_BATCH FINETUNE_BATCH PRETRAIN_LR FINETUNE_LR LR_RATIO LR_ENCODER_PRETRAINED DISTORTIONS LOSS_TYPE
   NUM_LEVELS PATIENCE TRAIN_PATCHES TEST_PATCHES VAL_PATCHES PRETRAIN_STEPS FINETUNE_STEPS SPLIT
   TEST_DATASETS ABLATION_EPOCHS NUM_WORKERS DEVICE AMP SEED REPEATS GPUS IMAGENET_WEIGHTS
@@ -148,15 +152,17 @@ if [[ $DEMO == 1 ]]; then
   : "${PRETRAIN_EPOCHS:=16}" "${PRETRAIN_LR:=1e-3}" "${DISTORTIONS:=blur}"
   : "${EXTRA_PRETRAIN_ARGS:=--consistency_weight 0.1}" "${FINETUNE_EPOCHS:=8}"
   : "${FINETUNE_BATCH:=16}" "${FINETUNE_LR:=3e-4}" "${LR_ENCODER_PRETRAINED:=3e-4}"
-  : "${TEST_PATCHES:=5}" "${VAL_PATCHES:=5}" "${ABLATION_EPOCHS:=4 8}" "${NUM_WORKERS:=0}"
+  : "${TRAIN_PATCHES:=1}" "${TEST_PATCHES:=5}" "${VAL_PATCHES:=5}" "${ABLATION_EPOCHS:=4 8}" "${NUM_WORKERS:=0}"
   : "${DEVICE:=cpu}" "${AMP:=off}" "${IMAGENET_WEIGHTS:=none}" "${CLIP_WEIGHTS:=none}"
 fi
 : "${MODEL_SIZE:=base}" "${CROP_SIZE:=224}" "${EXP_NAME:=qualiclip_${MODEL_SIZE}}"
 : "${RUN_DIR:=results/${EXP_NAME}}"
-: "${PRETRAIN_EPOCHS:=10}" "${FINETUNE_EPOCHS:=50}" "${PRETRAIN_BATCH:=8}" "${FINETUNE_BATCH:=96}"
-: "${PRETRAIN_LR:=5e-5}" "${FINETUNE_LR:=5e-6}" "${LR_RATIO:=10}" "${LR_ENCODER_PRETRAINED:=1e-6}"
+# Fine-tuning knobs left empty take the value of the PROTOCOL preset (train_swin.py --protocol).
+: "${PROTOCOL:=plan}" "${FINETUNE_EPOCHS:=}" "${FINETUNE_BATCH:=}" "${FINETUNE_LR:=}"
+: "${LR_RATIO:=}" "${LR_ENCODER_PRETRAINED:=}" "${PATIENCE:=}" "${TRAIN_PATCHES:=}"
+: "${TEST_PATCHES:=}" "${VAL_PATCHES:=}"
+: "${PRETRAIN_EPOCHS:=10}" "${PRETRAIN_BATCH:=8}" "${PRETRAIN_LR:=5e-5}"
 : "${DISTORTIONS:=blur,jpeg,noise,brightness}" "${LOSS_TYPE:=simplified}" "${NUM_LEVELS:=5}"
-: "${PATIENCE:=10}" "${TRAIN_PATCHES:=1}" "${TEST_PATCHES:=25}" "${VAL_PATCHES:=10}"
 : "${PRETRAIN_STEPS:=}" "${FINETUNE_STEPS:=}" "${SPLIT:=official}"
 : "${TEST_DATASETS:=spaq kadid10k agiqa3k livec koniq10k}" "${ABLATION_EPOCHS:=5 10 20}"
 : "${NUM_WORKERS:=4}" "${DEVICE:=auto}" "${AMP:=auto}" "${SEED:=42}" "${REPEATS:=1}" "${GPUS:=1}"
@@ -164,6 +170,8 @@ fi
 : "${EXTRA_FINETUNE_ARGS:=}" "${REPORT_OUT:=}" "${STRICT_REPORT:=0}"
 [[ $REPEATS =~ ^[1-9][0-9]*$ ]] || die "REPEATS must be an integer >= 1, got '$REPEATS'"
 [[ $GPUS =~ ^[1-9][0-9]*$ ]] || die "GPUS must be an integer >= 1, got '$GPUS'"
+[[ $PROTOCOL =~ ^(plan|hyperiqa|smart)$ ]] || die "PROTOCOL must be plan, hyperiqa or smart, \
+got '$PROTOCOL'"
 
 if [[ $RUN_DIR != /* ]]; then RUN_DIR=$REPO_DIR/$RUN_DIR; fi
 if [[ -z "${DATA_ROOT:-}" ]]; then
@@ -375,16 +383,25 @@ pretrain_cmd() { # pretrain_cmd MODEL_NAME EPOCHS DISTORTIONS LOSS_TYPE
   CMD+=("${EXTRA_PRE[@]+"${EXTRA_PRE[@]}"}")
 }
 
+# add_flag FLAG VALUE: append `FLAG VALUE` to CMD when VALUE is set (else the preset decides).
+add_flag() { if [[ -n $2 ]]; then CMD+=("$1" "$2"); fi; }
+
 finetune_cmd() { # finetune_cmd MODEL_NAME SEED SPLIT_SEED [ENCODER_CHECKPOINT]
   CMD=("${LAUNCH[@]}" train_swin.py "${COMMON[@]}" --dataset koniq10k --model_name "$1"
-    --seed "$2" --split "$SPLIT" --split_seed "$3" --epochs "$FINETUNE_EPOCHS"
-    --batch_size "$FINETUNE_BATCH" --lr "$FINETUNE_LR" --lr_ratio "$LR_RATIO"
-    --patience "$PATIENCE"
-    --train_patches "$TRAIN_PATCHES" --test_patches "$TEST_PATCHES"
-    --val_patches "$VAL_PATCHES" --crop_size "$CROP_SIZE" --imagenet_weights "$IMAGENET_WEIGHTS")
-  if [[ -n $FINETUNE_STEPS ]]; then CMD+=(--max_steps_per_epoch "$FINETUNE_STEPS"); fi
+    --seed "$2" --split "$SPLIT" --split_seed "$3" --protocol "$PROTOCOL"
+    --crop_size "$CROP_SIZE" --imagenet_weights "$IMAGENET_WEIGHTS")
+  add_flag --epochs "$FINETUNE_EPOCHS"
+  add_flag --batch_size "$FINETUNE_BATCH"
+  add_flag --lr "$FINETUNE_LR"
+  add_flag --lr_ratio "$LR_RATIO"
+  add_flag --patience "$PATIENCE"
+  add_flag --train_patches "$TRAIN_PATCHES"
+  add_flag --test_patches "$TEST_PATCHES"
+  add_flag --val_patches "$VAL_PATCHES"
+  add_flag --max_steps_per_epoch "$FINETUNE_STEPS"
   if [[ $# -ge 4 ]]; then
-    CMD+=(--pretrained_encoder "$4" --lr_encoder_pretrained "$LR_ENCODER_PRETRAINED")
+    CMD+=(--pretrained_encoder "$4")
+    add_flag --lr_encoder_pretrained "$LR_ENCODER_PRETRAINED"
   fi
   CMD+=("${EXTRA_FT[@]+"${EXTRA_FT[@]}"}")
 }
@@ -392,8 +409,8 @@ finetune_cmd() { # finetune_cmd MODEL_NAME SEED SPLIT_SEED [ENCODER_CHECKPOINT]
 test_cmd() { # test_cmd MODEL_PATH OUTPUT_JSON
   CMD=("${LAUNCH[@]}" test_swin.py --data_root "$DATA_ROOT" --device "$DEVICE" --amp "$AMP"
     --num_workers "$NUM_WORKERS" --log_dir "$LOGS/runs" --seed "$SEED"
-    --test_patches "$TEST_PATCHES" --model_path "$1" --output "$2"
-    --test_datasets "${TEST_SETS[@]}")
+    --model_path "$1" --output "$2" --test_datasets "${TEST_SETS[@]}")
+  add_flag --test_patches "$TEST_PATCHES"  # else a fine-tuned model's own, from its checkpoint
 }
 
 encoder_of() { # encoder_of RUN_FOLDER: the final encoder checkpoint of a pretraining run folder

@@ -10,6 +10,7 @@ from types import ModuleType
 
 from data.images import ResizePolicy
 from data.rows import DatasetError, Row, has_official_split, random_split, split_counts
+from engine.cli import GEOMETRIES
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,13 @@ _RESIZE = {
     "kadid10k": ResizePolicy("none"),
     "livec": ResizePolicy("none"),
 }
+
+
+# --resize squash: torchvision Resize((512, 384)), i.e. 384 wide x 512 high, as both reference
+# codes resize KonIQ-10k and the public Swin-HyperIQA's cross-dataset script resizes SPAQ, KADID-10K
+# and AGIQA-3K; LIVE-C (and csv: datasets) keep their own geometry, as HyperIQA uses LIVE-C.
+_SQUASH = ResizePolicy("fixed", (384, 512))
+_SQUASHED = ("koniq10k", "spaq", "kadid10k", "agiqa3k")
 
 
 def canonical_key(name: str) -> str:
@@ -103,10 +111,18 @@ def read_rows(
     return random_split(rows, split_seed, split_ratios)
 
 
-def resize_policy(name: str) -> ResizePolicy:
-    """How the dataset's images are resized before cropping (KonIQ 512x384, SPAQ short 512...)."""
+def resize_policy(name: str, geometry: str = "aspect") -> ResizePolicy:
+    """How the dataset's images are resized before cropping (KonIQ 512x384, SPAQ short 512...).
+
+    geometry "aspect" keeps each image's aspect; "squash" is the reference codes' 512 high x 384
+    wide for the datasets in _SQUASHED.
+    """
+    if geometry not in GEOMETRIES:
+        raise ValueError(f"resize geometry must be one of {GEOMETRIES}, got {geometry!r}")
     key = canonical_key(name)
-    return ResizePolicy("none") if key.startswith(CSV_PREFIX) else _RESIZE[key]
+    if key.startswith(CSV_PREFIX):
+        return ResizePolicy("none")
+    return _SQUASH if geometry == "squash" and key in _SQUASHED else _RESIZE[key]
 
 
 def check_images(rows: Sequence[Row]) -> list[Row]:

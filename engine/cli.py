@@ -16,7 +16,10 @@ from typing import Any
 
 MODEL_SIZE_CHOICES = ("micro", "test", "tiny", "small", "base")
 AMP_CHOICES = ("auto", "bf16", "fp16", "off")
-SCHEDULER_CHOICES = ("cosine", "step", "none")
+SCHEDULER_CHOICES = ("cosine", "step", "none", "hyperiqa")
+OPTIMIZER_CHOICES = ("adamw", "adam")
+GEOMETRIES = ("aspect", "squash")  # resize: keep the aspect, or squash as the references do
+ATTENTION_SCOPES = ("hyper", "hyper_lda")  # what the stage attention weights
 DEFAULT_DISTORTIONS = "blur,jpeg,noise,brightness"
 DEFAULT_TEST_PATCHES = 25  # HyperIQA averages 25 crops per test image
 SCORES_NAME = "image_scores.csv"
@@ -119,7 +122,7 @@ class Switch(argparse.Action):
     """A feature that is on or off: --NAME turns it on, --no_NAME (or --no-NAME) off; one help
     line for both spellings."""
 
-    def __init__(self, option_strings: list[str], dest: str, default: bool = True,
+    def __init__(self, option_strings: list[str], dest: str, default: bool | None = True,
                  help: str | None = None) -> None:
         name = option_strings[0].lstrip("-")
         strings = [f"--{name}", f"--no_{name}", f"--no-{name}"]
@@ -135,8 +138,9 @@ class Switch(argparse.Action):
 
 
 def add_switch(group: argparse._ArgumentGroup, name: str, help_text: str,
-               default: bool = True) -> None:
-    """--NAME / --no_NAME (also --no-NAME): a feature on or off (default on)."""
+               default: bool | None = True) -> None:
+    """--NAME / --no_NAME (also --no-NAME): a feature on or off (default on; None: left for a
+    preset such as --protocol to set)."""
     group.add_argument(f"--{name}", dest=name, action=Switch, default=default, help=help_text)
 
 

@@ -250,7 +250,9 @@ def cross_dataset(args: argparse.Namespace, eval_model: EvalModel, info: DistInf
             skipped[key] = str(exc)
             subsets.pop(key, None)
             continue
-        pred = predict_rows(eval_model.model, rows, policy=resize_policy(key),
+        # a model trained on squashed images (--resize squash) is tested on squashed images
+        geometry = str(eval_model.config.get("resize", "aspect"))
+        pred = predict_rows(eval_model.model, rows, policy=resize_policy(key, geometry),
                             cache=ImageCache(args.cache_dir), crop_size=crop_size,
                             patches=patches, batch_size=args.batch_size, device=info.device,
                             amp=resolve_amp(args.amp, info.device),

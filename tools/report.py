@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from engine.cli import build_parser
+from engine.protocols import describe
 from tools import plots
 from tools.ablation import ablation_sections
 from tools.markdown import count, duration, is_number, num, section, signed, size_bytes, table
@@ -69,6 +70,12 @@ def setup_section(run: RunData) -> str:
             rows.append([f"**`{k}`**" if differs else f"`{k}`", *values])
         parts.append("**Fine-tuning** (`finetune_config.json` of each run; flags that differ "
                      "between the runs are in bold)\n\n" + table(["Flag", *names], rows))
+        protocols = [f"- {n}: {describe(run.finetunes[n].config)}" for n in names
+                     if "protocol" in run.finetunes[n].config]
+        if protocols:
+            parts.append("**Fine-tuning protocol** (train_swin.py `--protocol`, README "
+                         "\"Fine-tuning protocols\"; each flag given against its preset)\n\n"
+                         + "\n".join(protocols))
     return section("Setup and hyperparameters", *parts)
 
 

@@ -15,6 +15,7 @@ from data.images import ImageCache, ResizePolicy
 from data.iqa_dataset import (
     FixedSizeCollate,
     IQACropDataset,
+    IQACropSamples,
     UnlabeledPairDataset,
     collate_crops,
     list_images,
@@ -181,3 +182,20 @@ def test_training_batches_keep_their_size(tmp_path):
     labelled = IQACropDataset(rows, ResizePolicy("none"), None, crop_size=CROP, patches=3)
     empty = FixedSizeCollate(labelled.placeholder())([None, None])
     assert empty["image"].shape == (2, 3, 3, CROP, CROP) and empty["mos"].tolist() == [0.0, 0.0]
+    samples = IQACropSamples(rows, ResizePolicy("none"), None, crop_size=CROP, patches=3)
+    assert FixedSizeCollate(samples.placeholder())([None])["image"].shape == (1, 1, 3, CROP, CROP)
+
+
+def test_crop_samples_are_the_image_crops_one_per_item(rows):
+    images = _dataset(rows, None, patches=4, train=True, seed=3)
+    samples = IQACropSamples(rows, POLICY, ImageCache(None), crop_size=CROP, patches=4,
+                             train=True, seed=3)
+    images.set_epoch(2)
+    samples.set_epoch(2)
+    assert len(samples) == 4 * len(rows)
+    for k in (0, 5, 23):
+        item = samples[k]
+        index, which = divmod(k, 4)
+        assert item["image"].shape == (1, 3, CROP, CROP) and item["index"] == index
+        assert item["mos"] == rows[index].mos
+        assert torch.equal(item["image"][0], images[index]["image"][which])

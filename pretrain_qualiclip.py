@@ -16,19 +16,16 @@ import shlex
 import sys
 
 from engine.cli import (
-    DefaultsHelpFormatter,
+    DEFAULT_DISTORTIONS,
+    DEFAULT_VAL_DISTORTIONS,
+    EXIT_COLLAPSE,
     add_common_args,
+    build_parser,
     non_negative_int,
+    parse_prompt_pair,
     positive_int,
     run_script,
 )
-from engine.pretrain import (
-    DEFAULT_DISTORTIONS,
-    EXIT_COLLAPSE,
-    parse_prompt_pair,
-    run_pretraining,
-)
-from engine.pretrain_monitor import DEFAULT_VAL_DISTORTIONS
 
 
 def non_negative_float(text: str) -> float:
@@ -41,10 +38,7 @@ def non_negative_float(text: str) -> float:
 
 def get_args_parser() -> argparse.ArgumentParser:
     """Flags of the pretraining stage (the common flags of engine.cli included)."""
-    parser = argparse.ArgumentParser(
-        description="QualiCLIP pretraining of the Swin encoder (unlabeled images, no MOS)",
-        formatter_class=DefaultsHelpFormatter,
-    )
+    parser = build_parser("QualiCLIP pretraining of the Swin encoder (unlabeled images, no MOS)")
     add_common_args(parser, training=True)
 
     data = parser.add_argument_group("data")
@@ -90,7 +84,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     loss.add_argument("--consistency_weight", type=non_negative_float, default=None,
                       help="weight of the crop-consistency term (default per --model_size: "
                       "micro and mini 0, tiny/small/base 1)")
-    loss.add_argument("--ranking_weight", type=non_negative_float, default=1.0)
+    loss.add_argument("--ranking_weight", type=non_negative_float, default=1.0,
+                      help="weight of the ranking term (less degraded scores higher)")
     loss.add_argument(
         "--score_activation",
         choices=("none", "sigmoid"),
@@ -132,8 +127,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                        "zero-shot comparisons")
     optim.add_argument("--batch_size", type=positive_int, default=8, help="images per step and GPU")
     optim.add_argument("--lr", type=float, default=None,
-                       help="learning rate (default per --model_size: micro 1e-3, mini 3e-4, "
-                       "tiny/small/base 5e-5)")
+                       help="AdamW learning rate, encoder and head (default per --model_size: "
+                       "micro 1e-3, mini 3e-4, tiny/small/base 5e-5)")
     optim.add_argument("--weight_decay", type=non_negative_float, default=1e-4)
     optim.add_argument(
         "--warmup_epochs",
@@ -183,6 +178,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = get_args_parser().parse_args(argv)
     if args.val_distortions.strip().lower() in ("", "none"):
         args.val_distortions = ""
+    from engine.pretrain import run_pretraining
+
     return run_pretraining(args, command=shlex.join(["python", "pretrain_qualiclip.py", *argv]))
 
 

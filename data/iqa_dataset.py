@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,14 @@ _TRAIN_STREAM, _EVAL_STREAM, _PAIR_STREAM = 1, 2, 3
 
 def _rng(*entropy: int) -> np.random.Generator:
     return np.random.default_rng([int(v) % 2**32 for v in entropy])
+
+
+def content_seed(image: np.ndarray) -> int:
+    """A 32-bit seed from an image's pixels: the same image gets the same evaluation crops
+    wherever it sits in a list, in a dataset or a folder, and on every rank."""
+    digest = hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=8)
+    digest.update(str(image.shape).encode())
+    return int.from_bytes(digest.digest()[:4], "little")
 
 
 def _to_tensor(crops: list[np.ndarray]) -> torch.Tensor:
@@ -80,6 +89,15 @@ class _CropSource(Dataset):
                 logger.warning("skipping an unreadable image: %s", exc)
             return None
 
+    def placeholder(self) -> dict:
+        """A zero item shaped like a real one, standing in for a batch with no readable image."""
+        return {"image": torch.zeros(self.item_shape, dtype=torch.uint8), "index": -1, "name": ""}
+
+    @property
+    def item_shape(self) -> tuple[int, ...]:
+        """Shape of one item's crops (crops, 3, crop, crop)."""
+        raise NotImplementedError
+
     def _crop(self, image: np.ndarray, top: int, left: int, flip: bool) -> np.ndarray:
         crop = image[top : top + self.crop_size, left : left + self.crop_size]
         return crop[:, ::-1] if flip else crop
@@ -106,21 +124,37 @@ class IQACropDataset(_CropSource):
         self.patches = patches
         self.train = train
 
+    @property
+    def item_shape(self) -> tuple[int, ...]:
+        """(P, 3, crop, crop)."""
+        return (self.patches, 3, self.crop_size, self.crop_size)
+
+    def placeholder(self) -> dict:
+        """A zero item with MOS 0, shaped like a real one."""
+        return {**super().placeholder(), "mos": torch.zeros((), dtype=torch.float32)}
+
+    def _positions(self, index: int, image: np.ndarray) -> list[tuple[int, int, bool]]:
+        """(top, left, flip) of the image's `patches` crops: the epoch's (training), or fixed by
+        the image's content alone (evaluation), so its position in the list does not matter."""
+        if self.train:
+            rng = _rng(self.seed, index, self.epoch, _TRAIN_STREAM)
+        else:
+            rng = _rng(self.seed, content_seed(image), _EVAL_STREAM)
+        height, width = image.shape[:2]
+        tops = rng.integers(0, height - self.crop_size + 1, size=self.patches)
+        lefts = rng.integers(0, width - self.crop_size + 1, size=self.patches)
+        flips = rng.random(self.patches) < 0.5 if self.train else np.zeros(self.patches, bool)
+        return list(zip(tops, lefts, flips, strict=True))
+
     def __getitem__(self, index: int) -> dict | None:
         """dict(image (P, 3, crop, crop) uint8, mos float32 scalar, index, name) or None."""
         image = self._decode(index)
         if image is None:
             return None
-        if self.train:
-            rng = _rng(self.seed, index, self.epoch, _TRAIN_STREAM)
-        else:
-            rng = _rng(self.seed, index, 0, _EVAL_STREAM)
-        height, width = image.shape[:2]
-        tops = rng.integers(0, height - self.crop_size + 1, size=self.patches)
-        lefts = rng.integers(0, width - self.crop_size + 1, size=self.patches)
-        flips = rng.random(self.patches) < 0.5 if self.train else np.zeros(self.patches, bool)
-        positions = zip(tops, lefts, flips, strict=True)
-        crops = [self._crop(image, top, left, flip) for top, left, flip in positions]
+        positions = self._positions(index, image)
+        return self._item(index, [self._crop(image, *where) for where in positions])
+
+    def _item(self, index: int, crops: list[np.ndarray]) -> dict:
         row = self.rows[index]
         return {
             "image": _to_tensor(crops),
@@ -128,6 +162,32 @@ class IQACropDataset(_CropSource):
             "index": index,
             "name": row.name,
         }
+
+
+class IQACropSamples(IQACropDataset):
+    """Training crops as separate samples, as HyperIQA: item k is crop k % P of image k // P.
+
+    Shuffled, a batch then mixes crops of many images and its size counts crops; the crops of
+    an image in an epoch are those IQACropDataset would give it, one per item.
+    """
+
+    def __len__(self) -> int:
+        """Number of crops: images x patches."""
+        return len(self.rows) * self.patches
+
+    @property
+    def item_shape(self) -> tuple[int, ...]:
+        """(1, 3, crop, crop): one crop per item."""
+        return (1, 3, self.crop_size, self.crop_size)
+
+    def __getitem__(self, sample: int) -> dict | None:
+        """dict(image (1, 3, crop, crop) uint8, mos, index of the image, name) or None."""
+        index, which = divmod(sample, self.patches)
+        image = self._decode(index)
+        if image is None:
+            return None
+        where = self._positions(index, image)[which]
+        return self._item(index, [self._crop(image, *where)])
 
 
 class UnlabeledPairDataset(_CropSource):
@@ -143,6 +203,11 @@ class UnlabeledPairDataset(_CropSource):
     ) -> None:
         """Pairs of `crop_size` crops from images resized by `policy` (through `cache`)."""
         super().__init__(paths, policy, cache, crop_size, seed)
+
+    @property
+    def item_shape(self) -> tuple[int, ...]:
+        """(2, 3, crop, crop)."""
+        return (2, 3, self.crop_size, self.crop_size)
 
     def __getitem__(self, index: int) -> dict | None:
         """dict(image (2, 3, crop, crop) uint8, index, name) or None for an unreadable image."""
@@ -177,6 +242,32 @@ def collate_crops(batch: Sequence[dict | None]) -> dict | None:
     if "mos" in items[0]:
         out["mos"] = torch.stack([item["mos"] for item in items])
     return out
+
+
+class FixedSizeCollate:
+    """Training collate that keeps every batch at the size the sampler gave it.
+
+    Unreadable items (None) are replaced by repeats of the batch's readable ones, so a partly
+    unreadable batch has the usual shape (no recompile under --compile). A batch with no readable
+    item becomes `placeholder` items marked "empty": True, which the training loop steps with a
+    zero loss under DDP so every rank's collectives still pair up. "n_skipped" counts the
+    unreadable items either way.
+    """
+
+    def __init__(self, placeholder: dict) -> None:
+        self.placeholder = placeholder
+
+    def __call__(self, batch: Sequence[dict | None]) -> dict:
+        """Stack `batch` into one dict of len(batch) items (see the class docstring)."""
+        items = [item for item in batch if item is not None]
+        n_bad = len(batch) - len(items)
+        if items:
+            filled = items + [items[i % len(items)] for i in range(n_bad)]
+        else:
+            filled = [self.placeholder] * len(batch)
+        out = collate_crops(filled)
+        out.update(n_skipped=n_bad, empty=not items)
+        return out
 
 
 def list_images(folder: str | Path) -> list[Path]:

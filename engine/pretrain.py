@@ -20,7 +20,7 @@ from data.degradations import parse_distortions
 from data.images import ImageCache
 from data.iqa_dataset import UnlabeledPairDataset
 from engine.checkpoint import CheckpointError, atomic_save, check_writable
-from engine.cli import save_args
+from engine.cli import EXIT_COLLAPSE, save_args
 from engine.distributed import (
     DistInfo,
     barrier,
@@ -44,6 +44,7 @@ from engine.pretrain_setup import (
     pretrain_images,
     resolve_size_defaults,
 )
+from engine.resume_check import check_resume_flags, schedule_change_note
 from engine.runlog import MetricsJournal, setup_logger
 from engine.runtime import (
     compile_or_eager,
@@ -65,14 +66,9 @@ from models import clip_anchors
 from models.pretrain_model import QualityPretrainModel, make_encoder_checkpoint
 from models.swin_encoder import canonical_model_size
 
-DEFAULT_DISTORTIONS = "blur,jpeg,noise,brightness"
 RUN_PREFIX = "qualiclip_pretrain"
 CONFIG_NAME = "pretrain_config.json"
 METRICS_NAME = "metrics.jsonl"
-EXIT_COLLAPSE = 3  # exit status of a run stopped by --stop_on_collapse
-# Flags that must not change between a run and its resumption (they change model or objective).
-RESUME_KEYS = ("model_size", "loss_type", "pooling", "score_activation", "num_levels",
-               "crop_size", "prompt_pairs", "distortions")
 # Flags recorded in every checkpoint's config (with model size, distortions, prompts, data).
 CONFIG_FLAGS = ("loss_type", "score_activation", "pooling", "crop_size", "num_levels",
                 "train_prompt_pairs", "margin", "val_distortions", "val_images",
@@ -93,17 +89,6 @@ def best_checkpoint_name(model_size: str) -> str:
 def final_checkpoint_name(model_size: str) -> str:
     """File name of the encoder checkpoint written at the end of pretraining."""
     return f"swin_{model_size}_qualiclip_pretrained.pkl"
-
-
-def parse_prompt_pair(text: str) -> tuple[str, str]:
-    """argparse type: 'POSITIVE|NEGATIVE' -> (positive, negative)."""
-    parts = [part.strip() for part in text.split("|")]
-    if len(parts) != 2 or not all(parts):
-        raise argparse.ArgumentTypeError(
-            f"expected one prompt pair as 'POSITIVE|NEGATIVE', e.g. 'Good photo.|Bad photo.'; "
-            f"got {text!r}"
-        )
-    return parts[0], parts[1]
 
 
 def _stream_seed(*values: int) -> int:
@@ -205,6 +190,7 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> PretrainRun:
     barrier(info)
     logger = setup_logger(name, args.log_dir, info.is_main)
     state_path = resolve_resume_path(args.resume, run_dir)
+    saved = check_resume_flags(args, state_path, CONFIG_NAME, logger)
     if state_path is None and (run_dir / LAST_STATE_NAME).is_file():
         raise CheckpointError(f"{run_dir} already holds a run ({LAST_STATE_NAME}); add --resume to "
                               "continue it or choose another --model_name")
@@ -235,14 +221,11 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> PretrainRun:
                       scheduler, scaler, amp, start_epoch=1, validation=validation)
     if state_path is not None:
         state = load_train_state(state_path, model, optimizer, scheduler, scaler)
-        changed = [k for k in RESUME_KEYS if state["config"].get(k, config[k]) != config[k]]
-        if changed:
-            raise CheckpointError(
-                f"cannot resume from {state_path}: " + "; ".join(
-                    f"{k} was {state['config'][k]!r}, now {config[k]!r}" for k in changed)
-                + ". Resume with the original flags or start a new run (another --model_name)")
         run.start_epoch = state["epoch"] + 1
         logger.info("resumed from %s after epoch %d", state_path, state["epoch"])
+        if saved.get("epochs", args.epochs) != args.epochs:
+            logger.warning(schedule_change_note(optimizer, scheduler, "cosine", saved["epochs"],
+                                                args.epochs, state["epoch"]))
     if info.is_main:
         MetricsJournal(run_dir / METRICS_NAME).truncate_from(run.start_epoch)  # redo, never twice
         save_args(args, run_dir / CONFIG_NAME, extra={

@@ -27,7 +27,6 @@ from engine.loop import to_device_images
 COLLAPSE_ACCURACY = 0.6
 # ... or when the scores of one crop spread across levels by less than this fraction of the margin.
 COLLAPSE_SPREAD = 0.1
-DEFAULT_VAL_DISTORTIONS = "lens_blur,jpeg2000,impulse_noise,quantization"
 VAL_STREAM = 7  # the validation set's own seed stream, apart from training crops and degradations
 
 

@@ -12,7 +12,7 @@ from benchmarks.timing import RegionTimer, run_times
 from data.degradations import parse_distortions
 from engine.loop import train_one_epoch
 from engine.optim import build_optimizer, build_scheduler, param_groups
-from engine.pretrain import QualiCLIPStep, build_pretrain_model
+from engine.pretrain_setup import QualiCLIPStep, build_pretrain_model, resolve_size_defaults
 from engine.runtime import make_grad_scaler
 from engine.train_state import NonFiniteGuard
 from models.clip_anchors import QUALICLIP_PROMPT_PAIRS
@@ -25,7 +25,9 @@ def pretrain_args(model_size: str, batch_size: int, num_levels: int, distortions
             str(num_levels), "--distortions", distortions, "--amp", amp, "--device", str(device),
             "--imagenet_weights", "none", "--loss_type", "simplified"]
     parser = pretrain_qualiclip.get_args_parser()
-    return parser.parse_args(argv + (["--compile"] if compile_model else []))
+    args = parser.parse_args(argv + (["--compile"] if compile_model else []))
+    resolve_size_defaults(args)  # the learning rate and loss weights of the model size
+    return args
 
 
 def pair_batch(batch_size: int, crop: int, device: torch.device, seed: int = 0) -> dict:

@@ -25,6 +25,7 @@ from engine.distributed import (
     DistInfo,
     barrier,
     broadcast_object,
+    check_shared_folder,
     cleanup,
     init_distributed,
     reduce_mean,
@@ -58,6 +59,7 @@ from engine.train_state import (
     LAST_STATE_NAME,
     GracefulStop,
     NonFiniteGuard,
+    all_rank_rngs,
     load_train_state,
     resolve_resume_path,
     save_train_state,
@@ -187,7 +189,7 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> PretrainRun:
     if info.is_main:  # fail in the first second, not after an epoch, when outputs cannot be written
         check_writable(run_dir)
         check_writable(args.log_dir)
-    barrier(info)
+    check_shared_folder(run_dir, info)
     logger = setup_logger(name, args.log_dir, info.is_main)
     state_path = resolve_resume_path(args.resume, run_dir)
     saved = check_resume_flags(args, state_path, CONFIG_NAME, logger)
@@ -207,7 +209,7 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> PretrainRun:
     val_distortions = parse_distortions(args.val_distortions) if args.val_distortions else []
     validation = build_validation(images.val, images.policy, cache, val_distortions, args,
                                   info.device, logger) if info.is_main else None
-    model = build_pretrain_model(args, pairs).to(info.device)
+    model = build_pretrain_model(args, pairs).to(info.device, memory_format=torch.channels_last)
     groups = param_groups({"encoder": (model.encoder, args.lr), "head": (model.head, args.lr)},
                           args.weight_decay)
     optimizer = build_optimizer(groups, info.device)
@@ -220,7 +222,7 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> PretrainRun:
     run = PretrainRun(name, run_dir, logger, config, distortions, model, loader, optimizer,
                       scheduler, scaler, amp, start_epoch=1, validation=validation)
     if state_path is not None:
-        state = load_train_state(state_path, model, optimizer, scheduler, scaler)
+        state = load_train_state(state_path, model, optimizer, scheduler, scaler, info.rank)
         run.start_epoch = state["epoch"] + 1
         logger.info("resumed from %s after epoch %d", state_path, state["epoch"])
         if saved.get("epochs", args.epochs) != args.epochs:
@@ -243,13 +245,16 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> PretrainRun:
 
 
 def _epoch_record(epoch: int, result: dict, lr: float, info: DistInfo) -> dict:
-    """metrics.jsonl record of one epoch, losses averaged over processes."""
-    names = ("loss", "consistency", "ranking", "rank_accuracy", "level_spread")
+    """metrics.jsonl record of one epoch: losses and collapse signals averaged, images and skips
+    summed over ranks."""
+    names = ("loss", "consistency", "ranking", "rank_accuracy", "level_spread", "images",
+             "skipped_batches")
     values = torch.tensor([result.get(key, math.nan) for key in names], dtype=torch.float64)
-    return {"epoch": epoch, **dict(zip(names, reduce_mean(values, info).tolist(), strict=True)),
-            "lr": lr, "time_s": round(result["time_s"], 3), "steps": result["steps"],
-            "images": result["images"] * info.world_size,
-            "skipped_batches": result["skipped_batches"]}
+    record = dict(zip(names, reduce_mean(values, info).tolist(), strict=True))
+    for key in ("images", "skipped_batches"):
+        record[key] = round(record[key] * info.world_size)
+    return {"epoch": epoch, **record, "lr": lr, "time_s": round(result["time_s"], 3),
+            "steps": result["steps"]}
 
 
 def _validate(run: PretrainRun, record: dict) -> bool:
@@ -262,8 +267,8 @@ def _validate(run: PretrainRun, record: dict) -> bool:
     return all(value is None or record["val_srcc"] > value for value in earlier)
 
 
-def _save_epoch(run: PretrainRun, args: argparse.Namespace, epoch: int,
-                record: dict) -> str | None:
+def _save_epoch(run: PretrainRun, args: argparse.Namespace, epoch: int, record: dict,
+                rank_rngs: list[dict] | None) -> str | None:
     """Main process: validation, epoch and best checkpoints, metrics line, last.pkl, log line;
     returns the collapse warning of this epoch, if any."""
     size = run.model.encoder.model_size
@@ -276,7 +281,7 @@ def _save_epoch(run: PretrainRun, args: argparse.Namespace, epoch: int,
     # metrics before last.pkl: a kill in between redoes this epoch and its line is replaced
     MetricsJournal(run.run_dir / METRICS_NAME).append(record)
     save_train_state(run.last_path, run.model, run.optimizer, run.scheduler, run.scaler, epoch,
-                     {"run_name": run.name}, run.config, size)
+                     {"run_name": run.name}, run.config, size, rank_rngs)
     skipped = record["skipped_batches"]
     val = f" | val SRCC {record['val_srcc']:.4f}" if "val_srcc" in record else ""
     run.logger.info(
@@ -326,7 +331,8 @@ def _pretrain(args: argparse.Namespace, info: DistInfo, command: str | None) -> 
         ddp_model = compile_or_eager(ddp_model, example.contiguous(
             memory_format=torch.channels_last), run.amp, run.logger)
     guard = NonFiniteGuard(skip=args.skip_nonfinite,
-                           last_checkpoint=str(run.last_path) if run.start_epoch > 1 else None)
+                           last_checkpoint=str(run.last_path) if run.start_epoch > 1 else None,
+                           info=info)
     with GracefulStop(run.logger) as stop:
         for epoch in range(run.start_epoch, args.epochs + 1):
             step_fn = QualiCLIPStep(args, run.distortions, info.device,
@@ -335,13 +341,14 @@ def _pretrain(args: argparse.Namespace, info: DistInfo, command: str | None) -> 
                 ddp_model, run.loader, run.optimizer, run.scheduler, run.scaler, step_fn,
                 device=info.device, amp=run.amp, accum_steps=args.accum_steps, guard=guard,
                 stop=stop, epoch=epoch, desc=f"pretrain {epoch}/{args.epochs}",
-                is_main=info.is_main, max_steps=args.max_steps_per_epoch,
+                is_main=info.is_main, max_steps=args.max_steps_per_epoch, info=info,
             )
             if result["stopped"]:  # the partial epoch is not saved: a resume redoes it whole
                 run.logger.warning("stopped during epoch %d, which a resume redoes", epoch)
                 return _stopped(run, stop, epoch - 1, command, info)
             record = _epoch_record(epoch, result, run.optimizer.param_groups[0]["lr"], info)
-            warning = _save_epoch(run, args, epoch, record) if info.is_main else None
+            rank_rngs = all_rank_rngs(info)
+            warning = _save_epoch(run, args, epoch, record, rank_rngs) if info.is_main else None
             guard.last_checkpoint = str(run.last_path)
             if broadcast_object(warning, info) and args.stop_on_collapse:
                 if info.is_main:

@@ -94,7 +94,8 @@ def test_pretrain_under_torchrun(demo_root: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "runs" / "ddp_pre"
     names = sorted(p.name for p in run_dir.iterdir())
     assert names == ["last.pkl", "metrics.jsonl", "pretrain_config.json",
-                     "swin_micro_epoch1.pkl", "swin_micro_qualiclip_pretrained.pkl"]
+                     "swin_micro_epoch1.pkl", "swin_micro_qualiclip_best.pkl",
+                     "swin_micro_qualiclip_pretrained.pkl"]
     records = MetricsJournal(run_dir / "metrics.jsonl").read()
     assert [r["epoch"] for r in records] == [1]
     assert records[0]["images"] == 2 * 2 * 2  # processes x batch x steps

@@ -50,5 +50,5 @@ def test_a_stage_finished_with_other_settings_stops_the_chain(tmp_path: Path,
     out = chain(run_dir, demo_root)
     assert out.returncode == 2, out.stdout + out.stderr
     assert "error: stage 'data' finished " in out.stderr
-    assert "with other settings: MODEL_SIZE was 'base', now 'micro'" in out.stderr
+    assert "with other settings: MODEL_SIZE was 'base', now 'mini'" in out.stderr
     assert "--force data" in out.stderr and "[run]" not in out.stdout

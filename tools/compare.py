@@ -168,7 +168,8 @@ def _pick(seeds: dict | None, key: str, boot: dict | None) -> dict:
                 "low": s["low"], "high": s["high"], "verdict": s["verdict"],
                 "p_ttest": s["p_ttest"], "p_wilcoxon": s["p_wilcoxon"]}
     if boot:
-        return {"basis": "paired bootstrap over test images, one training run", **boot}
+        return {"basis": "paired bootstrap over test images, one training run per model "
+                "(seed-to-seed variance is not in this interval)", "one_run": True, **boot}
     return {"basis": "not measured", "value": math.nan, "low": math.nan, "high": math.nan,
             "verdict": "inconclusive"}
 

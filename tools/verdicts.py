@@ -91,13 +91,16 @@ def recommendations(comp: dict) -> list[str]:
     if any(x["verdict"] == "inconclusive" for x in v.values()) and single:
         out.append("Repeat the fine-tuning (`--repeats 5`): with one run per model the intervals "
                    "hold test-sample noise only and convergence has no interval at all.")
-    if v["koniq"]["verdict"] == "yes" or v["cross_dataset"]["verdict"] == "yes":
-        where = [WHERE[k] for k in ("koniq", "cross_dataset") if v[k]["verdict"] == "yes"]
-        out.append(f"Start fine-tuning from the QualiCLIP encoder where it was shown to help "
-                   f"({' and '.join(where)}).")
-    if "no" in (v["koniq"]["verdict"], v["cross_dataset"]["verdict"]):
-        out.append("Do not use the QualiCLIP encoder for fine-tuning in this setting: it scored "
-                   "lower with an interval below zero.")
+    for answer, action in (("yes", "starting fine-tuning from the QualiCLIP encoder"),
+                           ("no", "not using the QualiCLIP encoder for fine-tuning")):
+        keys = [k for k in ("koniq", "cross_dataset") if v[k]["verdict"] == answer]
+        single = " and ".join(WHERE[k] for k in keys if v[k].get("one_run"))
+        seeds = " and ".join(WHERE[k] for k in keys if not v[k].get("one_run"))
+        if seeds:
+            out.append(f"{action[0].upper()}{action[1:]} is supported for {seeds} across seeds.")
+        if single:
+            out.append(f"The answer {answer} for {single} rests on one training run per model; "
+                       f"confirm it with `--repeats 5` before {action}.")
     if v["features"]["verdict"] == "yes" and v["koniq"]["verdict"] != "yes":
         out.append("The encoder's features are more quality-aware, but full-label fine-tuning "
                    "does not show it: compare with fewer labels (`--ablation labels`).")
@@ -110,8 +113,9 @@ def recommendations(comp: dict) -> list[str]:
 
 def help_section(comp: dict, demo: bool) -> str:
     """"Does pretraining help?": the four verdicts with numbers, findings, recommendations."""
-    rows = [[QUESTIONS[k], f"**{v['verdict']}**", _verdict_line(k, v)]
-            for k, v in comp["verdicts"].items()]
+    rows = [[QUESTIONS[k], f"**{v['verdict']}**" + (" (one training run)" if v.get("one_run")
+                                                     and v["verdict"] != "inconclusive" else ""),
+             _verdict_line(k, v)] for k, v in comp["verdicts"].items()]
     body = [RULE, table(["Question", "Answer", "Numbers"], rows),
             "**Key findings**\n\n" + "\n".join(f"- {x}" for x in findings(comp, demo)),
             "**Recommendations**\n\n" + "\n".join(f"- {x}" for x in recommendations(comp))]

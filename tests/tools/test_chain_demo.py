@@ -38,12 +38,14 @@ def test_demo_chain_writes_a_filled_report_and_reruns_as_skips(tmp_path: Path,
     ran = re.findall(r"^\[run\] (\S+):", first, flags=re.M)
     assert ran[:4] == ["data", "pretrain", "untrained", "baseline"]
     expected = {"pretrained", "test_baseline", "test_pretrained", "test_zero_shot",
-                "test_zero_shot_untrained", "report"}
+                "test_zero_shot_untrained", "probe", "report"}
     assert expected <= set(ran)
     report = run_dir / "QUALICLIP_RESULTS.md"
     text = report.read_text()
     assert_no_placeholder(text)
     assert "## Main results: KonIQ-10k" in text and "published figure" in text
+    assert "## Does pretraining help?" in text and "| Better quality-aware features? |" in text
+    assert (run_dir / "comparisons.json").is_file() and (run_dir / "probe" / "probe.json").is_file()
     plots = linked_images(report)
     assert len(plots) >= 4 and all(p.is_file() for p in plots)
     for name in ("baseline", "pretrained", "zero_shot", "zero_shot_untrained"):

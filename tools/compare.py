@@ -95,12 +95,9 @@ def seed_pairs(run: RunData) -> list[tuple[FinetuneRun, FinetuneRun, int]]:
 
 def _cross_means(run: RunData, index: int) -> tuple[float, float] | None:
     """Mean cross-dataset SRCC of baseline and pretrained for repeat `index` (0 = main run)."""
-    evals = [run.evals.get(n) if index == 0 else run.repeat_evals.get(n, {}).get(index)
-             for n in ("baseline", "pretrained")]
-    if any(e is None for e in evals):
-        return None
-    keys = sorted(k for k in set(evals[0].results) & set(evals[1].results) if k != IN_DOMAIN)
-    vals = [[e.results[k].get("srcc") for k in keys] for e in evals]
+    base, pre = _seed_evals(run, index)
+    keys = sorted(k for k in set(base) & set(pre) if k != IN_DOMAIN)
+    vals = [[r[k].get("srcc") for k in keys] for r in (base, pre)]
     if not keys or not all(is_number(v) for row in vals for v in row):
         return None
     return sum(vals[0]) / len(keys), sum(vals[1]) / len(keys)
@@ -119,7 +116,23 @@ def seed_comparisons(run: RunData) -> dict:
     cross = [c for _, _, i in pairs if (c := _cross_means(run, i)) is not None]
     if len(cross) >= 2:
         out["cross_mean_srcc"] = seed_test([c[0] for c in cross], [c[1] for c in cross])
+    out["per_test_set"] = {}
+    for key in sorted({k for _, _, i in pairs for k in _seed_evals(run, i)[0]}):
+        for metric in ("srcc", "plcc"):
+            vals = [(a[key].get(metric), b[key].get(metric)) for _, _, i in pairs
+                    for a, b in [_seed_evals(run, i)] if key in a and key in b]
+            vals = [v for v in vals if is_number(v[0]) and is_number(v[1])]
+            if len(vals) >= 2:
+                out["per_test_set"].setdefault(key, {})[metric] = seed_test(
+                    [v[0] for v in vals], [v[1] for v in vals])
     return out
+
+
+def _seed_evals(run: RunData, index: int) -> tuple[dict, dict]:
+    """Metrics per test set of baseline and pretrained for repeat `index` (0 = main run)."""
+    evals = [run.evals.get(n) if index == 0 else run.repeat_evals.get(n, {}).get(index)
+             for n in ("baseline", "pretrained")]
+    return tuple(e.results if e is not None else {} for e in evals)
 
 
 def probe_comparisons(run: RunData, resamples: int, seed: int) -> dict:

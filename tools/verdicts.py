@@ -138,10 +138,14 @@ def differences_table(results: dict, ref: str, new: str) -> str:
 def seeds_table(seeds: dict) -> str:
     """Per-seed values, medians, spread and paired tests across seeds."""
     rows = []
-    for key, label in (("koniq10k_srcc", "KonIQ-10k test SRCC"),
-                       ("koniq10k_plcc", "KonIQ-10k test PLCC"),
-                       ("cross_mean_srcc", "mean cross-dataset SRCC")):
-        s = seeds.get(key)
+    entries = [(seeds.get(key), label) for key, label in (
+        ("koniq10k_srcc", "KonIQ-10k test SRCC (results.json)"),
+        ("koniq10k_plcc", "KonIQ-10k test PLCC (results.json)"),
+        ("cross_mean_srcc", "mean cross-dataset SRCC"))]
+    entries += [(m, f"{dataset_name(key)} {metric.upper()} (test_swin.py)")
+                for key, by_metric in (seeds.get("per_test_set") or {}).items()
+                for metric, m in by_metric.items()]
+    for s, label in entries:
         if not s:
             continue
         per_seed = ", ".join(f"{a:.3f}/{b:.3f}" for a, b in zip(s["reference"], s["new"],

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.tools.conftest import write_eval, write_finetune
 from tests.tools.report_checks import assert_no_placeholder, linked_images
@@ -92,3 +93,20 @@ def test_single_run_with_no_difference_reads_inconclusive(complete_run: Path) ->
     assert comp["convergence"]["reason"].startswith("one training run per model")
     assert "Repeat the fine-tuning (`--repeats 5`)" in text
     assert "(95 % CI" in text.split("## Main results")[0]  # the headline carries its interval
+
+
+def test_repeats_give_seed_tests_on_every_test_set(complete_run: Path, images: list[Path]) -> None:
+    ev = complete_run / "eval"
+    for i, (base, pre) in enumerate([(0.58, 0.64), (0.61, 0.66)], start=1):
+        write_eval(ev / f"baseline_r{i}.json", base, images)
+        write_eval(ev / f"pretrained_r{i}.json", pre, images)
+    text = write_report(complete_run).read_text()
+    comp = json.loads((complete_run / COMPARISONS_NAME).read_text())
+    spaq = comp["seeds"]["per_test_set"]["spaq"]["srcc"]
+    assert spaq["n"] == 3 and spaq["diff"] == pytest.approx([0.05, 0.06, 0.05])
+    assert spaq["verdict"] == "yes" and spaq["median_new"] == pytest.approx(0.55)
+    assert comp["seeds"]["cross_mean_srcc"]["verdict"] == "yes"
+    cross = comp["verdicts"]["cross_dataset"]
+    assert cross["basis"] == "paired t interval over 3 seeds" and not cross.get("one_run")
+    assert "| SPAQ SRCC (test_swin.py) | 3 | 0.500/0.550, 0.480/0.540, 0.510/0.560 |" in text
+    assert_no_placeholder(text)

@@ -101,10 +101,10 @@ def probe_dataset(features: Mapping[str, np.ndarray], rows: Sequence[Row]) -> di
         grouped = len(set(groups)) < int(train.sum())  # several images share content
         pred, alpha = fit_probe(x[train], mos[train], x[test], groups if grouped else None)
         metrics = evaluate_predictions(pred, mos[test], strict=False)
+        names = [rows[i].name for i in np.flatnonzero(test)]
         out[kind] = {"srcc": metrics["srcc"], "plcc": metrics["plcc"], "alpha": alpha,
                      "n_train": int(train.sum()), "n_test": int(test.sum()),
-                     "predictions": [(r.name, float(m), float(p)) for r, m, p in
-                                     zip([r for r, t in zip(rows, test, strict=True) if t],
-                                         mos[test], pred, strict=True)]}
+                     "predictions": list(zip(names, mos[test].tolist(), pred.tolist(),
+                                             strict=True))}
     return out
 

@@ -26,17 +26,20 @@ def _row_pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return np.where(denom > 0, (xc * yc).sum(axis=1) / denom, np.nan)
 
 
-def resampled_correlations(target: np.ndarray, pred: np.ndarray, indices: np.ndarray
-                           ) -> dict[str, np.ndarray]:
-    """SRCC and PLCC of `pred` against `target` on each row of resampled indices (R, n)."""
-    out = {key: np.empty(len(indices)) for key in CORRELATIONS}
+def resampled_correlations(target: np.ndarray, preds: Sequence[np.ndarray], indices: np.ndarray
+                           ) -> list[dict[str, np.ndarray]]:
+    """SRCC and PLCC of each prediction vector against `target` on each row of resampled
+    indices (R, n); the target's ranks are computed once per block for all of them."""
+    out = [{key: np.empty(len(indices)) for key in CORRELATIONS} for _ in preds]
     for start in range(0, len(indices), _CHUNK):
         idx = indices[start:start + _CHUNK]
-        t, p = target[idx], pred[idx]  # (r, n)
-        out["plcc"][start:start + len(idx)] = _row_pearson(p, t)
-        ranks_p = stats.rankdata(p, axis=1)
+        t = target[idx]  # (r, n)
         ranks_t = stats.rankdata(t, axis=1)
-        out["srcc"][start:start + len(idx)] = _row_pearson(ranks_p, ranks_t)
+        block = slice(start, start + len(idx))
+        for pred, res in zip(preds, out, strict=True):
+            p = pred[idx]
+            res["plcc"][block] = _row_pearson(p, t)
+            res["srcc"][block] = _row_pearson(stats.rankdata(p, axis=1), ranks_t)
     return out
 
 
@@ -89,10 +92,8 @@ def paired_bootstrap(target: Sequence[float], pred_a: Sequence[float], pred_b: S
     indices = np.random.default_rng(seed).integers(0, t.size, size=(resamples, t.size))
     full = np.arange(t.size)[None, :]
     point, replicates = {}, {}
-    rep_a = resampled_correlations(t, a, indices)
-    rep_b = resampled_correlations(t, b, indices)
-    full_a = resampled_correlations(t, a, full)
-    full_b = resampled_correlations(t, b, full)
+    rep_a, rep_b = resampled_correlations(t, [a, b], indices)
+    full_a, full_b = resampled_correlations(t, [a, b], full)
     for metric in CORRELATIONS:
         va, vb = float(full_a[metric][0]), float(full_b[metric][0])
         point[metric] = {"a": va, "b": vb, "diff": vb - va}

@@ -16,13 +16,14 @@ import shlex
 import sys
 
 from engine.cli import (
-    DefaultsHelpFormatter,
+    DEFAULT_DISTORTIONS,
     add_common_args,
+    build_parser,
     non_negative_int,
+    parse_prompt_pair,
     positive_int,
     run_script,
 )
-from engine.pretrain import DEFAULT_DISTORTIONS, parse_prompt_pair, run_pretraining
 
 
 def non_negative_float(text: str) -> float:
@@ -35,10 +36,7 @@ def non_negative_float(text: str) -> float:
 
 def get_args_parser() -> argparse.ArgumentParser:
     """Flags of the pretraining stage (the common flags of engine.cli included)."""
-    parser = argparse.ArgumentParser(
-        description="QualiCLIP pretraining of the Swin encoder (unlabeled images, no MOS)",
-        formatter_class=DefaultsHelpFormatter,
-    )
+    parser = build_parser("QualiCLIP pretraining of the Swin encoder (unlabeled images, no MOS)")
     add_common_args(parser, training=True)
 
     data = parser.add_argument_group("data")
@@ -81,8 +79,10 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="crop differences tolerated by the consistency term (0: absolute "
         "difference; > 0: QualiCLIP's margin-ranking form)",
     )
-    loss.add_argument("--consistency_weight", type=non_negative_float, default=1.0)
-    loss.add_argument("--ranking_weight", type=non_negative_float, default=1.0)
+    loss.add_argument("--consistency_weight", type=non_negative_float, default=1.0,
+                      help="weight of the consistency term (two crops, same level)")
+    loss.add_argument("--ranking_weight", type=non_negative_float, default=1.0,
+                      help="weight of the ranking term (less degraded scores higher)")
     loss.add_argument("--clip_model", default="RN50", help="open_clip text tower of the full loss")
     loss.add_argument(
         "--clip_weights",
@@ -109,7 +109,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                        help="0 saves the untrained encoder and head: the control of "
                        "zero-shot comparisons")
     optim.add_argument("--batch_size", type=positive_int, default=8, help="images per step and GPU")
-    optim.add_argument("--lr", type=float, default=5e-5)
+    optim.add_argument("--lr", type=float, default=5e-5,
+                       help="AdamW learning rate (encoder and head)")
     optim.add_argument("--weight_decay", type=non_negative_float, default=1e-4)
     optim.add_argument(
         "--warmup_epochs",
@@ -143,6 +144,8 @@ def main(argv: list[str] | None = None) -> dict:
     """Parse flags and run the pretraining; returns the run summary (with its "exit_code")."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = get_args_parser().parse_args(argv)
+    from engine.pretrain import run_pretraining
+
     return run_pretraining(args, command=shlex.join(["python", "pretrain_qualiclip.py", *argv]))
 
 

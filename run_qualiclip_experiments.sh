@@ -8,7 +8,9 @@ usage() {
 Usage: bash run_qualiclip_experiments.sh [--demo] [--force STAGE]... [--repeats N]
            [--ablation epochs|distortions|loss|labels|all]... [--KNOB VALUE]...
 
-Runs, each stage once (a marker RUN_DIR/.done/<stage> skips it on a rerun):
+Runs, each stage once. A finished stage's marker RUN_DIR/.done/<stage> records its settings (the
+flags of its command and the knobs it declares); a rerun skips it only when they are unchanged and
+otherwise stops, naming the differences (--force STAGE redoes it, or use another EXP_NAME):
   demo_data         (--demo only) python -m data.demo --out RUN_DIR/demo_data
   data              python -m data per dataset (missing ones are skipped with a notice; KonIQ-10k is
                     required) and python -m models (parameter counts)
@@ -33,7 +35,7 @@ Runs, each stage once (a marker RUN_DIR/.done/<stage> skips it on a rerun):
 Options:
   --demo              demo data, micro model at 64 px, CPU: the whole chain in a few minutes
   --force STAGE       redo a stage from scratch (repeatable; `all` redoes every stage); the stages
-                      that use its output are redone too
+                      that use its output are redone too. An unknown stage name is an error
   --repeats N         fine-tune N times (seeds / random splits) and report median and spread
   --ablation KIND     epochs (0/5/10/20 pretraining epochs), distortions (blur / jpeg / all four),
                       loss (simplified / full), labels (LABEL_FRACTIONS % of the training labels,
@@ -47,18 +49,22 @@ Knobs: each is an environment variable and a flag (--data_root DIR is DATA_ROOT=
   RUN_DIR                [results/<EXP_NAME>]
   DATA_ROOT              [./datasets; RUN_DIR/demo_data with --demo]
   MODEL_SIZE             [base; micro]            micro, tiny, small, base
-  PRETRAIN_EPOCHS        [10; 16]                 FINETUNE_EPOCHS [50; 8]
-  PRETRAIN_BATCH         [8]                      FINETUNE_BATCH  [96; 16]
-  PRETRAIN_LR            [5e-5; 1e-3]             FINETUNE_LR     [5e-6; 3e-4]
+  PROTOCOL               [plan]                   fine-tuning preset of train_swin.py: plan,
+                                                  hyperiqa or smart (README, "Fine-tuning
+                                                  protocols"); a fine-tuning knob marked
+                                                  "protocol" below overrides it only when set
+  PRETRAIN_EPOCHS        [10; 16]                 FINETUNE_EPOCHS [protocol; 8]
+  PRETRAIN_BATCH         [8]                      FINETUNE_BATCH  [protocol; 16] crops per step
+  PRETRAIN_LR            [5e-5; 1e-3]             FINETUNE_LR     [protocol; 3e-4]
   CROP_SIZE              [224; 64]                crop side of pretraining and fine-tuning
-  LR_RATIO               [10]                     head learning rate = FINETUNE_LR x LR_RATIO
-  LR_ENCODER_PRETRAINED  [1e-6; 2e-5]             encoder rate of the pretrained fine-tuning
+  LR_RATIO               [protocol]               head learning rate = FINETUNE_LR x LR_RATIO
+  LR_ENCODER_PRETRAINED  [protocol; 3e-4]         encoder rate of the pretrained fine-tuning
   DISTORTIONS            [blur,jpeg,noise,brightness; blur]
   LOSS_TYPE              [simplified]             simplified or full
-  NUM_LEVELS             [5; 3]                   PATIENCE [10]
-  TRAIN_PATCHES          [1]                      crops per image and training step
-  TEST_PATCHES           [25; 1]                  crops per image at test time
-  VAL_PATCHES            [10; 1]                  crops per validation image (model selection)
+  NUM_LEVELS             [5; 3]                   PATIENCE [protocol]
+  TRAIN_PATCHES          [protocol; 1]            random crops per training image and epoch
+  TEST_PATCHES           [protocol; 5]            crops per image at test time
+  VAL_PATCHES            [protocol; 5]            crops per validation image (model selection)
   PRETRAIN_STEPS         [no cap]                 optimizer steps per pretraining epoch
   FINETUNE_STEPS         [no cap]                 optimizer steps per fine-tuning epoch
   SPLIT                  [official]               official (KonIQ sets file) or random: the
@@ -76,6 +82,8 @@ Knobs: each is an environment variable and a flag (--data_root DIR is DATA_ROOT=
   CLIP_WEIGHTS           [openai; none]           openai, a local file, or none
   EXTRA_PRETRAIN_ARGS    [; --consistency_weight 0.1]   extra flags for pretrain_qualiclip.py
   EXTRA_FINETUNE_ARGS    []                       extra flags for train_swin.py
+  STRICT_REPORT          [0]                      1: a report figure that fails to draw fails
+                                                  the report stage (tools.report --strict)
   PYTHON                 [.venv/bin/python if present, else python]
 
 Layout of RUN_DIR: checkpoints/<run>/ (run folders of the scripts), eval/ (test_swin.py JSON and
@@ -86,14 +94,31 @@ stops the chain, naming the stage and its log RUN_DIR/logs/<stage>.log.
 EOF
 }
 
-KNOBS=(EXP_NAME RUN_DIR DATA_ROOT MODEL_SIZE CROP_SIZE PRETRAIN_EPOCHS FINETUNE_EPOCHS
+KNOBS=(EXP_NAME RUN_DIR DATA_ROOT MODEL_SIZE CROP_SIZE PROTOCOL PRETRAIN_EPOCHS FINETUNE_EPOCHS
   PRETRAIN_BATCH FINETUNE_BATCH PRETRAIN_LR FINETUNE_LR LR_RATIO LR_ENCODER_PRETRAINED DISTORTIONS LOSS_TYPE
   NUM_LEVELS PATIENCE TRAIN_PATCHES TEST_PATCHES VAL_PATCHES PRETRAIN_STEPS FINETUNE_STEPS SPLIT
   TEST_DATASETS ABLATION_EPOCHS LABEL_FRACTIONS PROBE_PATCHES NUM_WORKERS DEVICE AMP SEED REPEATS
-  GPUS IMAGENET_WEIGHTS
-  CLIP_WEIGHTS EXTRA_PRETRAIN_ARGS EXTRA_FINETUNE_ARGS PYTHON REPORT_OUT)
+  GPUS IMAGENET_WEIGHTS CLIP_WEIGHTS EXTRA_PRETRAIN_ARGS EXTRA_FINETUNE_ARGS PYTHON REPORT_OUT
+  STRICT_REPORT)
+# Every stage name run_stage may be given (shell patterns): --force checks its argument against
+# these, and run_stage refuses a name missing here, so a new stage must be declared.
+STAGES=(demo_data data pretrain untrained baseline pretrained 'baseline_r[1-9]*'
+  'pretrained_r[1-9]*' test_baseline test_pretrained test_zero_shot test_zero_shot_untrained
+  'test_baseline_r[1-9]*' 'test_pretrained_r[1-9]*' probe
+  'abl_*_pretrain' 'abl_*_finetune' 'abl_*_test'
+  'labels_f[1-9]*_baseline' 'labels_f[1-9]*_pretrained' 'test_labels_f[1-9]*_baseline'
+  'test_labels_f[1-9]*_pretrained' report)
 
 die() { echo "error: $*" >&2; exit 2; }
+
+is_stage() { # is_stage NAME: NAME matches a declared stage
+  local pattern
+  for pattern in "${STAGES[@]}"; do
+    # shellcheck disable=SC2053 # the patterns are globs on purpose
+    [[ $1 == $pattern ]] && return 0
+  done
+  return 1
+}
 
 DEMO=0
 FORCE=()
@@ -120,6 +145,10 @@ while [[ $# -gt 0 ]]; do
     *) die "unexpected argument '$1' (see --help)" ;;
   esac
 done
+for f in "${FORCE[@]+"${FORCE[@]}"}"; do
+  [[ $f == all ]] || is_stage "$f" || die "--force $f: no such stage; the stages are: all \
+${STAGES[*]}"
+done
 
 # Paths the caller gives are relative to the caller's folder; the defaults to the repository.
 for var in RUN_DIR DATA_ROOT REPORT_OUT; do
@@ -138,24 +167,28 @@ if [[ $DEMO == 1 ]]; then
   : "${PRETRAIN_EPOCHS:=16}" "${PRETRAIN_LR:=1e-3}" "${DISTORTIONS:=blur}"
   : "${EXTRA_PRETRAIN_ARGS:=--consistency_weight 0.1}" "${FINETUNE_EPOCHS:=8}"
   : "${FINETUNE_BATCH:=16}" "${FINETUNE_LR:=3e-4}" "${LR_ENCODER_PRETRAINED:=3e-4}"
-  : "${TEST_PATCHES:=5}" "${VAL_PATCHES:=5}" "${ABLATION_EPOCHS:=4 8}" "${NUM_WORKERS:=0}"
+  : "${TRAIN_PATCHES:=1}" "${TEST_PATCHES:=5}" "${VAL_PATCHES:=5}" "${ABLATION_EPOCHS:=4 8}" "${NUM_WORKERS:=0}"
   : "${LABEL_FRACTIONS:=25 50}" "${PROBE_PATCHES:=2}"
   : "${DEVICE:=cpu}" "${AMP:=off}" "${IMAGENET_WEIGHTS:=none}" "${CLIP_WEIGHTS:=none}"
 fi
 : "${MODEL_SIZE:=base}" "${CROP_SIZE:=224}" "${EXP_NAME:=qualiclip_${MODEL_SIZE}}"
 : "${RUN_DIR:=results/${EXP_NAME}}"
-: "${PRETRAIN_EPOCHS:=10}" "${FINETUNE_EPOCHS:=50}" "${PRETRAIN_BATCH:=8}" "${FINETUNE_BATCH:=96}"
-: "${PRETRAIN_LR:=5e-5}" "${FINETUNE_LR:=5e-6}" "${LR_RATIO:=10}" "${LR_ENCODER_PRETRAINED:=1e-6}"
+# Fine-tuning knobs left empty take the value of the PROTOCOL preset (train_swin.py --protocol).
+: "${PROTOCOL:=plan}" "${FINETUNE_EPOCHS:=}" "${FINETUNE_BATCH:=}" "${FINETUNE_LR:=}"
+: "${LR_RATIO:=}" "${LR_ENCODER_PRETRAINED:=}" "${PATIENCE:=}" "${TRAIN_PATCHES:=}"
+: "${TEST_PATCHES:=}" "${VAL_PATCHES:=}"
+: "${PRETRAIN_EPOCHS:=10}" "${PRETRAIN_BATCH:=8}" "${PRETRAIN_LR:=5e-5}"
 : "${DISTORTIONS:=blur,jpeg,noise,brightness}" "${LOSS_TYPE:=simplified}" "${NUM_LEVELS:=5}"
-: "${PATIENCE:=10}" "${TRAIN_PATCHES:=1}" "${TEST_PATCHES:=25}" "${VAL_PATCHES:=10}"
 : "${PRETRAIN_STEPS:=}" "${FINETUNE_STEPS:=}" "${SPLIT:=official}"
 : "${TEST_DATASETS:=spaq kadid10k agiqa3k livec koniq10k}" "${ABLATION_EPOCHS:=5 10 20}"
 : "${LABEL_FRACTIONS:=10 25 50}" "${PROBE_PATCHES:=5}"
 : "${NUM_WORKERS:=4}" "${DEVICE:=auto}" "${AMP:=auto}" "${SEED:=42}" "${REPEATS:=1}" "${GPUS:=1}"
 : "${IMAGENET_WEIGHTS:=auto}" "${CLIP_WEIGHTS:=openai}" "${EXTRA_PRETRAIN_ARGS:=}"
-: "${EXTRA_FINETUNE_ARGS:=}" "${REPORT_OUT:=}"
+: "${EXTRA_FINETUNE_ARGS:=}" "${REPORT_OUT:=}" "${STRICT_REPORT:=0}"
 [[ $REPEATS =~ ^[1-9][0-9]*$ ]] || die "REPEATS must be an integer >= 1, got '$REPEATS'"
 [[ $GPUS =~ ^[1-9][0-9]*$ ]] || die "GPUS must be an integer >= 1, got '$GPUS'"
+[[ $PROTOCOL =~ ^(plan|hyperiqa|smart)$ ]] || die "PROTOCOL must be plan, hyperiqa or smart, \
+got '$PROTOCOL'"
 
 if [[ $RUN_DIR != /* ]]; then RUN_DIR=$REPO_DIR/$RUN_DIR; fi
 if [[ -z "${DATA_ROOT:-}" ]]; then
@@ -248,14 +281,21 @@ stop_gpu_sampler() {
   fi
 }
 
-# run_stage NAME RUN_FOLDER|- CLEAN_PATHS -- COMMAND...
-#   Skips a stage with a marker; otherwise runs COMMAND (adding --resume when RUN_FOLDER holds a
-#   last.pkl of an interrupted attempt), tees its output to logs/NAME.log and writes the marker.
-#   A forced stage first deletes CLEAN_PATHS (space separated) so it starts from scratch.
+# run_stage NAME RUN_FOLDER|- CLEAN_PATHS [KEY=VALUE...] -- COMMAND...
+#   The stage's settings are the flags of COMMAND plus the KEY=VALUE pairs it declares (for what
+#   COMMAND does not show). A stage with a marker is skipped when the marker records the same
+#   settings and stops the chain, naming the differences, when not. Otherwise runs COMMAND
+#   (adding --resume when RUN_FOLDER holds a last.pkl of an interrupted attempt), tees its output
+#   to logs/NAME.log and writes the marker with the settings. A forced stage first deletes
+#   CLEAN_PATHS (space separated) so it starts from scratch.
 run_stage() {
-  local name=$1 folder=$2 clean=$3
-  shift 4
-  local marker=$DONE/$name
+  local name=$1 folder=$2 clean=$3 declared=() verdict
+  shift 3
+  while [[ $1 != -- ]]; do declared+=("$1"); shift; done
+  shift
+  is_stage "$name" || die "stage '$name' is not declared in STAGES at the top of $0"
+  local marker=$DONE/$name settings=(-- "$@")
+  settings=("${declared[@]+"${declared[@]}"}" "${settings[@]}")
   if is_forced "$name"; then
     rm -f "$marker"
     local p
@@ -263,9 +303,13 @@ run_stage() {
   fi
   RAN_STAGE=0
   if [[ -f $marker ]]; then
-    echo "[skip] $name: finished earlier ($(cat "$marker")); --force $name redoes it"
-    timing "$name" skipped
-    return 0
+    if verdict=$("$PYTHON" -m tools.stage_settings check "$marker" "${settings[@]}"); then
+      echo "[skip] $name: $verdict; --force $name redoes it"
+      timing "$name" skipped
+      return 0
+    fi
+    die "stage '$name' $verdict. Pass --force $name to redo it (the stages that use its output" \
+      "are redone too), or choose another EXP_NAME / --run_dir for the new settings"
   fi
   local cmd=("$@")
   if [[ $folder != - && -f $folder/last.pkl ]]; then
@@ -285,7 +329,7 @@ run_stage() {
   "${cmd[@]}" 2>&1 | tee -a "$LOGS/$name.log"
   stop_gpu_sampler
   timing "$name" "done"
-  date -u +%FT%TZ >"$marker"
+  "$PYTHON" -m tools.stage_settings record "$marker" "${settings[@]}"
   STAGE=""
 }
 
@@ -308,7 +352,7 @@ check_dataset() { # check_dataset KEY: data/KEY.json, or data/KEY.missing.txt sa
   fi
 }
 
-stage_data() {
+stage_data() { # uses DATA_ROOT and MODEL_SIZE (declared as the data stage's settings)
   local key pids=()
   for key in koniq10k spaq kadid10k agiqa3k livec; do
     check_dataset "$key" &
@@ -356,16 +400,25 @@ pretrain_cmd() { # pretrain_cmd MODEL_NAME EPOCHS DISTORTIONS LOSS_TYPE
   CMD+=("${EXTRA_PRE[@]+"${EXTRA_PRE[@]}"}")
 }
 
+# add_flag FLAG VALUE: append `FLAG VALUE` to CMD when VALUE is set (else the preset decides).
+add_flag() { if [[ -n $2 ]]; then CMD+=("$1" "$2"); fi; }
+
 finetune_cmd() { # finetune_cmd MODEL_NAME SEED SPLIT_SEED [ENCODER_CHECKPOINT]
   CMD=("${LAUNCH[@]}" train_swin.py "${COMMON[@]}" --dataset koniq10k --model_name "$1"
-    --seed "$2" --split "$SPLIT" --split_seed "$3" --epochs "$FINETUNE_EPOCHS"
-    --batch_size "$FINETUNE_BATCH" --lr "$FINETUNE_LR" --lr_ratio "$LR_RATIO"
-    --patience "$PATIENCE"
-    --train_patches "$TRAIN_PATCHES" --test_patches "$TEST_PATCHES"
-    --val_patches "$VAL_PATCHES" --crop_size "$CROP_SIZE" --imagenet_weights "$IMAGENET_WEIGHTS")
-  if [[ -n $FINETUNE_STEPS ]]; then CMD+=(--max_steps_per_epoch "$FINETUNE_STEPS"); fi
+    --seed "$2" --split "$SPLIT" --split_seed "$3" --protocol "$PROTOCOL"
+    --crop_size "$CROP_SIZE" --imagenet_weights "$IMAGENET_WEIGHTS")
+  add_flag --epochs "$FINETUNE_EPOCHS"
+  add_flag --batch_size "$FINETUNE_BATCH"
+  add_flag --lr "$FINETUNE_LR"
+  add_flag --lr_ratio "$LR_RATIO"
+  add_flag --patience "$PATIENCE"
+  add_flag --train_patches "$TRAIN_PATCHES"
+  add_flag --test_patches "$TEST_PATCHES"
+  add_flag --val_patches "$VAL_PATCHES"
+  add_flag --max_steps_per_epoch "$FINETUNE_STEPS"
   if [[ $# -ge 4 ]]; then
-    CMD+=(--pretrained_encoder "$4" --lr_encoder_pretrained "$LR_ENCODER_PRETRAINED")
+    CMD+=(--pretrained_encoder "$4")
+    add_flag --lr_encoder_pretrained "$LR_ENCODER_PRETRAINED"
   fi
   CMD+=("${EXTRA_FT[@]+"${EXTRA_FT[@]}"}")
 }
@@ -375,8 +428,8 @@ test_cmd() { # test_cmd MODEL_PATH OUTPUT_JSON [DATASET...] (default: the presen
   if [[ $# -gt 2 ]]; then sets=("${@:3}"); fi
   CMD=("${LAUNCH[@]}" test_swin.py --data_root "$DATA_ROOT" --device "$DEVICE" --amp "$AMP"
     --num_workers "$NUM_WORKERS" --log_dir "$LOGS/runs" --seed "$SEED"
-    --test_patches "$TEST_PATCHES" --model_path "$1" --output "$2"
-    --test_datasets "${sets[@]}")
+    --model_path "$1" --output "$2" --test_datasets "${sets[@]}")
+  add_flag --test_patches "$TEST_PATCHES"  # else a fine-tuned model's own, from its checkpoint
 }
 
 # run_label_fractions: baseline and pretrained on LABEL_FRACTIONS % of the training labels (the
@@ -468,7 +521,7 @@ if [[ $DEMO == 1 ]]; then
     if [[ $RAN_STAGE == 1 ]]; then invalidate data; fi
   fi
 fi
-run_stage data - "" -- stage_data
+run_stage data - "" DATA_ROOT="$DATA_ROOT" MODEL_SIZE="$MODEL_SIZE" -- stage_data
 present_test_sets
 
 pretrain_cmd pretrain "$PRETRAIN_EPOCHS" "$DISTORTIONS" "$LOSS_TYPE"
@@ -524,5 +577,6 @@ done
 if [[ $RAN_ANY == 1 ]]; then invalidate report; fi
 REPORT_CMD=("$PYTHON" -m tools.report --runs_dir "$RUN_DIR" --data_root "$DATA_ROOT")
 if [[ -n $REPORT_OUT ]]; then REPORT_CMD+=(--out "$REPORT_OUT"); fi
+if [[ $STRICT_REPORT == 1 ]]; then REPORT_CMD+=(--strict); fi
 run_stage report - "" -- "${REPORT_CMD[@]}"
 echo "done: $RUN_DIR/QUALICLIP_RESULTS.md"

@@ -12,19 +12,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-from engine.cli import DefaultsHelpFormatter, add_common_args, positive_int, run_script
-from engine.distributed import cleanup, init_distributed
-from engine.evaluate import DEFAULT_TEST_PATCHES, cross_dataset, load_model_for_eval
-from engine.runlog import setup_logger
-from engine.scoring import SCORES_NAME, score_images
+from engine.cli import (
+    DEFAULT_TEST_PATCHES,
+    SCORES_NAME,
+    add_common_args,
+    build_parser,
+    positive_int,
+    run_script,
+)
 
 DEFAULT_TEST_DATASETS = ("spaq", "kadid10k", "agiqa3k")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     """Flags of test_swin.py."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=DefaultsHelpFormatter)
+    parser = build_parser(__doc__.splitlines()[0])
     parser.add_argument("--model_path", required=True,
                         help="best_model.pkl of train_swin.py, or a Stage-1 encoder checkpoint "
                         "(swin_<size>_qualiclip_pretrained.pkl: zero-shot with its head)")
@@ -50,10 +52,16 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--images", nargs="+", default=None,
                         help="image files and/or folders to score (higher = better, on the "
                         "training set's MOS scale; zero-shot: 0..1)")
+    parser.add_argument("--cache_images", action="store_true",
+                        help="also cache the decoded --images under --cache_dir (off: each is "
+                        "decoded once per call and nothing is written; a cached full-resolution "
+                        "12-MP photo takes about 36 MB)")
     parser.add_argument("--scores_csv", default=None,
                         help=f"CSV image,score for --images (default <model dir>/{SCORES_NAME})")
     add_common_args(parser, training=False)
     parser.set_defaults(model_size=None)  # the checkpoint decides; a given size is checked
+    size = next(a for a in parser._actions if a.dest == "model_size")
+    size.help = "Swin size, checked against the checkpoint's (default: the checkpoint's)"
     return parser
 
 
@@ -62,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     if args.test_datasets is None and not args.images:
         args.test_datasets = list(DEFAULT_TEST_DATASETS)
+    from engine.distributed import cleanup, init_distributed
+    from engine.evaluate import cross_dataset, load_model_for_eval
+    from engine.runlog import setup_logger
+    from engine.scoring import score_images
+
     info = init_distributed(args.device)
     try:
         logger = setup_logger("test_swin", args.log_dir, info.is_main)

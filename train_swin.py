@@ -14,15 +14,18 @@ import shlex
 import sys
 
 from engine.cli import (
-    DefaultsHelpFormatter,
+    ATTENTION_SCOPES,
+    GEOMETRIES,
+    OPTIMIZER_CHOICES,
+    SCHEDULER_CHOICES,
     add_common_args,
+    add_switch,
+    build_parser,
     non_negative_int,
     positive_int,
     run_script,
 )
-from engine.distributed import cleanup, init_distributed
-from engine.finetune import TrainingInterrupted, run
-from engine.optim import SCHEDULER_CHOICES
+from engine.protocols import DEFAULT_PROTOCOL, PROTOCOL_CHOICES, preset_help
 
 
 def split_ratios(text: str) -> tuple[float, float, float]:
@@ -51,18 +54,15 @@ def label_fraction(text: str) -> float:
     return value
 
 
-def add_switch(group: argparse._ArgumentGroup, name: str, help_text: str) -> None:
-    """--NAME (default on) and --no_NAME (also spelled --no-NAME) to turn it off."""
-    group.add_argument(f"--{name}", dest=name, action="store_true", default=True,
-                       help=f"{help_text} (default on)")
-    group.add_argument(f"--no_{name}", f"--no-{name}", dest=name, action="store_false",
-                       help=f"turn --{name} off")
-
-
 def get_args_parser() -> argparse.ArgumentParser:
     """Flags of train_swin.py (defaults from the experiment plan)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=DefaultsHelpFormatter)
+    parser = build_parser(__doc__.splitlines()[0])
+    parser.add_argument("--protocol", choices=PROTOCOL_CHOICES, default=DEFAULT_PROTOCOL,
+                        help="preset of the flags marked 'default from --protocol' (README, "
+                        "'Fine-tuning protocols'); plan: the experiment plan with the "
+                        "references' crops per image, LDA rate and attention placement; "
+                        "hyperiqa: SSL92/hyperIQA's recipe; smart: the public Swin-HyperIQA's "
+                        "final settings. A flag given explicitly overrides its preset value")
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", "--database", dest="dataset", default="koniq10k",
                       help="koniq10k, spaq, kadid10k, agiqa3k, livec (or an alias) or csv:PATH")
@@ -72,14 +72,20 @@ def get_args_parser() -> argparse.ArgumentParser:
     data.add_argument("--split_seed", type=int, default=0, help="seed of the random split")
     data.add_argument("--split_ratios", type=split_ratios, default=(0.7, 0.1, 0.2),
                       help="train,val,test ratios of the random split")
+    data.add_argument("--resize", choices=GEOMETRIES, default=None,
+                      help="aspect: KonIQ 512 wide x 384 high, SPAQ/AGIQA short side 512; "
+                      "squash: 512 high x 384 wide as the references' Resize((512, 384)) "
+                      + preset_help("resize"))
     data.add_argument("--crop_size", type=positive_int, default=224, help="crop side in pixels")
-    data.add_argument("--train_patches", type=positive_int, default=1,
-                      help="random crops per training image per epoch")
-    data.add_argument("--test_patches", type=positive_int, default=25,
-                      help="fixed crops per test image, scores averaged (HyperIQA: 25)")
-    data.add_argument("--val_patches", type=positive_int, default=10,
-                      help="fixed crops per validation image for model selection (fewer than "
-                      "--test_patches: 25 would make KonIQ validation cost more than an epoch)")
+    data.add_argument("--train_patches", type=positive_int, default=None,
+                      help="random crops per training image per epoch, each a separate "
+                      "sample " + preset_help("train_patches"))
+    data.add_argument("--test_patches", type=positive_int, default=None,
+                      help="fixed crops per test image, scores averaged "
+                      + preset_help("test_patches"))
+    data.add_argument("--val_patches", type=positive_int, default=None,
+                      help="fixed crops per validation image for model selection "
+                      + preset_help("val_patches"))
     data.add_argument("--label_fraction", type=label_fraction, default=1.0,
                       help="train on this fraction of the training labels (a seeded subset, "
                       "the same for every model with the same --label_seed; val/test unchanged)")
@@ -91,40 +97,64 @@ def get_args_parser() -> argparse.ArgumentParser:
     model = parser.add_argument_group("model")
     model.add_argument("--model_name", default=None,
                        help="run folder name under --output_dir (default swin_<size>_<dataset>)")
-    model.add_argument("--drop_path", type=float, default=0.2, help="Swin stochastic depth rate")
-    model.add_argument("--dropout", type=float, default=0.3,
-                       help="dropout on the target network's input")
+    model.add_argument("--drop_path", type=float, default=None,
+                       help="Swin stochastic depth rate " + preset_help("drop_path"))
+    model.add_argument("--dropout", type=float, default=None,
+                       help="dropout on the target network's input " + preset_help("dropout"))
     add_switch(model, "use_multiscale", "content vector from all four stages (LDA), else the "
                "last stage")
-    add_switch(model, "use_attention", "learned per-image attention over the four stages")
+    add_switch(model, "use_attention", "learned per-image attention over the four stages "
+               + preset_help("use_attention"), default=None)
+    model.add_argument("--attention_scope", choices=ATTENTION_SCOPES, default=None,
+                       help="hyper: the attention weights only the pooled maps feeding the "
+                       "hyper network (references); hyper_lda: also the LDA content vector "
+                       + preset_help("attention_scope"))
+    model.add_argument("--lda_group", choices=("encoder", "hyper"), default=None,
+                       help="learning rate of the LDA (content vector) layers: the encoder's, "
+                       "as both references, or the hyper network's " + preset_help("lda_group"))
     model.add_argument("--pretrained_encoder", default=None,
                        help="Stage-1 encoder checkpoint (or a best_model.pkl) to start from")
 
     optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--epochs", type=positive_int, default=50)
-    optim.add_argument("--batch_size", type=positive_int, default=96,
-                       help="images per step per process (each gives --train_patches crops)")
+    optim.add_argument("--epochs", type=positive_int, default=None,
+                       help="training epochs (may be raised on --resume to train longer) "
+                       + preset_help("epochs"))
+    optim.add_argument("--batch_size", type=positive_int, default=None,
+                       help="training crops per step per process " + preset_help("batch_size"))
     optim.add_argument("--eval_batch_size", type=positive_int, default=None,
                        help="images per evaluation batch (default: twice the training crops "
                        "per step over the crops per image)")
-    optim.add_argument("--lr", type=float, default=5e-6, help="encoder learning rate")
-    optim.add_argument("--lr_ratio", type=float, default=10.0,
-                       help="hyper network learning rate = lr x lr_ratio")
+    optim.add_argument("--optimizer", choices=OPTIMIZER_CHOICES, default=None,
+                       help="adamw: decoupled weight decay; adam: decay added to the gradient "
+                       + preset_help("optimizer"))
+    optim.add_argument("--lr", type=float, default=None,
+                       help="encoder learning rate " + preset_help("lr"))
+    optim.add_argument("--lr_ratio", type=float, default=None,
+                       help="hyper network learning rate = lr x lr_ratio "
+                       + preset_help("lr_ratio"))
     optim.add_argument("--lr_hyper", type=float, default=None,
                        help="explicit hyper network learning rate (overrides --lr_ratio)")
     optim.add_argument("--lr_encoder_pretrained", type=float, default=None,
                        help="encoder learning rate when --pretrained_encoder is given "
-                       "(default: --lr)")
-    optim.add_argument("--weight_decay", type=float, default=2e-4,
-                       help="AdamW weight decay (none on norms, biases and position tables)")
-    optim.add_argument("--scheduler", choices=SCHEDULER_CHOICES, default="cosine")
-    optim.add_argument("--warmup_epochs", type=float, default=1.0,
-                       help="linear warmup epochs (fractions allowed)")
+                       + preset_help("lr_encoder_pretrained") + "; None: --lr")
+    optim.add_argument("--weight_decay", type=float, default=None,
+                       help="weight decay (none on norms, biases and position tables unless "
+                       "--decay_all) " + preset_help("weight_decay"))
+    add_switch(optim, "decay_all", "weight decay on every parameter, norms and biases too, as "
+               "both reference codes " + preset_help("decay_all"), default=None)
+    optim.add_argument("--scheduler", choices=SCHEDULER_CHOICES, default=None,
+                       help="hyperiqa: HyperIQA's solver: hyper rate lr x ratio for epochs 1-7, "
+                       "/ 10 for 8-10, then lr / 10 and lr / 100 (3 epochs each), encoder "
+                       "constant, moments reset each epoch " + preset_help("scheduler"))
+    optim.add_argument("--warmup_epochs", type=float, default=None,
+                       help="linear warmup epochs (fractions allowed) "
+                       + preset_help("warmup_epochs"))
     optim.add_argument("--lr_step_size", type=positive_int, default=10,
                        help="step scheduler: epochs between decays")
     optim.add_argument("--lr_gamma", type=float, default=0.1, help="step scheduler: decay factor")
-    optim.add_argument("--patience", type=non_negative_int, default=10,
-                       help="stop after this many epochs without a validation SRCC gain (0 = off)")
+    optim.add_argument("--patience", type=non_negative_int, default=None,
+                       help="stop after this many epochs without a validation SRCC gain (0 = "
+                       "off) " + preset_help("patience"))
     optim.add_argument("--max_steps_per_epoch", type=positive_int, default=None,
                        help="cap optimizer steps per epoch (tests and benchmarks)")
     optim.add_argument("--repeats", type=positive_int, default=1,
@@ -139,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = get_args_parser().parse_args(argv)
     command = shlex.join(["python", "train_swin.py", *argv])
+    from engine.distributed import cleanup, init_distributed
+    from engine.finetune import TrainingInterrupted, run
+
     info = init_distributed(args.device)
     try:
         run(args, info, command)

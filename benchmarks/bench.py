@@ -19,6 +19,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as a script: make the project's packages importable
     sys.path.insert(0, str(REPO_ROOT))
+from engine.cli import build_parser  # noqa: E402 (after the path fix)
 
 SECTIONS = ("train", "eval", "pretrain", "loader")  # "train" times the bare backbone too
 # Targets of the performance issue; each is checked where its figure was measured.
@@ -40,7 +41,7 @@ DEFAULTS = {
 
 def get_args_parser() -> argparse.ArgumentParser:
     """Flags of the benchmark (unset counts take the device's defaults)."""
-    parser = argparse.ArgumentParser(description="QualiCLIP-HyperIQA throughput benchmark")
+    parser = build_parser("QualiCLIP-HyperIQA throughput benchmark")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--model_size", default="micro",
                         choices=("micro", "test", "tiny", "small", "base"))

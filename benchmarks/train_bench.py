@@ -13,9 +13,10 @@ import torch
 import train_swin
 from benchmarks.timing import run_times, time_steps
 from engine.evaluate import eval_batch_size, model_scores
-from engine.finetune import l1_step, learning_rates, maybe_compile
+from engine.finetune import finetune_param_groups, l1_step, learning_rates, maybe_compile
 from engine.loop import to_device_images, train_one_epoch
-from engine.optim import build_optimizer, build_scheduler, param_groups
+from engine.optim import build_optimizer, build_scheduler
+from engine.protocols import apply_protocol
 from engine.runtime import autocast, make_grad_scaler
 from engine.train_state import NonFiniteGuard
 from models.swin_encoder import MODEL_SIZES, canonical_model_size
@@ -29,7 +30,9 @@ def finetune_args(model_size: str, batch_size: int, patches: int, amp: str, devi
     """train_swin.py's flags with their defaults (drop path, dropout, rates) and these settings."""
     argv = ["--model_size", model_size, "--batch_size", str(batch_size), "--train_patches",
             str(patches), "--amp", amp, "--device", str(device), "--imagenet_weights", "none"]
-    return train_swin.get_args_parser().parse_args(argv + (["--compile"] if compile_model else []))
+    args = train_swin.get_args_parser().parse_args(argv + (["--compile"] if compile_model else []))
+    apply_protocol(args)
+    return args
 
 
 def build_finetune_model(args: argparse.Namespace, device: torch.device,
@@ -42,7 +45,7 @@ def build_finetune_model(args: argparse.Namespace, device: torch.device,
     model = build_swin_hyperiqa(args.model_size, use_multiscale=args.use_multiscale,
                                 use_attention=args.use_attention, dropout=args.dropout,
                                 drop_path=args.drop_path, imagenet_weights="none",
-                                img_size=args.crop_size)
+                                img_size=args.crop_size, attention_scope=args.attention_scope)
     model.encoder.set_grad_checkpointing(grad_checkpointing)
     return model.to(device, memory_format=torch.channels_last)
 
@@ -69,9 +72,9 @@ def train_runner(args: argparse.Namespace, device: torch.device, grad_checkpoint
     amp = args.amp
     model = build_finetune_model(args, device, grad_checkpointing)
     encoder_lr, hyper_lr = learning_rates(args)
-    groups = param_groups({"encoder": (model.encoder, encoder_lr),
-                           "hyper": (model.head, hyper_lr)}, args.weight_decay)
-    optimizer = build_optimizer(groups, device)
+    groups = finetune_param_groups(model, encoder_lr, hyper_lr, args.weight_decay, args.lda_group,
+                                   args.decay_all)
+    optimizer = build_optimizer(groups, device, kind=args.optimizer)
     scheduler = build_scheduler(optimizer, args.scheduler, 1, 10**6, 0.0)
     scaler = make_grad_scaler(device, amp)
     train_model = maybe_compile(model, args, device, amp, LOGGER)

@@ -14,6 +14,7 @@ import sys
 
 from data.registry import DATASET_KEYS, SPLIT_MODES, summarize
 from data.rows import DatasetError
+from engine.cli import build_parser as project_parser
 
 EXIT_BAD_LAYOUT = 1
 EXIT_MISSING_IMAGES = 3
@@ -21,7 +22,7 @@ EXIT_MISSING_IMAGES = 3
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line flags of `python -m data`."""
-    parser = argparse.ArgumentParser(
+    parser = project_parser(
         prog="python -m data",
         description="Summarise an IQA dataset in its official layout and check that every "
         "image listed in its labels exists.",

@@ -7,7 +7,6 @@ it. The same seed gives byte-identical label files and images.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -19,6 +18,7 @@ import numpy as np
 
 from data.demo_files import write_csv, write_mat, write_xlsx
 from data.demo_photos import DEGRADATIONS, degrade, load_sources, make_scene
+from engine.cli import build_parser
 
 # KADID-10k type numbers of the demo's distortions (several are not among the pretraining
 # defaults blur/jpeg/noise/brightness, so zero-shot tests can hold them out)
@@ -259,7 +259,7 @@ def build_demo(out_dir: str | Path, seed: int = 0) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Build the demo datasets and print their sizes as JSON."""
-    parser = argparse.ArgumentParser(
+    parser = build_parser(
         prog="python -m data.demo",
         description="Build small demo IQA datasets in the five official layouts.",
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,14 @@ _TRAIN_STREAM, _EVAL_STREAM, _PAIR_STREAM = 1, 2, 3
 
 def _rng(*entropy: int) -> np.random.Generator:
     return np.random.default_rng([int(v) % 2**32 for v in entropy])
+
+
+def content_seed(image: np.ndarray) -> int:
+    """A 32-bit seed from an image's pixels: the same image gets the same evaluation crops
+    wherever it sits in a list, in a dataset or a folder, and on every rank."""
+    digest = hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=8)
+    digest.update(str(image.shape).encode())
+    return int.from_bytes(digest.digest()[:4], "little")
 
 
 def _to_tensor(crops: list[np.ndarray]) -> torch.Tensor:
@@ -106,21 +115,28 @@ class IQACropDataset(_CropSource):
         self.patches = patches
         self.train = train
 
+    def _positions(self, index: int, image: np.ndarray) -> list[tuple[int, int, bool]]:
+        """(top, left, flip) of the image's `patches` crops: the epoch's (training), or fixed by
+        the image's content alone (evaluation), so its position in the list does not matter."""
+        if self.train:
+            rng = _rng(self.seed, index, self.epoch, _TRAIN_STREAM)
+        else:
+            rng = _rng(self.seed, content_seed(image), _EVAL_STREAM)
+        height, width = image.shape[:2]
+        tops = rng.integers(0, height - self.crop_size + 1, size=self.patches)
+        lefts = rng.integers(0, width - self.crop_size + 1, size=self.patches)
+        flips = rng.random(self.patches) < 0.5 if self.train else np.zeros(self.patches, bool)
+        return list(zip(tops, lefts, flips, strict=True))
+
     def __getitem__(self, index: int) -> dict | None:
         """dict(image (P, 3, crop, crop) uint8, mos float32 scalar, index, name) or None."""
         image = self._decode(index)
         if image is None:
             return None
-        if self.train:
-            rng = _rng(self.seed, index, self.epoch, _TRAIN_STREAM)
-        else:
-            rng = _rng(self.seed, index, 0, _EVAL_STREAM)
-        height, width = image.shape[:2]
-        tops = rng.integers(0, height - self.crop_size + 1, size=self.patches)
-        lefts = rng.integers(0, width - self.crop_size + 1, size=self.patches)
-        flips = rng.random(self.patches) < 0.5 if self.train else np.zeros(self.patches, bool)
-        positions = zip(tops, lefts, flips, strict=True)
-        crops = [self._crop(image, top, left, flip) for top, left, flip in positions]
+        positions = self._positions(index, image)
+        return self._item(index, [self._crop(image, *where) for where in positions])
+
+    def _item(self, index: int, crops: list[np.ndarray]) -> dict:
         row = self.rows[index]
         return {
             "image": _to_tensor(crops),
@@ -128,6 +144,27 @@ class IQACropDataset(_CropSource):
             "index": index,
             "name": row.name,
         }
+
+
+class IQACropSamples(IQACropDataset):
+    """Training crops as separate samples, as HyperIQA: item k is crop k % P of image k // P.
+
+    Shuffled, a batch then mixes crops of many images and its size counts crops; the crops of
+    an image in an epoch are those IQACropDataset would give it, one per item.
+    """
+
+    def __len__(self) -> int:
+        """Number of crops: images x patches."""
+        return len(self.rows) * self.patches
+
+    def __getitem__(self, sample: int) -> dict | None:
+        """dict(image (1, 3, crop, crop) uint8, mos, index of the image, name) or None."""
+        index, which = divmod(sample, self.patches)
+        image = self._decode(index)
+        if image is None:
+            return None
+        where = self._positions(index, image)[which]
+        return self._item(index, [self._crop(image, *where)])
 
 
 class UnlabeledPairDataset(_CropSource):

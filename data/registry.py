@@ -10,6 +10,7 @@ from types import ModuleType
 
 from data.images import ResizePolicy
 from data.rows import DatasetError, Row, has_official_split, random_split, split_counts
+from engine.cli import GEOMETRIES
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,13 @@ _RESIZE = {
     "kadid10k": ResizePolicy("none"),
     "livec": ResizePolicy("none"),
 }
+
+
+# --resize squash: torchvision Resize((512, 384)), i.e. 384 wide x 512 high, as both reference
+# codes resize KonIQ-10k and the public Swin-HyperIQA's cross-dataset script resizes SPAQ, KADID-10K
+# and AGIQA-3K; LIVE-C (and csv: datasets) keep their own geometry, as HyperIQA uses LIVE-C.
+_SQUASH = ResizePolicy("fixed", (384, 512))
+_SQUASHED = ("koniq10k", "spaq", "kadid10k", "agiqa3k")
 
 
 def canonical_key(name: str) -> str:
@@ -103,10 +111,18 @@ def read_rows(
     return random_split(rows, split_seed, split_ratios)
 
 
-def resize_policy(name: str) -> ResizePolicy:
-    """How the dataset's images are resized before cropping (KonIQ 512x384, SPAQ short 512...)."""
+def resize_policy(name: str, geometry: str = "aspect") -> ResizePolicy:
+    """How the dataset's images are resized before cropping (KonIQ 512x384, SPAQ short 512...).
+
+    geometry "aspect" keeps each image's aspect; "squash" is the reference codes' 512 high x 384
+    wide for the datasets in _SQUASHED.
+    """
+    if geometry not in GEOMETRIES:
+        raise ValueError(f"resize geometry must be one of {GEOMETRIES}, got {geometry!r}")
     key = canonical_key(name)
-    return ResizePolicy("none") if key.startswith(CSV_PREFIX) else _RESIZE[key]
+    if key.startswith(CSV_PREFIX):
+        return ResizePolicy("none")
+    return _SQUASH if geometry == "squash" and key in _SQUASHED else _RESIZE[key]
 
 
 def check_images(rows: Sequence[Row]) -> list[Row]:
@@ -114,14 +130,19 @@ def check_images(rows: Sequence[Row]) -> list[Row]:
     return [row for row in rows if not row.path.is_file()]
 
 
-def describe_missing(missing: Sequence[Row], n_total: int) -> str:
-    """One message naming how many images are missing, the first few, and what to do."""
+def describe_missing(missing: Sequence[Row], n_total: int, key: str = "") -> str:
+    """One message naming how many images are missing, the first few, and what to do (for the
+    dataset `key`: a csv: dataset's paths are relative to its CSV, not to --data_root)."""
     names = ", ".join(str(row.path) for row in missing[:N_MISSING_NAMED])
     more = f" and {len(missing) - N_MISSING_NAMED} more" if len(missing) > N_MISSING_NAMED else ""
+    if key.startswith(CSV_PREFIX):
+        check = (f"Check the image column of {key[len(CSV_PREFIX):]}: its paths are read "
+                 "relative to the CSV's own folder (absolute paths are used as they are)")
+    else:
+        check = "Check --data_root and that the archive was fully extracted"
     return (
         f"{len(missing)} of {n_total} images listed in the labels are missing: {names}{more}. "
-        f"Check --data_root and that the archive was fully extracted, or pass --skip_missing "
-        f"to go on without them."
+        f"{check}, or pass --skip_missing to go on without them."
     )
 
 
@@ -130,7 +151,7 @@ def drop_missing(key: str, rows: Sequence[Row], skip_missing: bool,
     """The rows whose images exist; missing ones stop the run unless `skip_missing` (warned)."""
     missing = check_images(rows)
     if missing and not skip_missing:
-        raise DatasetError(f"{key}: {describe_missing(missing, len(rows))}")
+        raise DatasetError(f"{key}: {describe_missing(missing, len(rows), key)}")
     if missing:
         logger.warning("--skip_missing: going on without %d missing images of %s (first: %s)",
                        len(missing), key, missing[0].path)

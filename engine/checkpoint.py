@@ -218,8 +218,23 @@ def _describe_foreign(obj: Any) -> str:
 
 def _torch_load(path: Path) -> Any:
     """torch.load with weights_only=True, turning every failure into a CheckpointError."""
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.pkl"))
+        listing = (f"checkpoints in it: {', '.join(found)}; pass one, e.g. {path / found[0]}"
+                   if found else "it holds no .pkl checkpoint")
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file; {listing}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path} (check the path)")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}") from exc
+    # torch.save writes a zip archive (PK..); older files are pickles (protocol byte 0x80)
+    if not head.startswith((b"PK\x03\x04", b"\x80")) and path.suffix != ".safetensors":
+        raise CheckpointError(
+            f"{path} is not a checkpoint: it is neither a torch zip archive nor a pickle (it "
+            f"starts with {head!r}); pass a .pkl file written by this project's scripts")
     if path.suffix == ".safetensors":
         raise CheckpointError(
             f"{path} is a .safetensors weights file, not a training checkpoint; "

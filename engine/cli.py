@@ -1,48 +1,105 @@
-"""Command-line flags shared by the three stage scripts, and saving the resolved flags of a run."""
+"""Command-line flags shared by the stage scripts, and saving the resolved flags of a run.
+
+This module imports no torch: the scripts build their parsers from it, so `--help` and flag
+errors answer at once; the heavy packages are imported after parsing.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from data.rows import DatasetError
-from engine.checkpoint import CheckpointError, atomic_write_json
-from engine.runtime import AMP_CHOICES, DeviceError, environment_info
-from engine.train_state import NonFiniteLossError
-from models.errors import EncoderMismatchError, WeightsUnavailableError
-
 MODEL_SIZE_CHOICES = ("micro", "test", "tiny", "small", "base")
-# Errors that describe bad input, a missing file or a stopped run in words: the scripts print the
-# message alone. Anything else is a bug and keeps its traceback.
-USER_ERRORS = (DatasetError, CheckpointError, DeviceError, EncoderMismatchError,
-               WeightsUnavailableError, NonFiniteLossError, FileExistsError, ValueError)
+AMP_CHOICES = ("auto", "bf16", "fp16", "off")
+SCHEDULER_CHOICES = ("cosine", "step", "none", "hyperiqa")
+OPTIMIZER_CHOICES = ("adamw", "adam")
+GEOMETRIES = ("aspect", "squash")  # resize: keep the aspect, or squash as the references do
+ATTENTION_SCOPES = ("hyper", "hyper_lda")  # what the stage attention weights
+DEFAULT_DISTORTIONS = "blur,jpeg,noise,brightness"
+DEFAULT_TEST_PATCHES = 25  # HyperIQA averages 25 crops per test image
+SCORES_NAME = "image_scores.csv"
 TRACEBACK_ENV = "QUALICLIP_TRACEBACK"
 
 
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Errors that describe bad input, a missing file or a stopped run in words: the scripts
+    print the message alone. Anything else is a bug and keeps its traceback."""
+    from data.rows import DatasetError
+    from engine.checkpoint import CheckpointError
+    from engine.runtime import DeviceError
+    from engine.train_state import NonFiniteLossError
+    from models.errors import EncoderMismatchError, WeightsUnavailableError
+
+    return (DatasetError, CheckpointError, DeviceError, EncoderMismatchError,
+            WeightsUnavailableError, NonFiniteLossError, FileExistsError, ValueError)
+
+
 def run_script(main: Callable[[], int]) -> int:
-    """Exit status of a script's main(); a USER_ERRORS error prints `error: <message>` and gives
-    status 2 (set QUALICLIP_TRACEBACK=1 to see the traceback instead)."""
+    """Exit status of a script's main(); a user_errors() error prints `error: <message>` (also
+    into the run's log file when one is open) and gives status 2 (set QUALICLIP_TRACEBACK=1 to
+    see the traceback instead)."""
+    opened_before = _run_log_files()
     try:
         return main()
-    except USER_ERRORS as exc:
-        if os.environ.get(TRACEBACK_ENV):
+    except Exception as exc:
+        if not isinstance(exc, user_errors()) or os.environ.get(TRACEBACK_ENV):
             raise
+        record = logging.makeLogRecord({"name": "qualiclip", "levelno": logging.ERROR,
+                                        "levelname": "ERROR", "msg": f"error: {exc}"})
+        for handler in _run_log_files() - opened_before:  # the log this run opened
+            handler.handle(record)
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
 
-class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Appends "(default: X)" to a flag's help unless the help already names its default."""
+def _run_log_files() -> set[logging.FileHandler]:
+    """File handlers of the run loggers (engine.runlog.setup_logger) open in this process."""
+    loggers = logging.Logger.manager.loggerDict.items()
+    return {handler for name, logger in loggers
+            if name.startswith("qualiclip.") and isinstance(logger, logging.Logger)
+            for handler in logger.handlers if isinstance(handler, logging.FileHandler)}
+
+
+def build_parser(description: str, prog: str | None = None) -> argparse.ArgumentParser:
+    """An ArgumentParser of this project: no abbreviated flags, every default in the help."""
+    return argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False,
+                                   formatter_class=DefaultsHelpFormatter)
+
+
+class DefaultsHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Appends "(default: X)" to a flag's help unless the help already names its default; a flag
+    without help text still shows its default (off for switches, none when unset)."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if action.option_strings and not action.required and not action.help:
+            action.help = _default_text(action)  # argparse prints nothing for an empty help
+        return super()._format_action(action)
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
-            return text
-        return super()._get_help_string(action)
+        if (not action.option_strings or action.required or "default" in text
+                or action.default == argparse.SUPPRESS):
+            return text  # positionals, required flags, --help, texts naming their default
+        return f"{text} {_default_text(action)}"
+
+
+def _default_text(action: argparse.Action) -> str:
+    """"(default: X)" for a flag's help, with switches as on/off and unset values as none."""
+    default = action.default
+    if default is None:
+        shown = "none"
+    elif isinstance(default, bool):
+        shown = "on" if default else "off"
+    elif isinstance(default, (list, tuple)):
+        shown = ",".join(map(str, default)) or "none"
+    else:
+        shown = str(default).replace("%", "%%")
+    return f"(default: {shown})"
 
 
 def positive_int(text: str) -> int:
@@ -59,6 +116,43 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
     return value
+
+
+class Switch(argparse.Action):
+    """A feature that is on or off: --NAME turns it on, --no_NAME (or --no-NAME) off; one help
+    line for both spellings."""
+
+    def __init__(self, option_strings: list[str], dest: str, default: bool | None = True,
+                 help: str | None = None) -> None:
+        name = option_strings[0].lstrip("-")
+        strings = [f"--{name}", f"--no_{name}", f"--no-{name}"]
+        super().__init__(strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser, namespace, values, option_string: str | None = None) -> None:
+        """Set the flag from the spelling used."""
+        setattr(namespace, self.dest, not (option_string or "").startswith("--no"))
+
+    def format_usage(self) -> str:
+        """Usage text: --NAME | --no_NAME."""
+        return " | ".join(self.option_strings[:2])
+
+
+def add_switch(group: argparse._ArgumentGroup, name: str, help_text: str,
+               default: bool | None = True) -> None:
+    """--NAME / --no_NAME (also --no-NAME): a feature on or off (default on; None: left for a
+    preset such as --protocol to set)."""
+    group.add_argument(f"--{name}", dest=name, action=Switch, default=default, help=help_text)
+
+
+def parse_prompt_pair(text: str) -> tuple[str, str]:
+    """argparse type: 'POSITIVE|NEGATIVE' -> (positive, negative)."""
+    parts = [part.strip() for part in text.split("|")]
+    if len(parts) != 2 or not all(parts):
+        raise argparse.ArgumentTypeError(
+            f"expected one prompt pair as 'POSITIVE|NEGATIVE', e.g. 'Good photo.|Bad photo.'; "
+            f"got {text!r}"
+        )
+    return parts[0], parts[1]
 
 
 def add_common_args(parser: argparse.ArgumentParser, training: bool = True) -> None:
@@ -136,6 +230,9 @@ def args_to_dict(args: argparse.Namespace) -> dict[str, Any]:
 
 def save_args(args: argparse.Namespace, path: str | os.PathLike, extra: dict | None = None) -> dict:
     """Write {"args": every resolved flag, "environment": environment_info(), **extra} as JSON."""
+    from engine.checkpoint import atomic_write_json
+    from engine.runtime import environment_info
+
     record = {"args": args_to_dict(args), "environment": environment_info(), **(extra or {})}
     atomic_write_json(record, path)
     return record

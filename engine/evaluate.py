@@ -27,15 +27,16 @@ from engine.checkpoint import (
     atomic_write_text,
     load_checkpoint,
 )
+from engine.cli import DEFAULT_TEST_PATCHES
 from engine.distributed import DistInfo, gather_predictions, shard_indices
 from engine.loop import to_device_images
 from engine.metrics import evaluate_predictions
+from engine.runlog import counter
 from engine.runtime import autocast, resolve_amp
 from models.swin_encoder import canonical_model_size
 from models.swin_hyperiqa import model_from_checkpoint
 
-EVAL_SEED = 0  # evaluation crops depend on this and the image index only: same crops on every run
-DEFAULT_TEST_PATCHES = 25  # HyperIQA averages 25 crops per test image
+EVAL_SEED = 0  # evaluation crops depend on this and the image's pixels only (content_seed)
 
 
 @dataclass
@@ -107,11 +108,12 @@ def predict_rows(
     amp: str,
     num_workers: int,
     info: DistInfo,
+    desc: str = "scoring",
 ) -> np.ndarray:
     """Mean score over `patches` fixed crops per row, (len(rows),) float64, NaN where undecodable.
 
     Each rank scores its shard (`shard_indices`, no padding); predictions are gathered by index so
-    every image counts exactly once.
+    every image counts exactly once. Rank 0 shows its progress under the label `desc`.
     """
     dataset = IQACropDataset(list(rows), policy, cache, crop_size=crop_size, patches=patches,
                              train=False, seed=EVAL_SEED)
@@ -123,8 +125,11 @@ def predict_rows(
     scores: list[torch.Tensor] = []
     was_training = model.training
     model.eval()
+    bar = counter(desc, len(shard), enabled=info.is_main)
     with torch.inference_mode():
         for batch in loader:
+            if bar is not None:
+                bar.update(batch["image"].shape[0] + batch["n_skipped"] if batch else batch_size)
             if batch is None:
                 continue
             images = batch["image"]  # (B, P, 3, H, W) uint8
@@ -133,6 +138,8 @@ def predict_rows(
             scores.append(score.mean(dim=1))
             indices.append(batch["index"].to(device))
     model.train(was_training)
+    if bar is not None:
+        bar.close()
     seen = torch.cat(indices).cpu() if indices else torch.zeros(0, dtype=torch.long)
     missing = sorted(set(shard) - set(seen.tolist()))  # undecodable images: NaN, left out later
     index = torch.cat([seen, torch.tensor(missing, dtype=torch.long)])
@@ -248,11 +255,13 @@ def cross_dataset(args: argparse.Namespace, eval_model: EvalModel, info: DistInf
             skipped[key] = str(exc)
             subsets.pop(key, None)
             continue
-        pred = predict_rows(eval_model.model, rows, policy=resize_policy(key),
+        # a model trained on squashed images (--resize squash) is tested on squashed images
+        geometry = str(eval_model.config.get("resize", "aspect"))
+        pred = predict_rows(eval_model.model, rows, policy=resize_policy(key, geometry),
                             cache=ImageCache(args.cache_dir), crop_size=crop_size,
                             patches=patches, batch_size=args.batch_size, device=info.device,
                             amp=resolve_amp(args.amp, info.device),
-                            num_workers=args.num_workers, info=info)
+                            num_workers=args.num_workers, info=info, desc=f"test {key}")
         results[key] = metrics_for(pred, rows, strict=False, logger=logger)
         if key == "kadid10k":
             by_distortion[key] = metrics_by_distortion(pred, rows)

@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from data.images import ImageCache, ResizePolicy
-from data.iqa_dataset import IQACropDataset
+from data.iqa_dataset import IQACropSamples
 from data.registry import canonical_key, drop_missing, read_rows, resize_policy
 from data.rows import SPLITS, DatasetError, Row, label_subset
 from engine.checkpoint import atomic_save, atomic_write_json, check_writable, make_checkpoint
@@ -38,7 +39,10 @@ from engine.optim import (
     build_scheduler,
     optimizer_steps_per_epoch,
     param_groups,
+    reset_moments,
 )
+from engine.protocols import apply_protocol, describe
+from engine.resume_check import check_resume_flags, schedule_change_note
 from engine.runlog import MetricsJournal, setup_logger
 from engine.runtime import (
     compile_or_eager,
@@ -104,7 +108,7 @@ def load_data(args: argparse.Namespace, logger: logging.Logger) -> FinetuneData:
             f"{key}: the {args.split} split leaves no images in {empty} ({len(rows)} images in "
             f"all); use more images or --split random --split_ratios with three positive ratios"
         )
-    return FinetuneData(key, splits, resize_policy(key), ImageCache(args.cache_dir))
+    return FinetuneData(key, splits, resize_policy(key, args.resize), ImageCache(args.cache_dir))
 
 
 def learning_rates(args: argparse.Namespace) -> tuple[float, float]:
@@ -122,7 +126,7 @@ def build_model(args: argparse.Namespace, data: FinetuneData, logger: logging.Lo
     model = build_swin_hyperiqa(args.model_size, use_multiscale=args.use_multiscale,
                                 use_attention=args.use_attention, dropout=args.dropout,
                                 drop_path=args.drop_path, imagenet_weights=args.imagenet_weights,
-                                img_size=args.crop_size)
+                                img_size=args.crop_size, attention_scope=args.attention_scope)
     if args.pretrained_encoder:
         load_encoder(model, args.pretrained_encoder, logger)
     model.encoder.set_grad_checkpointing(args.grad_checkpointing)
@@ -133,15 +137,29 @@ def build_model(args: argparse.Namespace, data: FinetuneData, logger: logging.Lo
     return model
 
 
+def finetune_param_groups(model: SwinHyperIQA, encoder_lr: float, hyper_lr: float,
+                          weight_decay: float, lda_group: str = "encoder",
+                          decay_all: bool = False) -> list[dict]:
+    """Optimizer groups "encoder" (with the LDA layers when lda_group is "encoder", as both
+    references) and "hyper" (the rest of the head), each with its no-decay twin."""
+    content = model.head.content_modules()
+    encoder_part = [model.encoder, *content] if lda_group == "encoder" else [model.encoder]
+    hyper_part = model.head.hyper_modules() + ([] if lda_group == "encoder" else content)
+    return param_groups({"encoder": (nn.ModuleList(encoder_part), encoder_lr),
+                         "hyper": (nn.ModuleList(hyper_part), hyper_lr)}, weight_decay,
+                        decay_all)
+
+
 def train_loader(args: argparse.Namespace, data: FinetuneData, info: DistInfo) -> DataLoader:
-    """Shuffled batches of `batch_size` images per process, `train_patches` crops each."""
-    dataset = IQACropDataset(data.splits["train"], data.policy, data.cache,
+    """Shuffled batches of `batch_size` crops per process, `train_patches` per image an epoch."""
+    dataset = IQACropSamples(data.splits["train"], data.policy, data.cache,
                              crop_size=args.crop_size, patches=args.train_patches, train=True,
                              seed=args.seed)
     if len(dataset) // info.world_size < args.batch_size:
         raise DatasetError(
-            f"the training split has {len(dataset)} images, fewer than one batch of "
-            f"{args.batch_size} per process x {info.world_size} process(es); lower --batch_size"
+            f"the training split gives {len(dataset)} crops ({len(data.splits['train'])} images "
+            f"x {args.train_patches}), fewer than one batch of {args.batch_size} per process x "
+            f"{info.world_size} process(es); lower --batch_size"
         )
     sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank,
                                  shuffle=True, seed=args.seed, drop_last=True)
@@ -168,7 +186,7 @@ def maybe_compile(model: torch.nn.Module, args: argparse.Namespace, device: torc
     """torch.compile the training model when --compile, tried on a batch of the training shape."""
     if not args.compile:
         return model
-    example = torch.zeros(args.batch_size * args.train_patches, 3, args.crop_size, args.crop_size,
+    example = torch.zeros(args.batch_size, 3, args.crop_size, args.crop_size,
                           device=device).contiguous(memory_format=torch.channels_last)
     return compile_or_eager(model, example, amp, logger)
 
@@ -186,6 +204,7 @@ def run_folder(args: argparse.Namespace) -> Path:
 
 def finetune(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
     """Train one run per the flags; returns the results.json dict (rank 0 writes the files)."""
+    protocol = apply_protocol(args)
     device = info.device
     amp = resolve_amp(args.amp, device)
     configure_backends(device)
@@ -193,29 +212,32 @@ def finetune(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
     if info.is_main:
         check_writable(args.log_dir)
     logger = setup_logger(args.model_name, args.log_dir, info.is_main)
+    logger.info("%s", describe(protocol))
     run_dir = run_folder(args) if info.is_main else Path(args.output_dir) / args.model_name
+    resume_path = resolve_resume_path(args.resume, run_dir)
+    saved = check_resume_flags(args, resume_path, CONFIG_NAME, logger)
     data = load_data(args, logger)
     model = build_model(args, data, logger).to(device, memory_format=torch.channels_last)
     if info.is_main:
         check_writable(run_dir, count_parameters(model) * CHECKPOINT_BYTES_PER_PARAM)
     encoder_lr, hyper_lr = learning_rates(args)
-    if args.lr_encoder_pretrained is not None and not args.pretrained_encoder:
+    if "lr_encoder_pretrained" in protocol["overrides"] and not args.pretrained_encoder:
         logger.warning("--lr_encoder_pretrained is ignored without --pretrained_encoder")
-    groups = param_groups({"encoder": (model.encoder, encoder_lr), "hyper": (model.head, hyper_lr)},
-                          args.weight_decay)
-    optimizer = build_optimizer(groups, device)
+    groups = finetune_param_groups(model, encoder_lr, hyper_lr, args.weight_decay, args.lda_group,
+                                   args.decay_all)
+    optimizer = build_optimizer(groups, device, kind=args.optimizer)
     loader = train_loader(args, data, info)
     steps_per_epoch = optimizer_steps_per_epoch(len(loader), args.accum_steps,
                                                 args.max_steps_per_epoch)
     scheduler = build_scheduler(optimizer, args.scheduler, args.epochs, steps_per_epoch,
-                                args.warmup_epochs, args.lr_step_size, args.lr_gamma)
+                                args.warmup_epochs, args.lr_step_size, args.lr_gamma,
+                                hyper_ratio=hyper_lr / args.lr if args.lr > 0 else 1.0)
     scaler = make_grad_scaler(device, amp)
     last_path, best_path = run_dir / LAST_STATE_NAME, run_dir / BEST_NAME
     journal = MetricsJournal(run_dir / METRICS_NAME)
     state = {"best_srcc": None, "best_epoch": 0, "best_val": None, "bad_epochs": 0,
              "train_time_s": 0.0, "epochs_run": 0, "finished": False, "stopped_early": False}
     start_epoch = 1
-    resume_path = resolve_resume_path(args.resume, run_dir)
     if resume_path is not None:
         restored = load_train_state(resume_path, model, optimizer, scheduler, scaler)
         state.update(restored["extra"])
@@ -223,20 +245,25 @@ def finetune(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
         # a run that reached its --epochs continues when resumed with more of them
         state["finished"] = state["stopped_early"] or start_epoch > args.epochs
         logger.info("resumed from %s after epoch %d", resume_path, restored["epoch"])
+        if saved.get("epochs", args.epochs) != args.epochs:
+            logger.warning(schedule_change_note(optimizer, scheduler, args.scheduler,
+                                                saved["epochs"], args.epochs, restored["epoch"]))
     elif args.resume:
         logger.info("--resume: no %s in %s yet, starting a new run", LAST_STATE_NAME, run_dir)
     low, high = data.mos_range
     ckpt_config = {**model.config, "dataset": data.key, "mos_range": [low, high],
                    "split": args.split, "split_seed": args.split_seed,
                    "split_ratios": list(args.split_ratios), "crop_size": args.crop_size,
-                   "test_patches": args.test_patches}
+                   "test_patches": args.test_patches, "resize": args.resize,
+                   "protocol": args.protocol}
     if info.is_main:
         save_args(args, run_dir / CONFIG_NAME, extra={
             "dataset": data.key, "images": {k: len(v) for k, v in data.splits.items()},
             "mos_range": [low, high], "lr_encoder": encoder_lr, "lr_hyper": hyper_lr,
             "amp": amp, "device": str(device), "world_size": info.world_size,
             "effective_batch": args.batch_size * args.accum_steps * info.world_size,
-            "parameters": count_parameters(model), "resumed_from": str(resume_path or "")})
+            "parameters": count_parameters(model), "resumed_from": str(resume_path or ""),
+            **protocol})
         journal.truncate_from(start_epoch)
         if resume_path is None:  # a resume point before epoch 1, so a stop there loses nothing
             save_train_state(last_path, model, optimizer, scheduler, scaler, 0, state,
@@ -249,10 +276,10 @@ def finetune(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
     def evaluate(eval_model: torch.nn.Module, split: str, patches: int) -> dict:
         pred = predict_rows(eval_model, data.splits[split], policy=data.policy, cache=data.cache,
                             crop_size=args.crop_size, patches=patches,
-                            batch_size=eval_batch_size(args.eval_batch_size,
-                                                       args.batch_size * args.train_patches,
+                            batch_size=eval_batch_size(args.eval_batch_size, args.batch_size,
                                                        patches),
-                            device=device, amp=amp, num_workers=args.num_workers, info=info)
+                            device=device, amp=amp, num_workers=args.num_workers, info=info,
+                            desc=f"{split} ({data.key})")
         return metrics_for(pred, data.splits[split], strict=False, logger=logger)
 
     train_model = maybe_compile(wrap_ddp(model, info), args, device, amp, logger)
@@ -271,6 +298,8 @@ def finetune(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
                                   info=info)
             if out["stopped"]:
                 _interrupted(stop, logger, last_path, epoch - 1, command)
+            if args.scheduler == "hyperiqa":
+                reset_moments(optimizer)  # HyperIQA's solver rebuilds Adam after every epoch
             val = evaluate(model, "val", args.val_patches)
             train_srcc = (evaluate_predictions(out["predictions"], out["targets"], strict=False)
                           ["srcc"] if out["predictions"] is not None else math.nan)

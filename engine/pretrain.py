@@ -39,6 +39,7 @@ from engine.optim import (
     optimizer_steps_per_epoch,
     param_groups,
 )
+from engine.resume_check import check_resume_flags, schedule_change_note
 from engine.runlog import MetricsJournal, setup_logger
 from engine.runtime import (
     compile_or_eager,
@@ -62,13 +63,10 @@ from models.pretrain_heads import ClipQualityHead, ScalarQualityHead
 from models.pretrain_model import QualityPretrainModel, make_encoder_checkpoint
 from models.swin_encoder import build_encoder, canonical_model_size
 
-DEFAULT_DISTORTIONS = "blur,jpeg,noise,brightness"
 RUN_PREFIX = "qualiclip_pretrain"
 CONFIG_NAME = "pretrain_config.json"
 METRICS_NAME = "metrics.jsonl"
 LOSS_FLAGS = ("margin", "consistency_weight", "ranking_weight", "consistency_margin")
-# Flags that must not change between a run and its resumption (they change model or objective).
-RESUME_KEYS = ("model_size", "loss_type", "num_levels", "crop_size", "prompt_pairs", "distortions")
 # Flags recorded in every checkpoint's config (with model size, distortions, prompts, data).
 CONFIG_FLAGS = ("loss_type", "crop_size", "num_levels", "train_prompt_pairs", "margin",
                 "consistency_margin", "consistency_weight", "ranking_weight", "epochs",
@@ -83,17 +81,6 @@ def epoch_checkpoint_name(model_size: str, epoch: int) -> str:
 def final_checkpoint_name(model_size: str) -> str:
     """File name of the encoder checkpoint written at the end of pretraining."""
     return f"swin_{model_size}_qualiclip_pretrained.pkl"
-
-
-def parse_prompt_pair(text: str) -> tuple[str, str]:
-    """argparse type: 'POSITIVE|NEGATIVE' -> (positive, negative)."""
-    parts = [part.strip() for part in text.split("|")]
-    if len(parts) != 2 or not all(parts):
-        raise argparse.ArgumentTypeError(
-            f"expected one prompt pair as 'POSITIVE|NEGATIVE', e.g. 'Good photo.|Bad photo.'; "
-            f"got {text!r}"
-        )
-    return parts[0], parts[1]
 
 
 def pretrain_images(
@@ -279,6 +266,7 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> PretrainRun:
     barrier(info)
     logger = setup_logger(name, args.log_dir, info.is_main)
     state_path = resolve_resume_path(args.resume, run_dir)
+    saved = check_resume_flags(args, state_path, CONFIG_NAME, logger)
     if state_path is None and (run_dir / LAST_STATE_NAME).is_file():
         raise CheckpointError(f"{run_dir} already holds a run ({LAST_STATE_NAME}); add --resume to "
                               "continue it or choose another --model_name")
@@ -305,14 +293,11 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> PretrainRun:
                       scheduler, scaler, amp, start_epoch=1)
     if state_path is not None:
         state = load_train_state(state_path, model, optimizer, scheduler, scaler)
-        changed = [k for k in RESUME_KEYS if state["config"].get(k, config[k]) != config[k]]
-        if changed:
-            raise CheckpointError(
-                f"cannot resume from {state_path}: " + "; ".join(
-                    f"{k} was {state['config'][k]!r}, now {config[k]!r}" for k in changed)
-                + ". Resume with the original flags or start a new run (another --model_name)")
         run.start_epoch = state["epoch"] + 1
         logger.info("resumed from %s after epoch %d", state_path, state["epoch"])
+        if saved.get("epochs", args.epochs) != args.epochs:
+            logger.warning(schedule_change_note(optimizer, scheduler, "cosine", saved["epochs"],
+                                                args.epochs, state["epoch"]))
     if info.is_main:
         MetricsJournal(run_dir / METRICS_NAME).truncate_from(run.start_epoch)  # redo, never twice
         save_args(args, run_dir / CONFIG_NAME, extra={

@@ -6,9 +6,10 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tqdm import tqdm
 
@@ -130,3 +131,47 @@ def progress(
         ncols=100,
         file=sys.stderr,
     )
+
+
+class _LineProgress:
+    """Progress as plain log lines on stderr (for tee, nohup and batch-system logs): one line
+    every `interval_s` seconds and a summary line at the end."""
+
+    def __init__(self, desc: str, total: int, unit: str, interval_s: float) -> None:
+        self.desc, self.total, self.unit, self.interval_s = desc, total, unit, interval_s
+        self.n = 0
+        self.start = self.last = time.perf_counter()
+
+    def _line(self, now: float, final: bool) -> None:
+        elapsed = max(now - self.start, 1e-9)
+        rate = self.n / elapsed
+        if final:
+            tail = f"in {elapsed:.1f} s"
+        else:
+            left = (self.total - self.n) / rate if rate > 0 else float("nan")
+            tail = f"{100 * self.n / max(self.total, 1):.0f}%, about {left:.0f} s left"
+        print(f"{self.desc}: {self.n}/{self.total} {self.unit}s {tail} ({rate:.1f} {self.unit}s/s)",
+              file=sys.stderr, flush=True)
+
+    def update(self, n: int) -> None:
+        """Count `n` more done; print a line when the interval has passed."""
+        self.n += n
+        now = time.perf_counter()
+        if now - self.last >= self.interval_s:
+            self.last = now
+            self._line(now, final=False)
+
+    def close(self) -> None:
+        """Print the summary line."""
+        self._line(time.perf_counter(), final=True)
+
+
+def counter(desc: str, total: int, unit: str = "image", enabled: bool = True,
+            interval_s: float = 30.0) -> Any:
+    """A progress counter with update(n) and close(): a tqdm bar (rate in units/s) when stdout is
+    a terminal, else a log line every `interval_s` seconds and one at the end; None if disabled."""
+    if not enabled:
+        return None
+    if sys.stdout.isatty():
+        return tqdm(desc=desc, total=total, unit=unit, dynamic_ncols=True, leave=False)
+    return _LineProgress(desc, total, unit, interval_s)

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-AMP_CHOICES = ("auto", "bf16", "fp16", "off")
+from engine.cli import AMP_CHOICES
+
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,11 +14,10 @@ from data.images import ImageCache, ResizePolicy
 from data.iqa_dataset import list_images
 from data.registry import resize_policy
 from data.rows import DatasetError, Row
+from engine.cli import SCORES_NAME
 from engine.distributed import DistInfo
 from engine.evaluate import EvalModel, eval_settings, predict_rows, score_text, write_csv
 from engine.runtime import resolve_amp
-
-SCORES_NAME = "image_scores.csv"
 
 
 def collect_images(inputs: Sequence[str | Path]) -> list[Path]:
@@ -65,10 +64,11 @@ def score_images(args: argparse.Namespace, eval_model: EvalModel, info: DistInfo
     paths = collect_images(args.images)
     crop_size, patches = eval_settings(args, eval_model)
     scores = predict_rows(eval_model.model, image_rows(paths), policy=scoring_policy(eval_model),
-                          cache=ImageCache(args.cache_dir), crop_size=crop_size, patches=patches,
+                          cache=ImageCache(args.cache_dir if args.cache_images else None),
+                          crop_size=crop_size, patches=patches,
                           batch_size=args.batch_size, device=info.device,
                           amp=resolve_amp(args.amp, info.device), num_workers=args.num_workers,
-                          info=info)
+                          info=info, desc="scoring --images")
     out = Path(args.scores_csv or Path(args.model_path).parent / SCORES_NAME)
     if info.is_main:
         write_csv(out, ("image", "score"),

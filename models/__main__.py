@@ -8,6 +8,7 @@ import sys
 
 import torch
 
+from engine.cli import build_parser
 from engine.runtime import count_parameters
 from models.swin_encoder import MODEL_SIZE_ALIASES, MODEL_SIZES
 from models.swin_hyperiqa import build_swin_hyperiqa
@@ -15,7 +16,7 @@ from models.swin_hyperiqa import build_swin_hyperiqa
 
 def get_args_parser() -> argparse.ArgumentParser:
     """Flags of `python -m models`."""
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = build_parser(__doc__)
     parser.add_argument("--model_size", default="base", choices=[*MODEL_SIZES, *MODEL_SIZE_ALIASES])
     parser.add_argument("--imagenet_weights", default="none", help="auto, none or a PATH")
     parser.add_argument("--use_multiscale", action=argparse.BooleanOptionalAction, default=True)

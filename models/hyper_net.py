@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.cli import ATTENTION_SCOPES
+
 TARGET_SIZES = (224, 112, 56, 28, 14)  # target network widths; a last linear layer maps 14 -> 1
 HYPER_CHANNELS = 112
 FEATURE_SIZE = 7  # side of the hyper network's feature map
@@ -22,6 +24,8 @@ LDA_OUT = 16  # LDA vector length of stages 1-3; the last stage fills the rest o
 LDA_CHANNELS = (16, 32, 64)
 LDA_GRIDS = (8, 4, 2)
 ATTENTION_HIDDEN = 256
+# What the stage attention scales: "hyper" = only the pooled stage maps that feed the hyper network
+# (the public Swin-HyperIQA), "hyper_lda" = also the four parts of the LDA content vector.
 
 
 class LocalDistortionAware(nn.Module):
@@ -87,8 +91,13 @@ class HyperIQAHead(nn.Module):
         use_multiscale: bool = True,
         use_attention: bool = True,
         dropout: float = 0.0,
+        attention_scope: str = "hyper",
     ) -> None:
         super().__init__()
+        if attention_scope not in ATTENTION_SCOPES:
+            raise ValueError(
+                f"attention_scope must be one of {ATTENTION_SCOPES}, got {attention_scope!r}"
+            )
         channels = tuple(int(c) for c in stage_channels)
         if len(channels) != 4:
             raise ValueError(f"expected the channels of 4 stages, got {channels}")
@@ -101,6 +110,7 @@ class HyperIQAHead(nn.Module):
         self.stage_channels = channels
         self.use_multiscale = bool(use_multiscale)
         self.use_attention = bool(use_attention and use_multiscale)
+        self.attention_scope = attention_scope
         target_in = TARGET_SIZES[0]
 
         if self.use_multiscale:
@@ -139,16 +149,28 @@ class HyperIQAHead(nn.Module):
             nn.init.kaiming_normal_(module.weight)
         self.dropout = nn.Dropout(dropout)
 
+    def content_modules(self) -> list[nn.Module]:
+        """The layers making the target network's input (LDA branch; HyperIQA's backbone part)."""
+        return [self.lda, self.last_fc] if self.lda is not None else [self.last_fc]
+
+    def hyper_modules(self) -> list[nn.Module]:
+        """Every other layer: attention, hyper network and target-weight generators."""
+        content = self.content_modules()
+        return [m for m in self.children() if all(m is not c for c in content)]
+
     def content_vector(
         self, features: list[torch.Tensor], attention: torch.Tensor | None
     ) -> torch.Tensor:
-        """Target-network input (B, 224): LDA vectors of all stages, or the pooled last stage."""
+        """Target-network input (B, 224): LDA vectors of all stages, or the pooled last stage.
+
+        The attention scales the four parts only with attention_scope "hyper_lda".
+        """
         last = features[-1].mean(dim=(2, 3))
         if self.lda is None:
             return self.last_fc(last)
         parts = [lda(f) for lda, f in zip(self.lda, features[:3], strict=True)]
         parts.append(self.last_fc(last))
-        if attention is not None:
+        if attention is not None and self.attention_scope == "hyper_lda":
             parts = [p * attention[:, i : i + 1] for i, p in enumerate(parts)]
         return torch.cat(parts, dim=1)
 

@@ -18,6 +18,7 @@ LOGGER = logging.getLogger(__name__)
 
 # Keys of SwinHyperIQA.config that decide the architecture; a "full" checkpoint must carry them.
 ARCHITECTURE_KEYS = ("model_size", "use_multiscale", "use_attention")
+LEGACY_ATTENTION_SCOPE = "hyper_lda"  # for a checkpoint whose config has no "attention_scope"
 
 
 class SwinHyperIQA(nn.Module):
@@ -53,6 +54,7 @@ def build_swin_hyperiqa(
     drop_path: float = 0.0,
     imagenet_weights: str = "none",
     img_size: int = 224,
+    attention_scope: str = "hyper",
 ) -> SwinHyperIQA:
     """Swin-HyperIQA of `model_size` with the encoder initialised per `imagenet_weights`."""
     encoder = build_encoder(
@@ -63,11 +65,13 @@ def build_swin_hyperiqa(
         use_multiscale=use_multiscale,
         use_attention=use_attention,
         dropout=dropout,
+        attention_scope=attention_scope,
     )
     config = {
         "model_size": encoder.model_size,
         "use_multiscale": head.use_multiscale,
         "use_attention": head.use_attention,
+        "attention_scope": head.attention_scope,
         "dropout": float(dropout),
         "drop_path": float(drop_path),
         "img_size": int(img_size),
@@ -141,6 +145,8 @@ def model_from_checkpoint(ckpt: dict) -> SwinHyperIQA:
         drop_path=float(config.get("drop_path", 0.0)),
         imagenet_weights="none",
         img_size=int(config.get("img_size", 224)),
+        # checkpoints written before the option existed scaled the LDA vector too
+        attention_scope=str(config.get("attention_scope", LEGACY_ATTENTION_SCOPE)),
     )
     model.load_state_dict(strip_wrapper_prefixes(ckpt["state_dict"]), strict=True)
     return model

@@ -15,7 +15,6 @@ from tools.plots import LABELS, PlotSkipped, save_figure
 from tools.reference import dataset_name
 from tools.rundata import RunData, read_predictions
 
-CROP = 224
 STAGES = ("stage 1", "stage 2", "stage 3", "stage 4")
 
 
@@ -50,26 +49,37 @@ def sample_rows(dataset: str, data_root: Path, n: int) -> list:
     return ordered
 
 
-def center_crops(rows: list, dataset: str) -> np.ndarray:
-    """(N, 224, 224, 3) uint8 centre crops of the rows' images, resized as in training."""
+def crop_side(models: dict) -> int:
+    """The largest input side among the models (each was trained at its own crop size)."""
+    return max(int(model.encoder.img_size) for model in models.values())
+
+
+def _center(images: np.ndarray, size: int) -> np.ndarray:
+    """(N, size, size, 3) centre crops of (N, H, W, 3) images at least `size` on each side."""
+    top, left = (images.shape[1] - size) // 2, (images.shape[2] - size) // 2
+    return images[:, top:top + size, left:left + size]
+
+
+def center_crops(rows: list, dataset: str, size: int) -> np.ndarray:
+    """(N, size, size, 3) uint8 centre crops of the rows' images, resized as in training."""
     from data.images import ImageCache
     from data.registry import resize_policy
 
     cache, policy = ImageCache(None), resize_policy(dataset)
-    crops = []
-    for row in rows:
-        img = cache.load(row.path, policy, CROP)
-        top, left = (img.shape[0] - CROP) // 2, (img.shape[1] - CROP) // 2
-        crops.append(img[top:top + CROP, left:left + CROP])
-    return np.stack(crops)
+    return np.stack([_center(cache.load(row.path, policy, size)[None], size)[0] for row in rows])
+
+
+def _model_crops(model: object, crops: np.ndarray) -> np.ndarray:
+    """The centre of `crops` at the model's own input size."""
+    return _center(crops, int(model.encoder.img_size))
 
 
 def _features(model: object, crops: np.ndarray) -> list:
     import torch
 
-    x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div_(255)
+    x = torch.from_numpy(np.ascontiguousarray(_model_crops(model, crops)))
     with torch.inference_mode():
-        return model.encoder(x)
+        return model.encoder(x.permute(0, 3, 1, 2).float().div_(255))
 
 
 def tsne_plot(models: dict, crops: np.ndarray, mos: np.ndarray, out_dir: Path) -> Path:
@@ -110,12 +120,13 @@ def activation_plot(models: dict, crops: np.ndarray, mos: np.ndarray, out_dir: P
         feats = _features(model, crops[:n])
         with torch.inference_mode():
             details = model.head.forward_details(feats)
+        seen = _model_crops(model, crops[:n])  # what this model was shown
         act = feats[-1].norm(dim=1, keepdim=True)  # (n, 1, h, w)
-        act = torch.nn.functional.interpolate(act, size=(CROP, CROP), mode="bilinear")[:, 0]
+        act = torch.nn.functional.interpolate(act, size=seen.shape[1:3], mode="bilinear")[:, 0]
         attention = details.get("attention")
         for i in range(n):
             ax_map, ax_att = axes[i][1 + 2 * j], axes[i][2 + 2 * j]
-            ax_map.imshow(crops[i])
+            ax_map.imshow(seen[i])
             ax_map.imshow(act[i].numpy(), cmap="inferno", alpha=0.55)
             ax_map.set(title=f"{LABELS[name]}\npred {float(details['score'][i]):.2f}",
                        xticks=[], yticks=[])

@@ -7,13 +7,14 @@ Every table is filled from the run's JSON files; a figure that was not measured 
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from engine.cli import build_parser
+from engine.protocols import describe
 from tools import plots
 from tools.ablation import ablation_sections
 from tools.compare import write_comparisons
@@ -39,6 +40,7 @@ from tools.verdicts import (
     uncertainty_section,
 )
 
+FAILED = "drawing failed:"  # how a figure that raised is described
 REPORT_NAME = "QUALICLIP_RESULTS.md"
 
 
@@ -77,6 +79,12 @@ def setup_section(run: RunData) -> str:
             rows.append([f"**`{k}`**" if differs else f"`{k}`", *values])
         parts.append("**Fine-tuning** (`finetune_config.json` of each run; flags that differ "
                      "between the runs are in bold)\n\n" + table(["Flag", *names], rows))
+        protocols = [f"- {n}: {describe(run.finetunes[n].config)}" for n in names
+                     if "protocol" in run.finetunes[n].config]
+        if protocols:
+            parts.append("**Fine-tuning protocol** (train_swin.py `--protocol`, README "
+                         "\"Fine-tuning protocols\"; each flag given against its preset)\n\n"
+                         + "\n".join(protocols))
     return section("Setup and hyperparameters", *parts)
 
 
@@ -214,7 +222,7 @@ def build_figures(run: RunData, out_dir: Path, data_root: Path | None) -> dict[s
         except plots.PlotSkipped as exc:
             figures[key] = str(exc)
         except Exception as exc:  # a broken plot must not cost the whole report
-            figures[key] = f"drawing failed: {type(exc).__name__}: {exc}"
+            figures[key] = f"{FAILED} {type(exc).__name__}: {exc}"
 
     attempt("finetune_curves", plots.finetune_curves, run, out_dir)
     attempt("pretrain_loss", plots.pretrain_losses, run, out_dir)
@@ -231,9 +239,10 @@ def build_figures(run: RunData, out_dir: Path, data_root: Path | None) -> dict[s
     try:
         models = image_plots.load_models(run)
         rows = image_plots.sample_rows("koniq10k", data_root, 40)
-        crops = image_plots.center_crops(rows, "koniq10k")
+        crops = image_plots.center_crops(rows, "koniq10k", image_plots.crop_side(models))
     except Exception as exc:  # missing checkpoints or images: say so for both plots
-        reason = str(exc) if isinstance(exc, plots.PlotSkipped) else f"{type(exc).__name__}: {exc}"
+        reason = (str(exc) if isinstance(exc, plots.PlotSkipped)
+                  else f"{FAILED} {type(exc).__name__}: {exc}")
         figures["tsne"] = figures["activation"] = reason
         return figures
     import numpy as np
@@ -242,6 +251,12 @@ def build_figures(run: RunData, out_dir: Path, data_root: Path | None) -> dict[s
     attempt("tsne", image_plots.tsne_plot, models, crops, mos, out_dir)
     attempt("activation", image_plots.activation_plot, models, crops, mos, out_dir)
     return figures
+
+
+def failed_figures(figures: dict[str, Path | str]) -> dict[str, str]:
+    """The figures whose drawing failed (a bug or bad data), not those skipped for lack of data."""
+    return {key: value for key, value in figures.items()
+            if isinstance(value, str) and value.startswith(FAILED)}
 
 
 def _figure(figures: dict, key: str, caption: str, base: Path) -> str:
@@ -329,6 +344,12 @@ def _data_root(run: RunData) -> Path | None:
 def write_report(run_dir: str | Path, out: str | Path | None = None,
                  data_root: str | Path | None = None) -> Path:
     """Draw the plots and write RUN_DIR/QUALICLIP_RESULTS.md (copied to `out` when given)."""
+    return write_report_checked(run_dir, out, data_root)[0]
+
+
+def write_report_checked(run_dir: str | Path, out: str | Path | None = None,
+                         data_root: str | Path | None = None) -> tuple[Path, dict[str, str]]:
+    """write_report, also returning the figures that failed to draw, with why."""
     run = load_run(run_dir)
     comp, _ = write_comparisons(run)  # the JSON first; the report is written from it
     root = Path(data_root) if data_root else _data_root(run)
@@ -344,22 +365,30 @@ def write_report(run_dir: str | Path, out: str | Path | None = None,
     tmp.replace(path)
     if out is not None and Path(out).resolve() != path.resolve():
         shutil.copyfile(path, out)
-    return path
+    return path, failed_figures(figures)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Command line entry point."""
-    parser = argparse.ArgumentParser(description="Write the filled QualiCLIP results report.")
+    parser = build_parser("Write the filled QualiCLIP results report.")
     parser.add_argument("--runs_dir", required=True, help="run folder (RUN_DIR) of the chain")
     parser.add_argument("--out", help="also copy the report here, e.g. QUALICLIP_RESULTS.md")
     parser.add_argument("--data_root", help="dataset root for the image plots (default: the one "
                         "saved in the fine-tuning config)")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit with status 1 when a figure failed to draw (the report is "
+                        "still written)")
     args = parser.parse_args(argv)
     try:
-        path = write_report(args.runs_dir, args.out, args.data_root)
+        path, failed = write_report_checked(args.runs_dir, args.out, args.data_root)
     except FileNotFoundError as exc:
         sys.exit(f"error: {exc}")
-    print(f"report written: {path}" + (f" (copied to {args.out})" if args.out else ""))
+    for key, why in failed.items():
+        print(f"warning: figure {key!r} {why}", file=sys.stderr)
+    print(f"report written: {path}" + (f" (copied to {args.out})" if args.out else "")
+          + (f" with {len(failed)} failed figure(s)" if failed else ""))
+    if failed and args.strict:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

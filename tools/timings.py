@@ -8,13 +8,14 @@ the measured cost of a stage is the sum over its attempts.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+
+from engine.cli import build_parser
 
 EVENTS = ("start", "done", "failed", "skipped")
 
@@ -71,7 +72,7 @@ def stage_wall_time(record: dict) -> float | None:
 
 def main(argv: list[str] | None = None) -> None:
     """Command line: record one stage event."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = build_parser(__doc__.splitlines()[0])
     parser.add_argument("path", help="timings.json of the run folder")
     parser.add_argument("stage", help="stage name, e.g. pretrain")
     parser.add_argument("event", choices=EVENTS)

@@ -12,7 +12,13 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from data.images import ImageCache, ResizePolicy
-from data.iqa_dataset import IQACropDataset, UnlabeledPairDataset, collate_crops, list_images
+from data.iqa_dataset import (
+    IQACropDataset,
+    IQACropSamples,
+    UnlabeledPairDataset,
+    collate_crops,
+    list_images,
+)
 from data.rows import DatasetError, Row
 from tests.data.conftest import make_image
 
@@ -156,3 +162,18 @@ def test_list_images(tmp_path):
         list_images(tmp_path / "empty")
     with pytest.raises(DatasetError, match="image folder not found"):
         list_images(tmp_path / "absent")
+
+
+def test_crop_samples_are_the_image_crops_one_per_item(rows):
+    images = _dataset(rows, None, patches=4, train=True, seed=3)
+    samples = IQACropSamples(rows, POLICY, ImageCache(None), crop_size=CROP, patches=4,
+                             train=True, seed=3)
+    images.set_epoch(2)
+    samples.set_epoch(2)
+    assert len(samples) == 4 * len(rows)
+    for k in (0, 5, 23):
+        item = samples[k]
+        index, which = divmod(k, 4)
+        assert item["image"].shape == (1, 3, CROP, CROP) and item["index"] == index
+        assert item["mos"] == rows[index].mos
+        assert torch.equal(item["image"][0], images[index]["image"][which])

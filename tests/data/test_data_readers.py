@@ -155,6 +155,11 @@ def test_aliases_and_resize_policies():
     assert resize_policy("spaq") == ResizePolicy("short_side", 512)
     assert resize_policy("agiqa3k") == ResizePolicy("short_side", 512)
     assert resize_policy("kadid10k").kind == "none"
+    squash = ResizePolicy("fixed", (384, 512))  # torchvision Resize((512, 384)): 512 high
+    assert all(resize_policy(k, "squash") == squash for k in ("koniq", "spaq", "kadid", "agiqa"))
+    assert resize_policy("livec", "squash").kind == "none"
+    with pytest.raises(ValueError, match="geometry"):
+        resize_policy("koniq", "stretch")
     assert resize_policy("livec").kind == "none"
     assert resize_policy("csv:a.csv").kind == "none"
 

@@ -10,7 +10,7 @@ import timm
 import torch
 from torch import nn
 
-from engine.optim import build_optimizer, build_scheduler, param_groups
+from engine.optim import build_optimizer, build_scheduler, param_groups, reset_moments
 
 
 def _model() -> nn.Module:
@@ -116,3 +116,40 @@ def test_scheduler_state_round_trip_continues_exactly() -> None:
         sched2.step()
         got.append([g["lr"] for g in opt2.param_groups])
     assert got == expected
+
+
+def test_hyperiqa_schedule_and_moment_reset() -> None:
+    encoder, hyper = nn.Linear(2, 2), nn.Linear(2, 1)
+    groups = param_groups({"encoder": (encoder, 2e-5), "hyper": (hyper, 2e-4)}, 5e-4)
+    optimizer = build_optimizer(groups, "cpu", kind="adam")
+    assert type(optimizer) is torch.optim.Adam
+    scheduler = build_scheduler(optimizer, "hyperiqa", 16, 3, hyper_ratio=10.0)
+    per_epoch = {"encoder": [], "hyper": []}
+    for _ in range(16):
+        for group in optimizer.param_groups:
+            if group["name"] in per_epoch:
+                per_epoch[group["name"]].append(group["lr"])
+        for _ in range(3):
+            optimizer.step()
+            scheduler.step()
+    # HyperIQA: hyper 10x lr for 7 epochs, then lr, lr/10, lr/100 for 3 epochs each (the ratio
+    # drops to 1 after epoch 10); the backbone rate never changes
+    expected = [2e-4] * 7 + [2e-5] * 3 + [2e-6] * 3 + [2e-7] * 3
+    assert per_epoch["hyper"] == pytest.approx(expected)
+    assert per_epoch["encoder"] == pytest.approx([2e-5] * 16)
+    hyper.weight.grad = torch.ones_like(hyper.weight)
+    optimizer.step()
+    assert optimizer.state
+    reset_moments(optimizer)
+    assert not optimizer.state
+    with pytest.raises(ValueError, match="--optimizer must be one of"):
+        build_optimizer(groups, "cpu", kind="sgd")
+
+
+def test_decay_all_puts_every_parameter_under_weight_decay() -> None:
+    model = nn.Sequential(nn.Linear(3, 3), nn.LayerNorm(3))
+    exempting = param_groups({"m": (model, 1e-3)}, 5e-4)
+    assert [g["name"] for g in exempting] == ["m", "m_no_decay"]
+    everything = param_groups({"m": (model, 1e-3)}, 5e-4, decay_all=True)
+    assert [(g["name"], g["weight_decay"], len(g["params"])) for g in everything] == [
+        ("m", 5e-4, 4)]

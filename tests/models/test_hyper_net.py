@@ -107,3 +107,28 @@ def test_gradients_reach_encoder_hyper_network_and_attention(micro_model, images
     }
     for name, param in parts.items():
         assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("scope", ["hyper", "hyper_lda"])
+def test_attention_scope_decides_whether_the_content_vector_is_weighted(scope: str) -> None:
+    torch.manual_seed(0)
+    head = HyperIQAHead(STAGES, attention_scope=scope).eval()
+    maps = stage_maps(2)
+    with torch.no_grad():
+        torch.nn.init.normal_(head.attention.net[-1].weight, std=1.0)  # clearly unequal weights
+        details = head.forward_details(maps)
+        unweighted = head.content_vector(maps, None)
+        plain_hyper = head.hyper_map(maps, None)
+    assert not torch.allclose(details["attention"], torch.full((2, 4), 0.25), atol=0.05)
+    # the hyper network's input is weighted in both scopes
+    weighted_hyper = head.hyper_map(maps, details["attention"])
+    assert not torch.allclose(weighted_hyper, plain_hyper)
+    if scope == "hyper":  # the references: the LDA vector is left as it is
+        torch.testing.assert_close(details["target_in"], unweighted)
+    else:  # each stage's part scaled by its weight
+        widths = [16, 16, 16, 176]
+        parts = unweighted.split(widths, dim=1)
+        expected = torch.cat([p * details["attention"][:, i:i + 1] for i, p in enumerate(parts)], 1)
+        torch.testing.assert_close(details["target_in"], expected)
+    with pytest.raises(ValueError, match="attention_scope"):
+        HyperIQAHead(STAGES, attention_scope="lda")

@@ -96,6 +96,7 @@ def test_single_scale_config_round_trips() -> None:
         "model_size": "micro",
         "use_multiscale": False,
         "use_attention": False,
+        "attention_scope": "hyper",
         "dropout": 0.3,
         "drop_path": 0.0,
         "img_size": 224,
@@ -111,3 +112,10 @@ def test_cli_prints_parameter_counts(capsys) -> None:
     assert out["stage_shapes"][-1] == [1, 128, 7, 7]
     assert out["output_shape"] == [1]
     assert out["target_layer_shapes"][0] == [112, 224]
+
+
+def test_checkpoint_without_attention_scope_loads_the_old_placement(micro_model) -> None:
+    assert micro_model.config["attention_scope"] == "hyper"
+    config = {k: v for k, v in micro_model.config.items() if k != "attention_scope"}
+    ckpt = make_checkpoint("full", "micro", micro_model.state_dict(), config, epoch=1, metrics={})
+    assert model_from_checkpoint(ckpt).head.attention_scope == "hyper_lda"

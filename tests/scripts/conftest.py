@@ -54,7 +54,8 @@ def script_argv(demo_root: Path, image_cache: Path) -> Callable[..., list[str]]:
                 "--cache_dir", str(image_cache)]
         if training:
             argv += ["--output_dir", str(out / "runs"), "--imagenet_weights", "none",
-                     "--dropout", "0", "--drop_path", "0", "--warmup_epochs", "0"]
+                     "--dropout", "0", "--drop_path", "0", "--warmup_epochs", "0",
+                     "--train_patches", "1"]
         return argv + list(extra)
 
     return build

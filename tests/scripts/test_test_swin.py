@@ -117,3 +117,21 @@ def test_kadid_is_reported_per_distortion_type_and_can_be_restricted(
     argv[argv.index("kadid")] = "livec"
     with pytest.raises(DatasetError, match="not among --test_datasets; add kadid10k"):
         main([*argv, "--kadid_types", "3"])
+
+
+def test_a_squash_trained_model_is_tested_on_squashed_images(script_argv, tmp_path: Path) -> None:
+    from train_swin import main as train_main
+
+    argv = script_argv(tmp_path, "--dataset", "koniq10k", "--model_name", "squash", "--epochs",
+                       "1", "--batch_size", "8", "--max_steps_per_epoch", "1", "--test_patches",
+                       "2", "--val_patches", "1", "--resize", "squash")
+    assert train_main(argv) == 0
+    run_dir = tmp_path / "runs" / "squash"
+    results = json.loads((run_dir / "results.json").read_text())
+    output = tmp_path / "cross.json"
+    assert main(script_argv(tmp_path, "--model_path", str(run_dir / "best_model.pkl"), "--output",
+                            str(output), "--test_datasets", "koniq10k", training=False)) == 0
+    report = json.loads(output.read_text())
+    assert report["config"]["resize"] == "squash"
+    assert report["results"]["koniq10k"]["srcc"] == pytest.approx(results["test"]["srcc"],
+                                                                  abs=1e-6)

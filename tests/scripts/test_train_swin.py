@@ -17,6 +17,7 @@ import torch
 import engine.finetune
 from data.rows import DatasetError
 from engine.checkpoint import CheckpointError, atomic_save, load_checkpoint
+from engine.protocols import apply_protocol
 from engine.runlog import MetricsJournal
 from models.pretrain_heads import ScalarQualityHead
 from models.pretrain_model import QualityPretrainModel, make_encoder_checkpoint
@@ -38,13 +39,14 @@ def epochs_of(run_dir: Path) -> list[int]:
 
 def test_defaults_follow_the_plan() -> None:
     args = get_args_parser().parse_args(["--database", "koniq", "--no_use_attention"])
+    apply_protocol(args)
     assert (args.dataset, args.epochs, args.batch_size, args.lr, args.lr_ratio) == (
         "koniq", 50, 96, 5e-6, 10.0)
     assert (args.weight_decay, args.drop_path, args.dropout, args.scheduler) == (
         2e-4, 0.2, 0.3, "cosine")
     assert args.use_multiscale and not args.use_attention
     assert (args.patience, args.train_patches, args.test_patches, args.crop_size) == (
-        10, 1, 25, 224)
+        10, 25, 25, 224)
     assert args.split_ratios == (0.7, 0.1, 0.2)
     assert args.val_patches == 10
 
@@ -76,11 +78,17 @@ def test_training_raises_validation_srcc(trained_run: dict, flat_run: Path) -> N
     assert results["test"]["n"] == 16 and results["epochs_run"] == 4
     config = json.loads((run_dir / "finetune_config.json").read_text())
     assert config["args"]["lr"] == 3e-4 and config["environment"]["git_commit"]
+    # the preset and each flag given against it, for the report
+    assert config["protocol"] == "plan" and config["preset"]["train_patches"] == 25
+    assert config["overrides"]["train_patches"] == {"preset": 25, "given": 1}
+    assert config["overrides"]["lr"] == {"preset": 5e-6, "given": 3e-4}
+    assert "batch_size" in config["overrides"] and "lda_group" not in config["overrides"]
     best_ckpt = load_checkpoint(run_dir / "best_model.pkl", expected_kind="full")
     low, high = best_ckpt["config"]["mos_range"]
     assert 0.0 <= low < 10.0 and 90.0 < high <= 100.0  # the native 0-100 MOS scale
     log = (trained_run["out"] / "logs" / "demo.log").read_text()
     assert EPOCH_LINE.search(log), log[-2000:]
+    assert "protocol plan; overrides: " in log and "--train_patches 1 (preset 25)" in log
 
 
 def test_pretrained_encoder_sets_the_start_and_its_learning_rate(

@@ -53,7 +53,9 @@ def write_finetune(folder: Path, srcc: float, data_root: Path, pretrained: bool 
     args = {"dataset": "koniq10k", "model_size": "micro", "epochs": epochs, "lr": 5e-6,
             "data_root": str(data_root),
             "pretrained_encoder": "pre.pkl" if pretrained else None, "use_attention": True}
-    _write(folder / "finetune_config.json", {"args": args, "environment": ENV})
+    _write(folder / "finetune_config.json", {
+        "args": args, "environment": ENV, "protocol": "plan",
+        "overrides": {"epochs": {"preset": 50, "given": epochs}}})
     _jsonl(folder / "metrics.jsonl",
            [{"epoch": e, "train_loss": 10.0 - e, "train_srcc": 0.3 + 0.1 * e,
              "val_srcc": srcc - 0.05 * (epochs - e), "val_plcc": srcc, "lr": 1e-5, "time_s": 4.0}

@@ -17,17 +17,17 @@ SCRIPT = REPO / "run_qualiclip_experiments.sh"
 TINY = {"PRETRAIN_EPOCHS": "1", "FINETUNE_EPOCHS": "1", "PRETRAIN_STEPS": "1",
         "FINETUNE_STEPS": "1", "PRETRAIN_BATCH": "2", "FINETUNE_BATCH": "4", "NUM_LEVELS": "2",
         "TEST_PATCHES": "1", "VAL_PATCHES": "1", "TEST_DATASETS": "spaq kadid10k",
-        "LABEL_FRACTIONS": "50", "PROBE_PATCHES": "1"}
+        "LABEL_FRACTIONS": "50", "PROBE_PATCHES": "1", "STRICT_REPORT": "1"}
 
 
-def run_chain(run_dir: Path, data_root: Path, *args: str) -> str:
-    """Run the chain in demo mode; return its output (the test fails on a non-zero exit)."""
+def run_chain(run_dir: Path, data_root: Path, *args: str, status: int = 0, **knobs: str) -> str:
+    """Run the chain in demo mode; return its output (the test fails on another exit status)."""
     env = {**os.environ, **TINY, "RUN_DIR": str(run_dir), "DATA_ROOT": str(data_root),
-           "IQA_CACHE_DIR": str(run_dir / "cache")}
+           "IQA_CACHE_DIR": str(run_dir / "cache"), **knobs}
     proc = subprocess.run(["bash", str(SCRIPT), "--demo", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600, check=False)
     output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-4000:]
+    assert proc.returncode == status, output[-4000:]
     return output
 
 
@@ -67,3 +67,7 @@ def test_demo_chain_writes_a_filled_report_and_reruns_as_skips(tmp_path: Path,
     assert set(ran) <= set(skipped)
     stages = json.loads((run_dir / "timings.json").read_text())["stages"]
     assert all(stages[name]["skips"] == 1 for name in ran)
+
+    longer = run_chain(run_dir, demo_root, status=2, PRETRAIN_EPOCHS="2")
+    assert "error: stage 'pretrain' finished" in longer
+    assert "with other settings: --epochs was '1', now '2'" in longer

@@ -20,6 +20,7 @@ def test_complete_run_fills_every_table(complete_run: Path) -> None:
                     "Ablation: Distortion types", "Ablation: Pretraining loss", "Configs"):
         assert f"## {heading}" in text, heading
     assert "+0.0500" in text  # improvement of pretrained (0.75) over baseline (0.70)
+    assert "- baseline: protocol plan; overrides: --epochs 3 (preset 50)" in text
     assert "0.906" in text and "published figure" in text
     assert "0 (no pretraining: the baseline run)" in text
     assert "| simplified (the main pretrained run) | 0.3333 | 0.7500" in text

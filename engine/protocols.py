@@ -1,0 +1,76 @@
+"""Fine-tuning protocol presets (--protocol): each sets the whole group of training flags.
+
+`hyperiqa` is SSL92/hyperIQA's training recipe and `smart` the final settings of the public
+Swin-HyperIQA (SMART-IQA), both applied to this Swin-HyperIQA; `plan` is the experiment plan with
+the references' crops per image, LDA rate and attention placement. The README's protocol table
+lists each value against the reference code and every remaining deviation.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+PROTOCOL_CHOICES = ("plan", "hyperiqa", "smart")
+DEFAULT_PROTOCOL = "plan"
+
+# One row per flag: its value in plan, hyperiqa, smart. A flag given on the command line
+# overrides its preset value; lr_encoder_pretrained None means "the encoder rate is --lr".
+_TABLE = (
+    ("resize", "aspect", "squash", "squash"),
+    ("train_patches", 25, 25, 20),
+    ("test_patches", 25, 25, 20),
+    ("val_patches", 10, 25, 20),
+    ("batch_size", 96, 96, 32),
+    ("epochs", 50, 16, 10),
+    ("optimizer", "adamw", "adam", "adamw"),
+    ("lr", 5e-6, 2e-5, 5e-7),
+    ("lr_ratio", 10.0, 10.0, 10.0),
+    ("lr_encoder_pretrained", 1e-6, None, None),
+    ("weight_decay", 2e-4, 5e-4, 2e-4),
+    ("decay_all", False, True, True),
+    ("scheduler", "cosine", "hyperiqa", "cosine"),
+    ("warmup_epochs", 1.0, 0.0, 0.0),
+    ("patience", 10, 0, 5),
+    ("drop_path", 0.2, 0.0, 0.3),
+    ("dropout", 0.3, 0.0, 0.3),
+    ("use_attention", True, False, True),
+    ("attention_scope", "hyper", "hyper", "hyper"),
+    ("lda_group", "encoder", "encoder", "encoder"),
+)
+PROTOCOLS: dict[str, dict[str, object]] = {
+    name: {row[0]: row[1 + i] for row in _TABLE} for i, name in enumerate(PROTOCOL_CHOICES)
+}
+
+
+def preset_help(flag: str) -> str:
+    """Help-text suffix naming the flag's value in each preset."""
+    values = ", ".join(f"{name} {PROTOCOLS[name][flag]}" for name in PROTOCOL_CHOICES)
+    return f"(default from --protocol: {values})"
+
+
+def apply_protocol(args: argparse.Namespace) -> dict:
+    """Fill every preset flag left unset (None) from args.protocol; return the record of it.
+
+    The record, {"protocol", "preset": the preset's values, "overrides": {flag: {"preset",
+    "given"}}}, names each flag given on the command line with a value the preset does not have.
+    `lr_encoder_pretrained` None in a preset means "the encoder rate is --lr".
+    """
+    if args.protocol not in PROTOCOLS:
+        raise ValueError(f"--protocol must be one of {PROTOCOL_CHOICES}, got {args.protocol!r}")
+    preset = PROTOCOLS[args.protocol]
+    overrides = {}
+    for flag, value in preset.items():
+        given = getattr(args, flag)
+        if given is None:
+            setattr(args, flag, value)
+        elif given != value:
+            overrides[flag] = {"preset": value, "given": given}
+    return {"protocol": args.protocol, "preset": dict(preset), "overrides": overrides}
+
+
+def describe(record: dict) -> str:
+    """One log line: the protocol and each override as flag=given (preset value)."""
+    changes = ", ".join(f"--{flag} {v['given']} (preset {v['preset']})"
+                        for flag, v in record["overrides"].items())
+    return f"protocol {record['protocol']}" + (f"; overrides: {changes}" if changes else
+                                               "; no overrides")

@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench clean-demo
+.PHONY: venv demo test lint bench gpu-check clean-demo
 
 venv: $(STAMP)
 
@@ -23,6 +23,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench.py --device cpu --model_size micro
+
+# GPU self-check (about 8 min, offline): GC_DEVICE=cpu GC_SIZE=micro runs it on a CPU
+gpu-check: $(STAMP)
+	PYTHON=$(PY) bash benchmarks/gpu_check.sh
 
 clean-demo:
 	rm -rf results/qualiclip_demo

@@ -89,6 +89,15 @@ class _CropSource(Dataset):
                 logger.warning("skipping an unreadable image: %s", exc)
             return None
 
+    def placeholder(self) -> dict:
+        """A zero item shaped like a real one, standing in for a batch with no readable image."""
+        return {"image": torch.zeros(self.item_shape, dtype=torch.uint8), "index": -1, "name": ""}
+
+    @property
+    def item_shape(self) -> tuple[int, ...]:
+        """Shape of one item's crops (crops, 3, crop, crop)."""
+        raise NotImplementedError
+
     def _crop(self, image: np.ndarray, top: int, left: int, flip: bool) -> np.ndarray:
         crop = image[top : top + self.crop_size, left : left + self.crop_size]
         return crop[:, ::-1] if flip else crop
@@ -114,6 +123,15 @@ class IQACropDataset(_CropSource):
         super().__init__([row.path for row in self.rows], policy, cache, crop_size, seed)
         self.patches = patches
         self.train = train
+
+    @property
+    def item_shape(self) -> tuple[int, ...]:
+        """(P, 3, crop, crop)."""
+        return (self.patches, 3, self.crop_size, self.crop_size)
+
+    def placeholder(self) -> dict:
+        """A zero item with MOS 0, shaped like a real one."""
+        return {**super().placeholder(), "mos": torch.zeros((), dtype=torch.float32)}
 
     def _positions(self, index: int, image: np.ndarray) -> list[tuple[int, int, bool]]:
         """(top, left, flip) of the image's `patches` crops: the epoch's (training), or fixed by
@@ -157,6 +175,11 @@ class IQACropSamples(IQACropDataset):
         """Number of crops: images x patches."""
         return len(self.rows) * self.patches
 
+    @property
+    def item_shape(self) -> tuple[int, ...]:
+        """(1, 3, crop, crop): one crop per item."""
+        return (1, 3, self.crop_size, self.crop_size)
+
     def __getitem__(self, sample: int) -> dict | None:
         """dict(image (1, 3, crop, crop) uint8, mos, index of the image, name) or None."""
         index, which = divmod(sample, self.patches)
@@ -180,6 +203,11 @@ class UnlabeledPairDataset(_CropSource):
     ) -> None:
         """Pairs of `crop_size` crops from images resized by `policy` (through `cache`)."""
         super().__init__(paths, policy, cache, crop_size, seed)
+
+    @property
+    def item_shape(self) -> tuple[int, ...]:
+        """(2, 3, crop, crop)."""
+        return (2, 3, self.crop_size, self.crop_size)
 
     def __getitem__(self, index: int) -> dict | None:
         """dict(image (2, 3, crop, crop) uint8, index, name) or None for an unreadable image."""
@@ -214,6 +242,32 @@ def collate_crops(batch: Sequence[dict | None]) -> dict | None:
     if "mos" in items[0]:
         out["mos"] = torch.stack([item["mos"] for item in items])
     return out
+
+
+class FixedSizeCollate:
+    """Training collate that keeps every batch at the size the sampler gave it.
+
+    Unreadable items (None) are replaced by repeats of the batch's readable ones, so a partly
+    unreadable batch has the usual shape (no recompile under --compile). A batch with no readable
+    item becomes `placeholder` items marked "empty": True, which the training loop steps with a
+    zero loss under DDP so every rank's collectives still pair up. "n_skipped" counts the
+    unreadable items either way.
+    """
+
+    def __init__(self, placeholder: dict) -> None:
+        self.placeholder = placeholder
+
+    def __call__(self, batch: Sequence[dict | None]) -> dict:
+        """Stack `batch` into one dict of len(batch) items (see the class docstring)."""
+        items = [item for item in batch if item is not None]
+        n_bad = len(batch) - len(items)
+        if items:
+            filled = items + [items[i % len(items)] for i in range(n_bad)]
+        else:
+            filled = [self.placeholder] * len(batch)
+        out = collate_crops(filled)
+        out.update(n_skipped=n_bad, empty=not items)
+        return out
 
 
 def list_images(folder: str | Path) -> list[Path]:

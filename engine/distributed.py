@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import secrets
+import socket
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,7 +16,11 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from engine.checkpoint import CheckpointError
 from engine.runtime import resolve_device
+
+BACKEND_ENV = "QUALICLIP_DIST_BACKEND"  # documented: gloo lets ranks share a GPU
+SHARED_CHECK_WAIT_S = 5.0  # how long a rank waits for rank 0's probe file to appear
 
 
 @dataclass
@@ -42,25 +50,38 @@ def _env_int(name: str, default: int) -> int:
         raise RuntimeError(f"environment variable {name}={value!r} is not an integer") from exc
 
 
+def _backend(device: torch.device) -> str:
+    """nccl on CUDA and gloo on CPU, unless BACKEND_ENV names one of them."""
+    backend = os.environ.get(BACKEND_ENV) or ("nccl" if device.type == "cuda" else "gloo")
+    if backend not in ("nccl", "gloo") or (backend == "nccl" and device.type != "cuda"):
+        raise RuntimeError(f"{BACKEND_ENV}={backend!r}: expected gloo, or nccl on CUDA devices")
+    return backend
+
+
 def init_distributed(device_arg: str) -> DistInfo:
-    """Join the torchrun process group (nccl on CUDA, gloo on CPU); single process without env."""
+    """Join the torchrun process group (nccl on CUDA, gloo on CPU); single process without env.
+
+    With BACKEND_ENV=gloo, ranks may share GPUs (rank r on GPU r mod count): slow, for checks on
+    a one-GPU machine, where NCCL refuses two ranks on one GPU.
+    """
     world_size = _env_int("WORLD_SIZE", 1)
     if world_size <= 1:
         return DistInfo(0, 1, 0, resolve_device(device_arg), True)
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", 0)
     device = resolve_device(device_arg)
+    backend = _backend(device)
     if device.type == "cuda":
-        if local_rank >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        if local_rank >= count and backend == "nccl":
             raise RuntimeError(
-                f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} GPU(s) are visible; "
-                "use --nproc_per_node <= number of GPUs"
+                f"LOCAL_RANK {local_rank} but only {count} GPU(s) are visible; use "
+                f"--nproc_per_node <= number of GPUs (or {BACKEND_ENV}=gloo to share GPUs, slowly)"
             )
-        device = torch.device("cuda", local_rank)
+        device = torch.device("cuda", local_rank % count)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        kwargs: dict[str, Any] = {"device_id": device} if device.type == "cuda" else {}
+        kwargs: dict[str, Any] = {"device_id": device} if backend == "nccl" else {}
         dist.init_process_group(backend=backend, rank=rank, world_size=world_size, **kwargs)
     return DistInfo(rank, world_size, local_rank, device, rank == 0)
 
@@ -134,6 +155,16 @@ def broadcast_object(obj: Any, info: DistInfo) -> Any:
     return holder[0]
 
 
+def gather_arrays(values: np.ndarray | None, info: DistInfo) -> np.ndarray | None:
+    """Every rank's 1-D array joined in rank order (None when no rank has one)."""
+    if not info.distributed:
+        return values
+    parts: list[np.ndarray | None] = [None] * info.world_size
+    dist.all_gather_object(parts, values)
+    present = [part for part in parts if part is not None]
+    return np.concatenate(present) if present else None
+
+
 def reduce_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
     """Mean of a tensor over ranks (returns a new tensor; the input is left unchanged)."""
     if not info.distributed:
@@ -143,11 +174,26 @@ def reduce_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return (out / info.world_size).to(value.device)
 
 
+def all_reduce_max(value: torch.Tensor, info: DistInfo | None) -> torch.Tensor:
+    """Elementwise maximum of a tensor over ranks (the tensor itself in a single process).
+
+    On NCCL the reduction runs on the device without waiting for the host; gloo works on CPU
+    copies.
+    """
+    if info is None or not info.distributed:
+        return value
+    out = value.detach().to(_comm_device(info), copy=True)
+    dist.all_reduce(out, op=dist.ReduceOp.MAX)
+    return out.to(value.device)
+
+
 def wrap_ddp(model: nn.Module, info: DistInfo, **kwargs: Any) -> nn.Module:
     """DistributedDataParallel around model when distributed; the model itself otherwise."""
     if not info.distributed:
         return model
     device_ids = [info.device.index] if info.device.type == "cuda" else None
+    # no BatchNorm anywhere: nothing to broadcast before each forward
+    kwargs.setdefault("broadcast_buffers", False)
     return DistributedDataParallel(model, device_ids=device_ids, **kwargs)
 
 
@@ -175,3 +221,37 @@ def cleanup(info: DistInfo) -> None:
     """Leave the process group (no-op in a single process)."""
     if info.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def check_shared_folder(folder: str | os.PathLike, info: DistInfo) -> None:
+    """Stop every rank before training unless all of them see `folder` as rank 0 does.
+
+    Rank 0 alone writes last.pkl and best_model.pkl, and every rank reads them (the final test,
+    --resume); on nodes without a shared filesystem the other ranks would read nothing or a
+    stale file. Rank 0 writes a probe file with a random token that every rank must read back.
+    A collective: call it on every rank, after rank 0 has created `folder`.
+    """
+    if not info.distributed:
+        return
+    token = broadcast_object(secrets.token_hex(8) if info.is_main else None, info)
+    probe = Path(folder) / f".shared_check_{token}"
+    if info.is_main:
+        probe.write_text(token)
+    barrier(info)
+    deadline = time.monotonic() + SHARED_CHECK_WAIT_S
+    while not (sees := probe.is_file() and probe.read_text() == token) and (
+            time.monotonic() < deadline):
+        time.sleep(0.5)  # a network filesystem may show a new file a moment later
+    views: list[tuple[int, str, bool] | None] = [None] * info.world_size
+    dist.all_gather_object(views, (info.rank, socket.gethostname(), sees))
+    barrier(info)
+    if info.is_main:
+        probe.unlink(missing_ok=True)
+    blind = [f"rank {rank} on {host}" for rank, host, seen in views if not seen]
+    if blind:
+        raise CheckpointError(
+            f"the output folder {folder} is not shared by all ranks: {', '.join(blind)} cannot "
+            "see a file rank 0 wrote there. Rank 0 alone writes the checkpoints (last.pkl, "
+            "best_model.pkl) and every rank reads them for the final test and --resume: put "
+            "--output_dir on a filesystem every node mounts (NFS, Lustre, ...)"
+        )

@@ -136,11 +136,11 @@ def predict_rows(
             x = to_device_images(images.flatten(0, 1), device)
             score = model_scores(model, x, amp).view(images.shape[0], images.shape[1])
             scores.append(score.mean(dim=1))
-            indices.append(batch["index"].to(device))
+            indices.append(batch["index"])  # stays on the host: no blocking copy per batch
     model.train(was_training)
     if bar is not None:
         bar.close()
-    seen = torch.cat(indices).cpu() if indices else torch.zeros(0, dtype=torch.long)
+    seen = torch.cat(indices) if indices else torch.zeros(0, dtype=torch.long)
     missing = sorted(set(shard) - set(seen.tolist()))  # undecodable images: NaN, left out later
     index = torch.cat([seen, torch.tensor(missing, dtype=torch.long)])
     pred = torch.cat([torch.cat(scores).cpu() if scores else torch.zeros(0),

@@ -24,7 +24,15 @@ from data.registry import canonical_key, drop_missing, read_rows, resize_policy
 from data.rows import SPLITS, DatasetError, Row, label_subset
 from engine.checkpoint import atomic_save, atomic_write_json, check_writable, make_checkpoint
 from engine.cli import save_args
-from engine.distributed import DistInfo, barrier, unwrap, wrap_ddp
+from engine.distributed import (
+    DistInfo,
+    barrier,
+    check_shared_folder,
+    gather_arrays,
+    reduce_mean,
+    unwrap,
+    wrap_ddp,
+)
 from engine.evaluate import (
     eval_batch_size,
     json_safe,
@@ -56,6 +64,7 @@ from engine.train_state import (
     LAST_STATE_NAME,
     GracefulStop,
     NonFiniteGuard,
+    all_rank_rngs,
     load_train_state,
     resolve_resume_path,
     save_train_state,
@@ -214,6 +223,7 @@ def finetune(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
     logger = setup_logger(args.model_name, args.log_dir, info.is_main)
     logger.info("%s", describe(protocol))
     run_dir = run_folder(args) if info.is_main else Path(args.output_dir) / args.model_name
+    check_shared_folder(run_dir, info)
     resume_path = resolve_resume_path(args.resume, run_dir)
     saved = check_resume_flags(args, resume_path, CONFIG_NAME, logger)
     data = load_data(args, logger)
@@ -239,7 +249,7 @@ def finetune(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
              "train_time_s": 0.0, "epochs_run": 0, "finished": False, "stopped_early": False}
     start_epoch = 1
     if resume_path is not None:
-        restored = load_train_state(resume_path, model, optimizer, scheduler, scaler)
+        restored = load_train_state(resume_path, model, optimizer, scheduler, scaler, info.rank)
         state.update(restored["extra"])
         start_epoch = restored["epoch"] + 1
         # a run that reached its --epochs continues when resumed with more of them
@@ -283,8 +293,7 @@ def finetune(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
         return metrics_for(pred, data.splits[split], strict=False, logger=logger)
 
     train_model = maybe_compile(wrap_ddp(model, info), args, device, amp, logger)
-    guard = NonFiniteGuard(skip=args.skip_nonfinite,
-                           last_checkpoint=str(last_path))
+    guard = NonFiniteGuard(skip=args.skip_nonfinite, last_checkpoint=str(last_path), info=info)
     step = l1_step(device)
     with GracefulStop(logger) as stop:
         for epoch in range(start_epoch, args.epochs + 1):
@@ -301,10 +310,14 @@ def finetune(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
             if args.scheduler == "hyperiqa":
                 reset_moments(optimizer)  # HyperIQA's solver rebuilds Adam after every epoch
             val = evaluate(model, "val", args.val_patches)
-            train_srcc = (evaluate_predictions(out["predictions"], out["targets"], strict=False)
-                          ["srcc"] if out["predictions"] is not None else math.nan)
+            # the epoch's training figures over every rank's shard, not rank 0's alone
+            train_loss = reduce_mean(torch.tensor(out["loss"], dtype=torch.float64), info).item()
+            train_pred = gather_arrays(out["predictions"], info)
+            train_mos = gather_arrays(out["targets"], info)
+            train_srcc = (evaluate_predictions(train_pred, train_mos, strict=False)["srcc"]
+                          if train_pred is not None else math.nan)
             epoch_time = time.perf_counter() - epoch_start
-            record = {"epoch": epoch, "train_loss": out["loss"], "train_srcc": train_srcc,
+            record = {"epoch": epoch, "train_loss": train_loss, "train_srcc": train_srcc,
                       "val_srcc": val["srcc"], "val_plcc": val["plcc"],
                       "lr": optimizer.param_groups[0]["lr"], "time_s": epoch_time}
             logger.info("epoch %d | train loss %.4f | train SRCC %.4f | val SRCC %.4f | "
@@ -331,9 +344,10 @@ def finetune(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
                 logger.info("early stopping: no validation SRCC gain for %d epoch(s) (best "
                             "at epoch %d)", args.patience, state["best_epoch"])
             state["finished"] = state["finished"] or epoch == args.epochs
+            rank_rngs = all_rank_rngs(info)
             if info.is_main:
                 save_train_state(last_path, model, optimizer, scheduler, scaler, epoch, state,
-                                 ckpt_config, model.config["model_size"])
+                                 ckpt_config, model.config["model_size"], rank_rngs)
             barrier(info)
             if not state["finished"] and stop.any_rank_requested(info):
                 _interrupted(stop, logger, last_path, epoch, command)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from data.iqa_dataset import collate_crops
+from data.iqa_dataset import FixedSizeCollate, collate_crops
 from engine.distributed import DistInfo
 from engine.runlog import progress
 from engine.runtime import autocast
@@ -35,10 +35,13 @@ StepFn = Callable[[torch.nn.Module, dict], StepOutput]
 
 def training_loader(dataset: Dataset, sampler: Sampler, batch_size: int, num_workers: int,
                     device: torch.device, drop_last: bool) -> DataLoader:
-    """Loader of a training stage: pinned memory on CUDA, persistent workers, 4 batches prefetched
-    per worker."""
+    """Loader of a training stage: batches of fixed size (FixedSizeCollate, where the dataset has
+    a placeholder item), pinned memory on CUDA, persistent workers, 4 batches prefetched per
+    worker."""
+    collate = (FixedSizeCollate(dataset.placeholder()) if hasattr(dataset, "placeholder")
+               else collate_crops)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                      collate_fn=collate_crops, pin_memory=device.type == "cuda",
+                      collate_fn=collate, pin_memory=device.type == "cuda",
                       drop_last=drop_last, persistent_workers=num_workers > 0,
                       prefetch_factor=4 if num_workers else None)
 
@@ -66,13 +69,19 @@ def _no_sync(model: torch.nn.Module, accumulating: bool):
 
 
 def _optimizer_step(optimizer, scheduler, scaler, guard) -> None:
-    """Unscale, let the guard flag (or zero) non-finite gradients, step optimizer and scheduler."""
+    """Unscale, let the guard flag (or zero) non-finite gradients, step optimizer and scheduler.
+
+    With fp16 the scaler skips steps whose gradients overflowed (and lowers its scale); the
+    scheduler skips them too. Reading the scale costs one host sync per step, fp16 only.
+    """
     scaler.unscale_(optimizer)
     if guard is not None:
         guard.sanitize_gradients(optimizer, scaler)
+    scale = scaler.get_scale() if scaler.is_enabled() else None
     scaler.step(optimizer)
     scaler.update()
-    if scheduler is not None:
+    skipped = scale is not None and scaler.get_scale() < scale
+    if scheduler is not None and not skipped:
         scheduler.step()
     optimizer.zero_grad(set_to_none=True)
 
@@ -108,8 +117,10 @@ def train_one_epoch(
 ) -> dict:
     """Train `model` for one epoch of `loader` with `step_fn(model, batch) -> StepOutput`.
 
-    Sets the epoch on the loader's sampler and dataset. Batches that are None (every image
-    undecodable) are skipped. The loss is divided by `accum_steps`; the optimizer steps every
+    Sets the epoch on the loader's sampler and dataset. Batches with no readable image (None, or
+    marked "empty" by FixedSizeCollate) are skipped; under DDP an "empty" batch is stepped with
+    its loss times zero instead, so every rank runs the same gradient all-reduces. The loss is
+    divided by `accum_steps`; the optimizer steps every
     `accum_steps` batches and on the last one, the scheduler once per optimizer step. Loss terms
     and predictions stay on the device until the epoch ends, so no step waits for the host.
     `stop.requested` is checked between steps (under DDP, pass `info`: ranks agree every
@@ -131,23 +142,29 @@ def train_one_epoch(
     targets: list[torch.Tensor] = []
     batches = steps = skipped = skipped_images = images = pending = 0
     stopped = False
+    distributed = info is not None and info.distributed
     batch_iter = progress(loader, desc=desc, total=total, enabled=is_main)
     for seen, batch in enumerate(batch_iter, start=1):
         if _should_stop(stop, info, steps, pending):
             stopped = True
             break
-        if batch is None:
+        empty = batch is None or bool(batch.get("empty"))
+        if empty:
             skipped += 1
-        else:
+        if batch is not None:
             skipped_images += int(batch.get("n_skipped", 0))
+        if not empty or (batch is not None and distributed):
             pending += 1
             ends_group = pending == accum_steps or seen == total
             with _no_sync(model, not ends_group), autocast(device, amp):
                 out = step_fn(model, batch)
             loss = out.loss.float()
+            if empty:  # the graph stays, so DDP's all-reduce pairs with the other ranks'
+                loss = loss * 0.0
             if guard is not None:
                 loss = guard.update(loss, batch.get("name"))
             scaler.scale(loss / accum_steps).backward()
+        if not empty:
             batches += 1
             images += int(batch["image"].shape[0])
             loss_sum += loss.detach()

@@ -27,6 +27,7 @@ from engine.distributed import (
     DistInfo,
     barrier,
     broadcast_object,
+    check_shared_folder,
     cleanup,
     init_distributed,
     reduce_mean,
@@ -53,6 +54,7 @@ from engine.train_state import (
     LAST_STATE_NAME,
     GracefulStop,
     NonFiniteGuard,
+    all_rank_rngs,
     load_train_state,
     resolve_resume_path,
     save_train_state,
@@ -263,7 +265,7 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> PretrainRun:
     if info.is_main:  # fail in the first second, not after an epoch, when outputs cannot be written
         check_writable(run_dir)
         check_writable(args.log_dir)
-    barrier(info)
+    check_shared_folder(run_dir, info)
     logger = setup_logger(name, args.log_dir, info.is_main)
     state_path = resolve_resume_path(args.resume, run_dir)
     saved = check_resume_flags(args, state_path, CONFIG_NAME, logger)
@@ -279,7 +281,7 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> PretrainRun:
                                    crop_size=args.crop_size, seed=args.seed)
     loader = _make_loader(dataset, args, info, logger)
     config = _run_config(args, distortions, pairs, source, len(paths))
-    model = build_pretrain_model(args, pairs).to(info.device)
+    model = build_pretrain_model(args, pairs).to(info.device, memory_format=torch.channels_last)
     groups = param_groups({"encoder": (model.encoder, args.lr), "head": (model.head, args.lr)},
                           args.weight_decay)
     optimizer = build_optimizer(groups, info.device)
@@ -292,7 +294,7 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> PretrainRun:
     run = PretrainRun(name, run_dir, logger, config, distortions, model, loader, optimizer,
                       scheduler, scaler, amp, start_epoch=1)
     if state_path is not None:
-        state = load_train_state(state_path, model, optimizer, scheduler, scaler)
+        state = load_train_state(state_path, model, optimizer, scheduler, scaler, info.rank)
         run.start_epoch = state["epoch"] + 1
         logger.info("resumed from %s after epoch %d", state_path, state["epoch"])
         if saved.get("epochs", args.epochs) != args.epochs:
@@ -312,17 +314,19 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> PretrainRun:
 
 
 def _epoch_record(epoch: int, result: dict, lr: float, info: DistInfo) -> dict:
-    """metrics.jsonl record of one epoch, losses averaged over processes."""
+    """metrics.jsonl record of one epoch: losses averaged, images and skips summed over ranks."""
     values = torch.tensor([result["loss"], result.get("consistency", math.nan),
-                           result.get("ranking", math.nan)], dtype=torch.float64)
-    loss, consistency, ranking = reduce_mean(values, info).tolist()
+                           result.get("ranking", math.nan), result["images"],
+                           result["skipped_batches"]], dtype=torch.float64)
+    loss, consistency, ranking, images, skipped = reduce_mean(values, info).tolist()
     return {"epoch": epoch, "loss": loss, "consistency": consistency, "ranking": ranking,
             "lr": lr, "time_s": round(result["time_s"], 3), "steps": result["steps"],
-            "images": result["images"] * info.world_size,
-            "skipped_batches": result["skipped_batches"]}
+            "images": round(images * info.world_size),
+            "skipped_batches": round(skipped * info.world_size)}
 
 
-def _save_epoch(run: PretrainRun, args: argparse.Namespace, epoch: int, record: dict) -> None:
+def _save_epoch(run: PretrainRun, args: argparse.Namespace, epoch: int, record: dict,
+                rank_rngs: list[dict] | None) -> None:
     """Main process: epoch encoder checkpoint, metrics line, last.pkl, then the log line."""
     size = run.model.encoder.model_size
     if args.save_every and epoch % args.save_every == 0:
@@ -331,7 +335,7 @@ def _save_epoch(run: PretrainRun, args: argparse.Namespace, epoch: int, record: 
     # metrics before last.pkl: a kill in between redoes this epoch and its line is replaced
     MetricsJournal(run.run_dir / METRICS_NAME).append(record)
     save_train_state(run.last_path, run.model, run.optimizer, run.scheduler, run.scaler, epoch,
-                     {"run_name": run.name}, run.config, size)
+                     {"run_name": run.name}, run.config, size, rank_rngs)
     skipped = record["skipped_batches"]
     run.logger.info(
         "epoch %d | loss %.4f | consistency %.4f | ranking %.4f | lr %.2e | time %.1fs%s", epoch,
@@ -375,7 +379,8 @@ def _pretrain(args: argparse.Namespace, info: DistInfo, command: str | None) -> 
         ddp_model = compile_or_eager(ddp_model, example.contiguous(
             memory_format=torch.channels_last), run.amp, run.logger)
     guard = NonFiniteGuard(skip=args.skip_nonfinite,
-                           last_checkpoint=str(run.last_path) if run.start_epoch > 1 else None)
+                           last_checkpoint=str(run.last_path) if run.start_epoch > 1 else None,
+                           info=info)
     with GracefulStop(run.logger) as stop:
         for epoch in range(run.start_epoch, args.epochs + 1):
             step_fn = QualiCLIPStep(args, run.distortions, info.device,
@@ -384,14 +389,15 @@ def _pretrain(args: argparse.Namespace, info: DistInfo, command: str | None) -> 
                 ddp_model, run.loader, run.optimizer, run.scheduler, run.scaler, step_fn,
                 device=info.device, amp=run.amp, accum_steps=args.accum_steps, guard=guard,
                 stop=stop, epoch=epoch, desc=f"pretrain {epoch}/{args.epochs}",
-                is_main=info.is_main, max_steps=args.max_steps_per_epoch,
+                is_main=info.is_main, max_steps=args.max_steps_per_epoch, info=info,
             )
             if result["stopped"]:  # the partial epoch is not saved: a resume redoes it whole
                 run.logger.warning("stopped during epoch %d, which a resume redoes", epoch)
                 return _stopped(run, stop, epoch - 1, command, info)
             record = _epoch_record(epoch, result, run.optimizer.param_groups[0]["lr"], info)
+            rank_rngs = all_rank_rngs(info)
             if info.is_main:
-                _save_epoch(run, args, epoch, record)
+                _save_epoch(run, args, epoch, record, rank_rngs)
             guard.last_checkpoint = str(run.last_path)
             barrier(info)
             if stop.any_rank_requested(info):

@@ -57,17 +57,24 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def _bf16_on(device: torch.device, native: bool) -> bool:
+    """Whether the GPU `device` (not merely the current one) runs bf16; `native`: in hardware,
+    not emulated (V100 and T4 emulate bf16 at a fraction of fp16's speed)."""
+    with torch.cuda.device(device):
+        return torch.cuda.is_bf16_supported(including_emulation=not native)
+
+
 def resolve_amp(amp: str, device: torch.device | str) -> str:
-    """Resolve --amp: "auto" -> bf16 on a bf16-capable GPU, fp16 on older GPUs, off elsewhere."""
+    """Resolve --amp: "auto" -> bf16 on a GPU with native bf16 (Ampere and newer), fp16 with a
+    GradScaler on older GPUs, off elsewhere. An explicit bf16 needs at least emulated bf16."""
     device = torch.device(device)
     if amp not in AMP_CHOICES:
         raise ValueError(f"--amp must be one of {AMP_CHOICES}, got {amp!r}")
-    bf16_gpu = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if device.type != "cuda":
+        return "off" if amp == "auto" else amp
     if amp == "auto":
-        if device.type != "cuda":
-            return "off"
-        return "bf16" if bf16_gpu else "fp16"
-    if amp == "bf16" and device.type == "cuda" and not bf16_gpu:
+        return "bf16" if _bf16_on(device, native=True) else "fp16"
+    if amp == "bf16" and not _bf16_on(device, native=False):
         raise DeviceError(
             f"--amp bf16 requested but {torch.cuda.get_device_name(device)} has no bf16 support; "
             "use --amp fp16 or off"
@@ -78,7 +85,8 @@ def resolve_amp(amp: str, device: torch.device | str) -> str:
 def autocast(device: torch.device | str, amp: str) -> contextlib.AbstractContextManager:
     """Autocast context for a resolved --amp value ("off" -> no-op); works on cuda and cpu."""
     device = torch.device(device)
-    amp = resolve_amp(amp, device)
+    if amp not in ("bf16", "fp16", "off"):  # called every step: resolved values pass as they are
+        amp = resolve_amp(amp, device)
     if amp == "off":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=_AMP_DTYPES[amp])

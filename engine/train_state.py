@@ -23,7 +23,7 @@ from engine.checkpoint import (
     restore_rng_state,
     rng_state,
 )
-from engine.distributed import DistInfo, unwrap
+from engine.distributed import DistInfo, all_reduce_max, unwrap
 
 LAST_STATE_NAME = "last.pkl"
 GUARD_CHECK_EVERY = 50  # batches between the NaN/Inf guard's host checks
@@ -39,11 +39,12 @@ def save_train_state(
     extra: dict,
     config: dict,
     model_size: str,
+    rank_rngs: list[dict] | None = None,
 ) -> None:
     """Write a "train_state" checkpoint: model, optimizer, scheduler, scaler, RNG, last done epoch.
 
     `epoch` is the last COMPLETED epoch; `extra` holds plain values such as the best score and
-    the early-stopping counter.
+    the early-stopping counter; `rank_rngs` every rank's RNG state (all_rank_rngs) under DDP.
     """
     check_json_able(extra, "extra")
     ckpt = make_checkpoint(
@@ -58,8 +59,18 @@ def save_train_state(
         scheduler=scheduler.state_dict() if scheduler is not None else None,
         scaler=scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
         rng=rng_state(),
+        rank_rngs=rank_rngs,
     )
     atomic_save(ckpt, path)
+
+
+def all_rank_rngs(info: DistInfo) -> list[dict] | None:
+    """Every rank's RNG state in rank order (a collective: call on every rank); None alone."""
+    if not info.distributed:
+        return None
+    states: list[dict | None] = [None] * info.world_size
+    dist.all_gather_object(states, rng_state())
+    return states
 
 
 def load_train_state(
@@ -68,8 +79,13 @@ def load_train_state(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     scaler: torch.amp.GradScaler | None,
+    rank: int = 0,
 ) -> dict:
-    """Restore everything save_train_state wrote; returns {"epoch", "extra", "config"}."""
+    """Restore everything save_train_state wrote; returns {"epoch", "extra", "config"}.
+
+    `rank` gets its own saved RNG stream; a rank the saving run did not have keeps the one it
+    was seeded with.
+    """
     ckpt = load_checkpoint(path, expected_kind="train_state")
     hint = (
         f"{path} was saved by a run with model_size {ckpt['model_size']!r} and config "
@@ -87,7 +103,9 @@ def load_train_state(
         scheduler.load_state_dict(ckpt["scheduler"])
     if scaler is not None and scaler.is_enabled() and ckpt.get("scaler"):
         scaler.load_state_dict(ckpt["scaler"])
-    restore_rng_state(ckpt["rng"])
+    streams = ckpt.get("rank_rngs") or [ckpt["rng"]]
+    if rank < len(streams):
+        restore_rng_state(streams[rank])
     return {"epoch": int(ckpt["epoch"]), "extra": ckpt.get("extra", {}), "config": ckpt["config"]}
 
 
@@ -165,8 +183,9 @@ class GracefulStop:
 
     def resume_message(self, state_path: str | os.PathLike, epoch: int) -> str:
         """The line to print on exit: what was saved and how to continue."""
+        cause = self.signal_name or "a signal to another rank"
         return (
-            f"stopped by {self.signal_name or 'request'} after epoch {epoch}; train state saved to "
+            f"stopped by {cause} after epoch {epoch}; train state saved to "
             f"{state_path}. Resume with the same command plus --resume (or --resume {state_path})"
         )
 
@@ -200,6 +219,9 @@ class NonFiniteGuard:
       and weight decay still advance one step, harmless for isolated batches). `finish()`
       returns the epoch's count of skipped batches; their names collect in `skipped_names`.
       `diverged_after` consecutive bad batches raise anyway: skipping cannot save such a run.
+    - Under DDP (`info`), the flags are all-reduced (MAX) before they are read, and each step's
+      skip decision before gradients are zeroed, so every rank skips or raises at the same
+      batch and the replicas never drift apart.
     """
 
     def __init__(
@@ -208,6 +230,7 @@ class NonFiniteGuard:
         skip: bool = False,
         last_checkpoint: str | None = None,
         diverged_after: int = 50,
+        info: DistInfo | None = None,
     ) -> None:
         if check_every < 1:
             raise ValueError(f"check_every must be >= 1, got {check_every}")
@@ -215,6 +238,7 @@ class NonFiniteGuard:
         self.skip = skip
         self.last_checkpoint = last_checkpoint
         self.diverged_after = diverged_after
+        self.info = info
         self.step = 0
         self.skipped_total = 0
         self.skipped_names: list[str] = []
@@ -260,6 +284,7 @@ class NonFiniteGuard:
                 self._flags[i] = self._flags[i] | code.to(self._flags[i].device)
             bad = bad | grad_bad
         if self.skip:
+            bad = all_reduce_max(bad.to(torch.uint8), self.info).bool()  # every rank skips alike
             for g in grads:
                 g.masked_fill_(bad.to(g.device), 0.0)
 
@@ -268,7 +293,10 @@ class NonFiniteGuard:
         n_checked = len(self._flags) - keep
         if n_checked <= 0:
             return
-        flags = torch.stack(self._flags[:n_checked]).cpu().tolist()
+        local = torch.stack(self._flags[:n_checked])
+        # every rank sees every rank's flags, so all skip or all raise at the same batch
+        flags = all_reduce_max(local, self.info).cpu().tolist()
+        here = local.cpu().tolist()
         names = self._names[:n_checked]
         del self._flags[:n_checked], self._names[:n_checked]
         first_step = self.step - keep - n_checked + 1
@@ -281,6 +309,9 @@ class NonFiniteGuard:
                 self.skipped_names.extend(names[i])
                 continue
             what = {1: "loss", 2: "gradient", 3: "loss and gradient"}[code]
+            batch_names = names[i] if here[i] else []
+            if not here[i]:
+                what += " (found on another rank, which names its images)"
             reason = (
                 f"{self._consecutive_bad} consecutive batches were non-finite up to step "
                 f"{first_step + i} (the run diverged; skipping cannot help)"
@@ -288,11 +319,11 @@ class NonFiniteGuard:
                 else f"non-finite {what} at step {first_step + i}"
             )
             raise NonFiniteLossError(
-                f"{reason}; images of the batch: {names[i][:16]}; last good checkpoint: "
+                f"{reason}; images of the batch: {batch_names[:16]}; last good checkpoint: "
                 f"{self.last_checkpoint or 'none saved yet'}. Lower the learning rate, check "
                 "these images, try --amp off, or pass --skip_nonfinite to skip such batches",
                 step=first_step + i,
-                names=names[i],
+                names=batch_names,
             )
 
     def finish(self) -> int:

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from data.degradations.randomness import RandomSource, device_generator
+from data.degradations.ops import full_float32
+from data.degradations.randomness import RandomSource, device_generator, host_index
 from data.degradations.registry import DISTORTIONS, level_parameters, resolve_name
 
 
@@ -26,8 +27,9 @@ def _work_dtype(images: Tensor) -> torch.dtype:
 
 def _run(images: Tensor, name: str, parameter: object, rng: RandomSource) -> Tensor:
     x = images.to(_work_dtype(images))
-    # Colour transforms and DCTs are matrix products: keep them out of a caller's autocast.
-    with torch.autocast(images.device.type, enabled=False):
+    # Colour transforms and DCTs are matrix products: keep them out of a caller's autocast and
+    # out of TF32, whatever the global setting.
+    with torch.autocast(images.device.type, enabled=False), full_float32():
         out = DISTORTIONS[name].fn(x, parameter, rng)
     return out.clamp(0.0, 1.0).to(images.dtype)
 
@@ -83,7 +85,7 @@ def degrade_levels(
     gen = device_generator(generator, images.device)
     for name, members in by_type.items():
         parameters = level_parameters(name, num_levels)
-        index = torch.tensor(members, device=images.device)
+        index = host_index(members, images.device)
         sub = images.index_select(0, index)
         slot_of: dict[int, int] = {}
         slots = [slot_of.setdefault(ids[i], len(slot_of)) for i in members]

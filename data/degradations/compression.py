@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from data.degradations.ops import pad_edges, rgb_to_ycbcr, ycbcr_to_rgb
+from data.degradations.ops import device_constant, pad_edges, rgb_to_ycbcr, ycbcr_to_rgb
 from data.degradations.randomness import RandomSource
 
 # ITU-T T.81 Annex K quantisation tables (quality 50).
@@ -40,8 +40,9 @@ def quantization_table(base: tuple[tuple[int, ...], ...], quality: float, like: 
     """The libjpeg scaling of a quality-50 table to `quality` in [1, 100]."""
     q = min(max(quality, 1.0), 100.0)
     scale = 5000.0 / q if q < 50 else 200.0 - 2.0 * q
-    table = torch.tensor(base, dtype=like.dtype, device=like.device)
-    return torch.floor((table * scale + 50.0) / 100.0).clamp(1.0, 255.0)
+    scaled = tuple(tuple(min(max(math.floor((v * scale + 50.0) / 100.0), 1), 255) for v in row)
+                   for row in base)
+    return device_constant(scaled, like.dtype, like.device)
 
 
 def _dct_2d(like: Tensor) -> Tensor:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +22,7 @@ _YCBCR_TO_RGB = (
     (1.0, -0.344136, -0.714136),
     (1.0, 1.772, 0.0),
 )
+_CHROMA_OFFSET = (((0.0,),), ((0.5,),), ((0.5,),))  # (3, 1, 1): added to YCbCr's chroma
 # Kernels up to this width are applied by direct convolution, wider ones through the FFT, whose
 # cost does not grow with the kernel.
 _DIRECT_MAX_WIDTH = 9
@@ -26,9 +30,34 @@ _DIRECT_MAX_WIDTH = 9
 _SEPARABLE_MAX_RADIUS = 24
 
 
+@functools.lru_cache(maxsize=512)
+def device_constant(values: tuple, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A constant tensor of `values`, copied to `device` once and then reused (never modify it).
+
+    A tensor built from host values on a GPU is a blocking copy; per step that stalls the host.
+    """
+    with torch.inference_mode(False):  # usable later outside inference mode too
+        return torch.tensor(values, dtype=dtype, device=device)
+
+
+@contextlib.contextmanager
+def full_float32() -> Iterator[None]:
+    """Float32 matrix products and convolutions at full precision (no TF32) inside the block.
+
+    Training enables TF32 globally; its 10-bit mantissa would move JPEG coefficients across
+    quantisation steps and change the colour transforms, so the degradations opt out.
+    """
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+
+
 def _mix(x: Tensor, matrix: tuple[tuple[float, ...], ...]) -> Tensor:
     # (rows, 3) @ (N, 3, H * W): one thin matrix product, faster than einsum or a 1x1 conv.
-    m = torch.tensor(matrix, dtype=x.dtype, device=x.device)
+    m = device_constant(matrix, x.dtype, x.device)
     n, _, h, w = x.shape
     return (m @ x.reshape(n, 3, h * w)).view(n, len(matrix), h, w)
 
@@ -36,12 +65,12 @@ def _mix(x: Tensor, matrix: tuple[tuple[float, ...], ...]) -> Tensor:
 def rgb_to_ycbcr(x: Tensor) -> Tensor:
     """RGB (N, 3, H, W) in [0, 1] to full-range YCbCr with chroma centred on 0.5."""
     out = _mix(x, _RGB_TO_YCBCR)
-    return out + torch.tensor([0.0, 0.5, 0.5], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return out + device_constant(_CHROMA_OFFSET, x.dtype, x.device)
 
 
 def ycbcr_to_rgb(x: Tensor) -> Tensor:
     """Inverse of `rgb_to_ycbcr` (no clamping)."""
-    centred = x - torch.tensor([0.0, 0.5, 0.5], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    centred = x - device_constant(_CHROMA_OFFSET, x.dtype, x.device)
     return _mix(centred, _YCBCR_TO_RGB)
 
 
@@ -138,7 +167,7 @@ def shift_grid(offsets: Tensor, h: int, w: int) -> Tensor:
     if offsets.dim() == 2:
         offsets = offsets[:, None, None, :]
     pos = base + offsets
-    scale = torch.tensor([2.0 / w, 2.0 / h], dtype=offsets.dtype, device=offsets.device)
+    scale = device_constant((2.0 / w, 2.0 / h), offsets.dtype, offsets.device)
     return (pos + 0.5) * scale - 1.0  # pixel centres for align_corners=False
 
 

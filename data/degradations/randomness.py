@@ -32,6 +32,15 @@ def device_generator(generator: torch.Generator | None, device: torch.device) ->
     return torch.Generator(device=device).manual_seed(int(seed))
 
 
+def host_index(values: list[int], device: torch.device) -> Tensor:
+    """int64 tensor of host `values` on `device`: on a GPU through pinned memory, copied without
+    blocking the host (the values change every batch, so they cannot be cached)."""
+    index = torch.tensor(values, dtype=torch.long)
+    if device.type == "cuda":
+        return index.pin_memory().to(device, non_blocking=True)
+    return index.to(device)
+
+
 class RandomSource:
     """Random numbers of one distortion call on a sub-batch of N images.
 
@@ -48,7 +57,7 @@ class RandomSource:
         self.dtype = dtype
         # Slot bookkeeping stays on the host, so drawing never waits for the device.
         self.num_slots = n if slots is None else max(slots, default=-1) + 1
-        self.slots = None if slots is None else torch.tensor(slots, device=self.device)
+        self.slots = None if slots is None else host_index(slots, self.device)
 
     def per_image(self, *shape: int) -> Tensor:
         """Uniform [0, 1) values (N, *shape), identical for images that share a slot."""

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 
 from data.images import ImageCache, ResizePolicy
 from data.iqa_dataset import (
+    FixedSizeCollate,
     IQACropDataset,
     IQACropSamples,
     UnlabeledPairDataset,
@@ -162,6 +163,27 @@ def test_list_images(tmp_path):
         list_images(tmp_path / "empty")
     with pytest.raises(DatasetError, match="image folder not found"):
         list_images(tmp_path / "absent")
+
+
+def test_training_batches_keep_their_size(tmp_path):
+    """FixedSizeCollate: unreadable items become repeats of readable ones (the batch shape never
+    changes, so --compile never recompiles); a batch with none readable becomes placeholders
+    marked empty, with the dataset's item shape."""
+    paths = [make_image(tmp_path / f"{i}.png", size=(200, 160), seed=i) for i in range(2)]
+    dataset = UnlabeledPairDataset(paths, ResizePolicy("none"), None, crop_size=CROP, seed=0)
+    collate = FixedSizeCollate(dataset.placeholder())
+    batch = collate([dataset[0], None, dataset[1], None])
+    assert batch["image"].shape == (4, 2, 3, CROP, CROP) and not batch["empty"]
+    assert batch["n_skipped"] == 2 and batch["index"].tolist() == [0, 1, 0, 1]
+    empty = collate([None, None, None, None])
+    assert empty["image"].shape == (4, 2, 3, CROP, CROP) and empty["empty"]
+    assert empty["n_skipped"] == 4 and not empty["image"].any()
+    rows = [Row(paths[0], 5.0, "train", "0.png", "0.png")]
+    labelled = IQACropDataset(rows, ResizePolicy("none"), None, crop_size=CROP, patches=3)
+    empty = FixedSizeCollate(labelled.placeholder())([None, None])
+    assert empty["image"].shape == (2, 3, 3, CROP, CROP) and empty["mos"].tolist() == [0.0, 0.0]
+    samples = IQACropSamples(rows, ResizePolicy("none"), None, crop_size=CROP, patches=3)
+    assert FixedSizeCollate(samples.placeholder())([None])["image"].shape == (1, 1, 3, CROP, CROP)
 
 
 def test_crop_samples_are_the_image_crops_one_per_item(rows):

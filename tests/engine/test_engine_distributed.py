@@ -14,6 +14,7 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
+from engine.checkpoint import CheckpointError
 from engine.distributed import (
     DistInfo,
     barrier,
@@ -120,3 +121,50 @@ def test_two_processes_with_gloo(tmp_path: Path) -> None:
     assert r0["grad"] == r1["grad"]
     assert r0["stop"] and r1["stop"]
     assert (r0["is_main"], r1["is_main"], r0["world"]) == (True, False, 2)
+
+
+def _shared_folder_worker(info: DistInfo, folders: list[Path], out: Path) -> None:
+    import engine.distributed
+
+    engine.distributed.SHARED_CHECK_WAIT_S = 0.0  # no waiting for a file that never appears
+    folder = folders[info.rank]
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        engine.distributed.check_shared_folder(folder, info)
+        message = ""
+    except CheckpointError as exc:
+        message = str(exc)
+    barrier(info)  # rank 0 has removed its probe file
+    leftovers = sorted(p.name for p in folder.iterdir())
+    Path(out, f"rank{info.rank}.json").write_text(json.dumps({"error": message,
+                                                              "left": leftovers}))
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_output_folder_must_be_shared_by_every_rank(two_ranks, tmp_path: Path,
+                                                    shared: bool) -> None:
+    """A folder every rank sees passes; one that rank 1 sees elsewhere (a node's local disk)
+    stops both ranks before training, naming the rank."""
+    folders = [tmp_path / "runs"] * 2 if shared else [tmp_path / "node0", tmp_path / "node1"]
+    two_ranks(_shared_folder_worker, folders, tmp_path)
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r0["left"] == [] and r1["left"] == []  # the probe file is removed
+    if shared:
+        assert r0["error"] == r1["error"] == ""
+    else:
+        for error in (r0["error"], r1["error"]):
+            assert "not shared by all ranks: rank 1 on" in error and "--output_dir" in error
+
+
+def test_backend_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """nccl on CUDA, gloo on CPU; QUALICLIP_DIST_BACKEND=gloo lets ranks share one GPU."""
+    from engine.distributed import BACKEND_ENV, _backend
+
+    monkeypatch.delenv(BACKEND_ENV, raising=False)
+    assert _backend(torch.device("cuda", 0)) == "nccl"
+    assert _backend(torch.device("cpu")) == "gloo"
+    monkeypatch.setenv(BACKEND_ENV, "gloo")
+    assert _backend(torch.device("cuda", 0)) == "gloo"
+    monkeypatch.setenv(BACKEND_ENV, "nccl")
+    with pytest.raises(RuntimeError, match="expected gloo, or nccl on CUDA"):
+        _backend(torch.device("cpu"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import subprocess
@@ -185,3 +186,42 @@ def test_scripts_print_user_errors_without_traceback(monkeypatch, capsys) -> Non
     monkeypatch.setenv(TRACEBACK_ENV, "1")
     with pytest.raises(DatasetError):
         run_script(bad_input)
+
+
+class _FakeGpu:
+    """torch.cuda stand-ins for a GPU of some generation on a machine without one."""
+
+    def __init__(self, native_bf16: bool, emulated_bf16: bool = True) -> None:
+        self.native, self.emulated = native_bf16, emulated_bf16
+        self.current: list[int] = []  # the device each capability query ran on
+
+    @contextlib.contextmanager
+    def device(self, device: torch.device):
+        self.current.append(device.index)
+        yield
+
+    def is_bf16_supported(self, including_emulation: bool = True) -> bool:
+        return self.native or (including_emulation and self.emulated)
+
+
+@pytest.mark.parametrize(("native", "expected"), [(True, "bf16"), (False, "fp16")])
+def test_amp_auto_asks_the_runs_own_gpu_for_native_bf16(
+    monkeypatch: pytest.MonkeyPatch, native: bool, expected: str
+) -> None:
+    """auto: bf16 on Ampere and newer; fp16 (with a GradScaler) on V100/T4, which only emulate
+    bf16; the query runs on the run's device, not the current one."""
+    gpu = _FakeGpu(native_bf16=native)
+    monkeypatch.setattr(torch.cuda, "device", gpu.device)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", gpu.is_bf16_supported)
+    assert resolve_amp("auto", "cuda:1") == expected
+    assert gpu.current == [1]
+    assert resolve_amp("bf16", "cuda:1") == "bf16"  # asked for: emulated bf16 is allowed
+
+
+def test_amp_bf16_refused_without_any_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    gpu = _FakeGpu(native_bf16=False, emulated_bf16=False)
+    monkeypatch.setattr(torch.cuda, "device", gpu.device)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", gpu.is_bf16_supported)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "Old GPU")
+    with pytest.raises(DeviceError, match="Old GPU has no bf16 support"):
+        resolve_amp("bf16", "cuda:0")

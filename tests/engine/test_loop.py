@@ -109,3 +109,21 @@ def test_non_finite_loss_raises_or_is_skipped() -> None:
         run(make_batches(4, poison=2), guard=NonFiniteGuard(check_every=2))
     out, model, _ = run(make_batches(4, poison=2), guard=NonFiniteGuard(2, skip=True))
     assert out["skipped_batches"] == 1 and torch.isfinite(model.bias).all()
+
+
+def test_scheduler_skips_the_steps_fp16_skipped() -> None:
+    """An overflowing fp16 step is skipped by the scaler, and the schedule does not advance."""
+    model, optimizer, scheduler, _ = setup()
+    scaler = torch.amp.GradScaler("cpu", enabled=True)
+    batches = make_batches(2)
+
+    def overflowing(model: nn.Module, batch: dict) -> StepOutput:
+        out = l1_step(model, batch)
+        return StepOutput(out.loss * 1e38, {})  # times the scale: inf gradients
+
+    out = train_one_epoch(model, batches, optimizer, scheduler, scaler, overflowing, device=CPU,
+                          amp="off", accum_steps=1, guard=None, stop=None, epoch=1, desc="t",
+                          is_main=False)
+    assert out["steps"] == 2
+    assert scheduler.last_epoch == 0 and scaler.get_scale() < 65536.0
+    assert model.scale.item() == 1.0

@@ -1,0 +1,128 @@
+"""Pretraining with two ranks: a stop on one rank stops both; an unreadable image hangs neither.
+
+Both would hang before ranks agreed (collectives that no longer pair up): each run has a timeout
+so a hang fails the test instead of blocking the suite.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CLI_TIMEOUT_S = 240
+STOP_CHECK_EVERY = 2  # the ranks' stop agreement every 2 steps instead of 20 keeps epochs short
+IMAGES = 8  # batch 1, two ranks: 4 steps per rank and epoch
+SIGNAL_AT_CALL = IMAGES // 2 + 1  # rank 1 gets SIGTERM in the first step of epoch 2
+
+
+def _tiny_pretraining(image_dir: Path, out: Path) -> list[str]:
+    """Flags of a two-epoch micro pretraining run on a folder of images."""
+    return ["--image_dir", str(image_dir), "--model_size", "micro", "--imagenet_weights", "none",
+            "--device", "cpu", "--num_workers", "0", "--crop_size", "64", "--batch_size", "1",
+            "--epochs", "2", "--save_every", "0", "--warmup_epochs", "0",
+            "--distortions", "gaussian_blur", "--output_dir", str(out / "runs"),
+            "--log_dir", str(out / "logs"), "--cache_dir", str(out / "cache"),
+            "--model_name", "stop"]
+
+
+def _stop_worker(info, argv: list[str], out: Path) -> None:
+    import engine.loop
+    import engine.pretrain
+    from pretrain_qualiclip import main
+
+    engine.loop.STOP_CHECK_EVERY = STOP_CHECK_EVERY
+    calls = []
+    step = engine.pretrain.QualiCLIPStep.__call__
+
+    def counted(self, model, batch):
+        calls.append(1)
+        if info.rank == 1 and len(calls) == SIGNAL_AT_CALL:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return step(self, model, batch)
+
+    engine.pretrain.QualiCLIPStep.__call__ = counted
+    summary = main(argv)
+    (out / f"rank{info.rank}.json").write_text(json.dumps(
+        {"calls": len(calls), "exit_code": summary["exit_code"],
+         "epochs_done": summary["epochs_done"]}))
+
+
+def test_sigterm_on_one_rank_stops_every_rank(two_ranks, tmp_path: Path) -> None:
+    """SIGTERM to rank 1 mid-epoch: both ranks stop after the same step, exit 143, resumable."""
+    image_dir = tmp_path / "images"
+    image_dir.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(IMAGES):
+        pixels = rng.integers(0, 256, (72, 72, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(image_dir / f"{i}.png")
+    two_ranks(_stop_worker, _tiny_pretraining(image_dir, tmp_path), tmp_path)
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    steps_per_epoch = IMAGES // 2
+    assert r0["calls"] == r1["calls"] == steps_per_epoch + STOP_CHECK_EVERY
+    assert r0["exit_code"] == r1["exit_code"] == 128 + signal.SIGTERM
+    assert r0["epochs_done"] == r1["epochs_done"] == 1
+    log = (tmp_path / "logs" / "stop.log").read_text()
+    assert "stopped during epoch 2" in log and "stopped by a signal to another rank" in log
+    assert f"--resume {tmp_path / 'runs' / 'stop' / 'last.pkl'}" in log
+
+
+def _koniq_with_truncated_image(demo_root: Path, folder: Path, n_train: int) -> str:
+    """A KonIQ layout of the demo's first `n_train` training images (the first one truncated)
+    and a few validation and test images; returns the truncated image's name."""
+    source = demo_root / "koniq10k"
+    with (source / "koniq10k_distributions_sets.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    keep = [r for r in rows if r["set"] == "training"][:n_train]
+    keep += [r for r in rows if r["set"] != "training"][:4]
+    (folder / "1024x768").mkdir(parents=True)
+    with (folder / "koniq10k_distributions_sets.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(keep)
+    for row in keep:
+        data = (source / "1024x768" / row["image_name"]).read_bytes()
+        (folder / "1024x768" / row["image_name"]).write_bytes(data)
+    bad = folder / "1024x768" / keep[0]["image_name"]
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 3])
+    return bad.name
+
+
+def test_truncated_jpeg_does_not_hang_two_ranks(demo_root: Path, tmp_path: Path) -> None:
+    """torchrun, 2 ranks, --batch_size 1: the batch holding the truncated JPEG is empty on one
+    rank; the epoch still finishes on both, naming the image."""
+    data_root = tmp_path / "data"
+    bad = _koniq_with_truncated_image(demo_root, data_root / "koniq10k", n_train=6)
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env["OMP_NUM_THREADS"] = "1"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+               "2", "pretrain_qualiclip.py", "--data_root", str(data_root), "--dataset",
+               "koniq10k", "--model_size", "micro", "--imagenet_weights", "none", "--device",
+               "cpu", "--num_workers", "0", "--crop_size", "64", "--batch_size", "1", "--epochs",
+               "1", "--save_every", "0", "--distortions", "gaussian_blur", "--output_dir",
+               str(out / "runs"), "--log_dir", str(out / "logs"), "--cache_dir",
+               str(out / "cache"), "--model_name", "truncated"]
+    # its own session, so a hung run is killed with every rank it started
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=CLI_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        raise AssertionError(f"two ranks hung on a truncated JPEG:\n{output[-3000:]}") from None
+    assert process.returncode == 0, output[-5000:]
+    log = (out / "logs" / "truncated.log").read_text()
+    assert bad in output  # named by the rank that read it
+    assert "epoch 1 |" in log and "skipped 1 batches" in log
+    assert (out / "runs" / "truncated" / "swin_micro_qualiclip_pretrained.pkl").is_file()

@@ -180,9 +180,10 @@ def _pick(seeds: dict | None, key: str, boot: dict | None) -> dict:
         return {"basis": f"paired t interval over {s['n']} seeds", "value": s["mean_diff"],
                 "low": s["low"], "high": s["high"], "verdict": s["verdict"],
                 "p_ttest": s["p_ttest"], "p_wilcoxon": s["p_wilcoxon"]}
-    if boot:
+    if boot:  # test-sample noise only: one run cannot tell a gain from seed-to-seed variation
         return {"basis": "paired bootstrap over test images, one training run per model "
-                "(seed-to-seed variance is not in this interval)", "one_run": True, **boot}
+                "(seed-to-seed variance is not in this interval)", "one_run": True, **boot,
+                "test_interval_verdict": boot["verdict"], "verdict": "inconclusive"}
     return {"basis": "not measured", "value": math.nan, "low": math.nan, "high": math.nan,
             "verdict": "inconclusive"}
 

@@ -16,7 +16,9 @@ RULE = ("Each answer is **yes** only when the 95 % interval of the gain lies abo
         "when it lies below zero, and **inconclusive** when it holds zero or was not measured. "
         "With `--repeats N` (N >= 2) the interval is a paired t interval across seeds (it "
         "carries training noise); otherwise it is a paired bootstrap over the test images of one "
-        "training run, which carries test-sample noise only.")
+        "training run, which carries test-sample noise only: one run per model cannot tell a "
+        "gain from seed-to-seed variation, so a fine-tuning answer from one run stays "
+        "**inconclusive** whatever that interval says (the table names what it says).")
 
 
 def interval(entry: dict | None, digits: int = 4) -> str:
@@ -93,14 +95,15 @@ def recommendations(comp: dict) -> list[str]:
                    "hold test-sample noise only and convergence has no interval at all.")
     for answer, action in (("yes", "starting fine-tuning from the QualiCLIP encoder"),
                            ("no", "not using the QualiCLIP encoder for fine-tuning")):
-        keys = [k for k in ("koniq", "cross_dataset") if v[k]["verdict"] == answer]
-        single = " and ".join(WHERE[k] for k in keys if v[k].get("one_run"))
-        seeds = " and ".join(WHERE[k] for k in keys if not v[k].get("one_run"))
+        seeds = " and ".join(WHERE[k] for k in ("koniq", "cross_dataset")
+                             if v[k]["verdict"] == answer and not v[k].get("one_run"))
+        single = " and ".join(WHERE[k] for k in ("koniq", "cross_dataset")
+                              if v[k].get("test_interval_verdict") == answer)
         if seeds:
             out.append(f"{action[0].upper()}{action[1:]} is supported for {seeds} across seeds.")
         if single:
-            out.append(f"The answer {answer} for {single} rests on one training run per model; "
-                       f"confirm it with `--repeats 5` before {action}.")
+            out.append(f"The test-image interval for {single} says {answer}, but it rests on one "
+                       f"training run per model; repeat with `--repeats 5` before {action}.")
     if v["features"]["verdict"] == "yes" and v["koniq"]["verdict"] != "yes":
         out.append("The encoder's features are more quality-aware, but full-label fine-tuning "
                    "does not show it: compare with fewer labels (`--ablation labels`).")
@@ -111,11 +114,17 @@ def recommendations(comp: dict) -> list[str]:
     return out
 
 
+def _one_run_note(v: dict) -> str:
+    """What the test-image interval of a one-run answer says, beside its verdict."""
+    if not v.get("one_run"):
+        return ""
+    return f" (one training run; its test-image interval alone says {v['test_interval_verdict']})"
+
+
 def help_section(comp: dict, demo: bool) -> str:
     """"Does pretraining help?": the four verdicts with numbers, findings, recommendations."""
-    rows = [[QUESTIONS[k], f"**{v['verdict']}**" + (" (one training run)" if v.get("one_run")
-                                                     and v["verdict"] != "inconclusive" else ""),
-             _verdict_line(k, v)] for k, v in comp["verdicts"].items()]
+    rows = [[QUESTIONS[k], f"**{v['verdict']}**" + _one_run_note(v), _verdict_line(k, v)]
+            for k, v in comp["verdicts"].items()]
     body = [RULE, table(["Question", "Answer", "Numbers"], rows),
             "**Key findings**\n\n" + "\n".join(f"- {x}" for x in findings(comp, demo)),
             "**Recommendations**\n\n" + "\n".join(f"- {x}" for x in recommendations(comp))]

@@ -58,8 +58,10 @@ def test_clear_gain_everywhere_reads_yes(complete_run: Path, tmp_path: Path) -> 
     comp = json.loads((complete_run / COMPARISONS_NAME).read_text())
     assert comp["resamples"] >= 1000
     verdicts = {k: v["verdict"] for k, v in comp["verdicts"].items()}
-    assert verdicts == {"cross_dataset": "yes", "koniq": "yes", "convergence": "yes",
+    # cross-dataset rests on one run: its bootstrap excludes zero, the answer stays inconclusive
+    assert verdicts == {"cross_dataset": "inconclusive", "koniq": "yes", "convergence": "yes",
                         "features": "yes"}
+    assert comp["verdicts"]["cross_dataset"]["test_interval_verdict"] == "yes"
     assert comp["verdicts"]["cross_dataset"]["basis"].startswith("paired bootstrap")
     assert comp["verdicts"]["koniq"]["basis"] == "paired t interval over 3 seeds"
     assert comp["probe"]["reference"] == "random"

@@ -6,7 +6,7 @@ set -Eeuo pipefail
 usage() {
   cat <<'EOF'
 Usage: bash run_qualiclip_experiments.sh [--demo] [--force STAGE]... [--repeats N]
-           [--ablation epochs|distortions|loss|all]... [--KNOB VALUE]...
+           [--ablation epochs|distortions|loss|labels|all]... [--KNOB VALUE]...
 
 Runs, each stage once. A finished stage's marker RUN_DIR/.done/<stage> records its settings (the
 flags of its command and the knobs it declares); a rerun skips it only when they are unchanged and
@@ -23,8 +23,14 @@ otherwise stops, naming the differences (--force STAGE redoes it, or use another
   test_baseline, test_pretrained, test_zero_shot, test_zero_shot_untrained
                     test_swin.py on SPAQ, KADID-10K, AGIQA-3K, LIVE-C and the KonIQ-10k test
                     split (whichever are present); KADID-10k is also reported per distortion type
+  test_baseline_r<i>, test_pretrained_r<i>   the same tests of the repeats (paired seed tests)
+  probe             python -m tools.probe: linear probe (ridge) of the frozen random, ImageNet and
+                    QualiCLIP-pretrained encoders on every dataset present
   abl_<kind>_<variant>_{pretrain,finetune,test}     ablation variants (--ablation)
-  report            python -m tools.report --runs_dir RUN_DIR
+  labels_f<pct>_{baseline,pretrained}, test_labels_f<pct>_{baseline,pretrained}
+                    --ablation labels: fine-tuning on PCT % of the training labels, KonIQ-10k test
+  report            python -m tools.report --runs_dir RUN_DIR (writes comparisons.json first:
+                    paired bootstrap intervals, seed tests and the four verdicts)
 
 Options:
   --demo              demo data, mini model at 64 px, CPU: the whole chain in a few minutes
@@ -32,7 +38,8 @@ Options:
                       that use its output are redone too. An unknown stage name is an error
   --repeats N         fine-tune N times (seeds / random splits) and report median and spread
   --ablation KIND     epochs (0/5/10/20 pretraining epochs), distortions (blur / jpeg / all four),
-                      loss (simplified / full), or all; repeatable
+                      loss (simplified / full), labels (LABEL_FRACTIONS % of the training labels,
+                      both models, the same seeded subsets), or all; repeatable
   --run_dir DIR       experiment folder (default results/<EXP_NAME>)
   --report_out FILE   also copy the report there (e.g. QUALICLIP_RESULTS.md)
   -h, --help          this text
@@ -63,7 +70,11 @@ Knobs: each is an environment variable and a flag (--data_root DIR is DATA_ROOT=
   SPLIT                  [official]               official (KonIQ sets file) or random: the
                                                   repeats then use split seeds 0..REPEATS-1
   TEST_DATASETS          [spaq kadid10k agiqa3k livec koniq10k]
-  ABLATION_EPOCHS        [5 10 20; 1 4]           pretraining epochs of the epochs ablation
+  ABLATION_EPOCHS        [5 10 20; 4 8]           pretraining epochs of the epochs ablation
+  LABEL_FRACTIONS        [10 25 50; 25 50]        percent of training labels (labels ablation;
+                                                  100 % is the main pair; the demo's batch of 16
+                                                  needs at least 16 of its 112 training images)
+  PROBE_PATCHES          [5; 2]                   fixed crops per image of the linear probe
   NUM_WORKERS            [4; 0]                   DEVICE [auto; cpu]     AMP [auto; off]
   SEED                   [42]                     REPEATS [1]
   GPUS                   [1]                      >1: torchrun --standalone --nproc_per_node GPUS
@@ -86,13 +97,17 @@ EOF
 KNOBS=(EXP_NAME RUN_DIR DATA_ROOT MODEL_SIZE CROP_SIZE PROTOCOL PRETRAIN_EPOCHS FINETUNE_EPOCHS
   PRETRAIN_BATCH FINETUNE_BATCH PRETRAIN_LR FINETUNE_LR LR_RATIO LR_ENCODER_PRETRAINED DISTORTIONS LOSS_TYPE
   NUM_LEVELS PATIENCE TRAIN_PATCHES TEST_PATCHES VAL_PATCHES PRETRAIN_STEPS FINETUNE_STEPS SPLIT
-  TEST_DATASETS ABLATION_EPOCHS NUM_WORKERS DEVICE AMP SEED REPEATS GPUS IMAGENET_WEIGHTS
-  CLIP_WEIGHTS EXTRA_PRETRAIN_ARGS EXTRA_FINETUNE_ARGS PYTHON REPORT_OUT STRICT_REPORT)
+  TEST_DATASETS ABLATION_EPOCHS LABEL_FRACTIONS PROBE_PATCHES NUM_WORKERS DEVICE AMP SEED REPEATS
+  GPUS IMAGENET_WEIGHTS CLIP_WEIGHTS EXTRA_PRETRAIN_ARGS EXTRA_FINETUNE_ARGS PYTHON REPORT_OUT
+  STRICT_REPORT)
 # Every stage name run_stage may be given (shell patterns): --force checks its argument against
 # these, and run_stage refuses a name missing here, so a new stage must be declared.
 STAGES=(demo_data data pretrain untrained baseline pretrained 'baseline_r[1-9]*'
   'pretrained_r[1-9]*' test_baseline test_pretrained test_zero_shot test_zero_shot_untrained
-  'abl_*_pretrain' 'abl_*_finetune' 'abl_*_test' report)
+  'test_baseline_r[1-9]*' 'test_pretrained_r[1-9]*' probe
+  'abl_*_pretrain' 'abl_*_finetune' 'abl_*_test'
+  'labels_f[1-9]*_baseline' 'labels_f[1-9]*_pretrained' 'test_labels_f[1-9]*_baseline'
+  'test_labels_f[1-9]*_pretrained' report)
 
 die() { echo "error: $*" >&2; exit 2; }
 
@@ -114,11 +129,11 @@ while [[ $# -gt 0 ]]; do
     --demo) DEMO=1; shift ;;
     --force) [[ $# -ge 2 ]] || die "--force needs a stage name (or all)"; FORCE+=("$2"); shift 2 ;;
     --ablation)
-      [[ $# -ge 2 ]] || die "--ablation needs epochs, distortions, loss or all"
+      [[ $# -ge 2 ]] || die "--ablation needs epochs, distortions, loss, labels or all"
       case "$2" in
-        all) ABLATIONS+=(epochs distortions loss) ;;
-        epochs|distortions|loss) ABLATIONS+=("$2") ;;
-        *) die "unknown ablation '$2': expected epochs, distortions, loss or all" ;;
+        all) ABLATIONS+=(epochs distortions loss labels) ;;
+        epochs|distortions|loss|labels) ABLATIONS+=("$2") ;;
+        *) die "unknown ablation '$2': expected epochs, distortions, loss, labels or all" ;;
       esac
       shift 2 ;;
     --*)
@@ -152,6 +167,7 @@ if [[ $DEMO == 1 ]]; then
   : "${FINETUNE_EPOCHS:=6}"
   : "${FINETUNE_BATCH:=16}" "${FINETUNE_LR:=3e-4}" "${LR_ENCODER_PRETRAINED:=3e-4}"
   : "${TRAIN_PATCHES:=1}" "${TEST_PATCHES:=5}" "${VAL_PATCHES:=5}" "${ABLATION_EPOCHS:=4 8}" "${NUM_WORKERS:=0}"
+  : "${LABEL_FRACTIONS:=25 50}" "${PROBE_PATCHES:=2}"
   : "${DEVICE:=cpu}" "${AMP:=off}" "${IMAGENET_WEIGHTS:=none}" "${CLIP_WEIGHTS:=none}"
 fi
 : "${MODEL_SIZE:=base}" "${CROP_SIZE:=224}" "${EXP_NAME:=qualiclip_${MODEL_SIZE}}"
@@ -164,6 +180,7 @@ fi
 : "${DISTORTIONS:=blur,jpeg,noise,brightness}" "${LOSS_TYPE:=simplified}" "${NUM_LEVELS:=5}"
 : "${PRETRAIN_STEPS:=}" "${FINETUNE_STEPS:=}" "${SPLIT:=official}"
 : "${TEST_DATASETS:=spaq kadid10k agiqa3k livec koniq10k}" "${ABLATION_EPOCHS:=5 10 20}"
+: "${LABEL_FRACTIONS:=10 25 50}" "${PROBE_PATCHES:=5}"
 : "${NUM_WORKERS:=4}" "${DEVICE:=auto}" "${AMP:=auto}" "${SEED:=42}" "${REPEATS:=1}" "${GPUS:=1}"
 : "${IMAGENET_WEIGHTS:=auto}" "${CLIP_WEIGHTS:=openai}" "${EXTRA_PRETRAIN_ARGS:=}"
 : "${EXTRA_FINETUNE_ARGS:=}" "${REPORT_OUT:=}" "${STRICT_REPORT:=0}"
@@ -406,11 +423,39 @@ finetune_cmd() { # finetune_cmd MODEL_NAME SEED SPLIT_SEED [ENCODER_CHECKPOINT]
   CMD+=("${EXTRA_FT[@]+"${EXTRA_FT[@]}"}")
 }
 
-test_cmd() { # test_cmd MODEL_PATH OUTPUT_JSON
+test_cmd() { # test_cmd MODEL_PATH OUTPUT_JSON [DATASET...] (default: the present TEST_SETS)
+  local sets=("${TEST_SETS[@]}")
+  if [[ $# -gt 2 ]]; then sets=("${@:3}"); fi
   CMD=("${LAUNCH[@]}" test_swin.py --data_root "$DATA_ROOT" --device "$DEVICE" --amp "$AMP"
     --num_workers "$NUM_WORKERS" --log_dir "$LOGS/runs" --seed "$SEED"
-    --model_path "$1" --output "$2" --test_datasets "${TEST_SETS[@]}")
+    --model_path "$1" --output "$2" --test_datasets "${sets[@]}")
   add_flag --test_patches "$TEST_PATCHES"  # else a fine-tuned model's own, from its checkpoint
+}
+
+# run_label_fractions: baseline and pretrained on LABEL_FRACTIONS % of the training labels (the
+# same --label_seed subset for both), each tested on the KonIQ-10k test split.
+run_label_fractions() {
+  local pct name frac
+  for pct in $LABEL_FRACTIONS; do
+    [[ $pct =~ ^[1-9][0-9]?$ ]] || die "LABEL_FRACTIONS takes percents 1..99, got '$pct'"
+    frac=$(printf '0.%02d' "$pct")
+    for name in baseline pretrained; do
+      if [[ $name == baseline ]]; then
+        finetune_cmd "labels_f${pct}_$name" "$SEED" 0
+      else
+        finetune_cmd "labels_f${pct}_$name" "$SEED" 0 "$ENCODER"
+      fi
+      CMD+=(--label_fraction "$frac" --label_seed "$SEED")
+      run_stage "labels_f${pct}_$name" "$CKPT/labels_f${pct}_$name" \
+        "$CKPT/labels_f${pct}_$name" -- "${CMD[@]}"
+      if [[ $RAN_STAGE == 1 ]]; then invalidate "test_labels_f${pct}_$name"; fi
+      test_cmd "$CKPT/labels_f${pct}_$name/best_model.pkl" "$EVAL/labels_f${pct}_$name.json" \
+        koniq10k
+      run_stage "test_labels_f${pct}_$name" - \
+        "$EVAL/labels_f${pct}_$name.json $EVAL/labels_f${pct}_${name}_*_predictions.csv" \
+        -- "${CMD[@]}"
+    done
+  done
 }
 
 encoder_of() { # encoder_of RUN_FOLDER: the final encoder checkpoint of a pretraining run folder
@@ -438,6 +483,10 @@ pretrain_finetune_test() {
 
 run_ablation() { # run_ablation KIND: every variant that differs from the main runs
   local kind=$1 values v epochs distortions loss variant
+  if [[ $kind == labels ]]; then
+    run_label_fractions
+    return
+  fi
   case "$kind" in
     epochs) values=$ABLATION_EPOCHS ;;
     distortions) values="blur jpeg blur,jpeg,noise,brightness" ;;
@@ -478,8 +527,9 @@ present_test_sets
 pretrain_cmd pretrain "$PRETRAIN_EPOCHS" "$DISTORTIONS" "$LOSS_TYPE"
 run_stage pretrain "$CKPT/pretrain" "$CKPT/pretrain" -- "${CMD[@]}"
 if [[ $RAN_STAGE == 1 ]]; then
-  invalidate test_zero_shot pretrained
+  invalidate test_zero_shot pretrained probe
   for ((i = 1; i < REPEATS; i++)); do invalidate "pretrained_r$i"; done
+  for pct in $LABEL_FRACTIONS; do invalidate "labels_f${pct}_pretrained"; done
 fi
 ENCODER=$(encoder_of "$CKPT/pretrain")
 pretrain_cmd untrained 0 "$DISTORTIONS" "$LOSS_TYPE"
@@ -491,21 +541,34 @@ for ((i = 0; i < REPEATS; i++)); do
   if [[ $i -gt 0 ]]; then suffix=_r$i; fi
   finetune_cmd "baseline$suffix" $((SEED + i)) "$i"
   run_stage "baseline$suffix" "$CKPT/baseline$suffix" "$CKPT/baseline$suffix" -- "${CMD[@]}"
-  if [[ $RAN_STAGE == 1 && $i == 0 ]]; then invalidate test_baseline; fi
+  if [[ $RAN_STAGE == 1 ]]; then invalidate "test_baseline$suffix"; fi
   finetune_cmd "pretrained$suffix" $((SEED + i)) "$i" "$ENCODER"
   run_stage "pretrained$suffix" "$CKPT/pretrained$suffix" "$CKPT/pretrained$suffix" -- "${CMD[@]}"
-  if [[ $RAN_STAGE == 1 && $i == 0 ]]; then invalidate test_pretrained; fi
+  if [[ $RAN_STAGE == 1 ]]; then invalidate "test_pretrained$suffix"; fi
 done
 
-for name in baseline pretrained; do
-  test_cmd "$CKPT/$name/best_model.pkl" "$EVAL/$name.json"
-  run_stage "test_$name" - "$EVAL/$name.json $EVAL/${name}_*_predictions.csv" -- "${CMD[@]}"
+for ((i = 0; i < REPEATS; i++)); do
+  suffix=""
+  if [[ $i -gt 0 ]]; then suffix=_r$i; fi
+  for name in "baseline$suffix" "pretrained$suffix"; do
+    test_cmd "$CKPT/$name/best_model.pkl" "$EVAL/$name.json"
+    run_stage "test_$name" - "$EVAL/$name.json $EVAL/${name}_*_predictions.csv" -- "${CMD[@]}"
+  done
 done
 test_cmd "$ENCODER" "$EVAL/zero_shot.json"
 run_stage test_zero_shot - "$EVAL/zero_shot.json $EVAL/zero_shot_*_predictions.csv" -- "${CMD[@]}"
 test_cmd "$(encoder_of "$CKPT/untrained")" "$EVAL/zero_shot_untrained.json"
 run_stage test_zero_shot_untrained - \
   "$EVAL/zero_shot_untrained.json $EVAL/zero_shot_untrained_*_predictions.csv" -- "${CMD[@]}"
+
+PROBE_SETS=()
+for key in koniq10k spaq kadid10k agiqa3k livec; do
+  if [[ -f $RUN_DIR/data/$key.json ]]; then PROBE_SETS+=("$key"); fi
+done
+run_stage probe - "$RUN_DIR/probe" -- "$PYTHON" -m tools.probe --data_root "$DATA_ROOT" \
+  --out "$RUN_DIR/probe" --model_size "$MODEL_SIZE" --crop_size "$CROP_SIZE" \
+  --patches "$PROBE_PATCHES" --imagenet_weights "$IMAGENET_WEIGHTS" --device "$DEVICE" \
+  --seed "$SEED" --encoders random imagenet "qualiclip=$ENCODER" --datasets "${PROBE_SETS[@]}"
 
 for kind in "${ABLATIONS[@]+"${ABLATIONS[@]}"}"; do
   run_ablation "$kind"

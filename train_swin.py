@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 
@@ -39,6 +40,18 @@ def split_ratios(text: str) -> tuple[float, float, float]:
             f"0.7,0.1,0.2; got {text!r}"
         )
     return values
+
+
+def label_fraction(text: str) -> float:
+    """argparse type: a fraction in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a fraction in (0, 1] such as 0.25; got {text!r}")
+    return value
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -73,6 +86,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     data.add_argument("--val_patches", type=positive_int, default=None,
                       help="fixed crops per validation image for model selection "
                       + preset_help("val_patches"))
+    data.add_argument("--label_fraction", type=label_fraction, default=1.0,
+                      help="train on this fraction of the training labels (a seeded subset, "
+                      "the same for every model with the same --label_seed; val/test unchanged)")
+    data.add_argument("--label_seed", type=int, default=0,
+                      help="seed of the --label_fraction subset")
     data.add_argument("--skip_missing", action="store_true",
                       help="train without images listed in the labels but absent on disk")
 

@@ -82,3 +82,13 @@ def random_split(
 def split_counts(rows: Sequence[Row]) -> dict[str, int]:
     """Number of rows in each of train/val/test."""
     return {split: sum(row.split == split for row in rows) for split in SPLITS}
+
+
+def label_subset(rows: Sequence[Row], fraction: float, seed: int = 0) -> list[Row]:
+    """The first ceil(fraction x n) rows of a seeded permutation: the same subset for every model
+    given the same seed, and a smaller fraction is always inside a larger one."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"label fraction must be in (0, 1], got {fraction}")
+    keep = max(1, math.ceil(fraction * len(rows) - 1e-9))
+    order = np.random.default_rng(int(seed) % 2**32).permutation(len(rows))
+    return [rows[i] for i in sorted(order[:keep])]

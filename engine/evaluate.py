@@ -222,6 +222,11 @@ def write_csv(path: str | Path, header: Sequence[str], records: Sequence[Sequenc
     atomic_write_text(buffer.getvalue(), path)
 
 
+def file_key(key: str) -> str:
+    """A dataset key made safe for a file name (csv:PATH keys too)."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", key).strip("_")
+
+
 def score_text(value: float) -> str:
     """A score for a CSV cell: six decimals, empty for an image that could not be scored."""
     return f"{value:.6f}" if np.isfinite(value) else ""
@@ -263,8 +268,7 @@ def cross_dataset(args: argparse.Namespace, eval_model: EvalModel, info: DistInf
             logger.info("kadid10k by distortion type:\n%s",
                         format_table(by_distortion[key], {}, label="distortion"))
         if info.is_main:
-            file_key = re.sub(r"[^A-Za-z0-9]+", "_", key).strip("_")  # csv:PATH keys too
-            write_csv(output.with_name(f"{output.stem}_{file_key}_predictions.csv"),
+            write_csv(output.with_name(f"{output.stem}_{file_key(key)}_predictions.csv"),
                       ("image", "mos", "prediction"),
                       [(r.name, f"{r.mos:.6g}", score_text(p))
                        for r, p in zip(rows, pred, strict=True)])

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from data.images import ImageCache, ResizePolicy
 from data.iqa_dataset import IQACropSamples
 from data.registry import canonical_key, drop_missing, read_rows, resize_policy
-from data.rows import SPLITS, DatasetError, Row
+from data.rows import SPLITS, DatasetError, Row, label_subset
 from engine.checkpoint import atomic_save, atomic_write_json, check_writable, make_checkpoint
 from engine.cli import save_args
 from engine.distributed import (
@@ -109,6 +109,8 @@ def load_data(args: argparse.Namespace, logger: logging.Logger) -> FinetuneData:
     rows = read_rows(key, args.data_root, args.split, args.split_seed, args.split_ratios)
     rows = drop_missing(key, rows, args.skip_missing, logger)
     splits = {name: [row for row in rows if row.split == name] for name in SPLITS}
+    if args.label_fraction < 1:  # label efficiency: fewer training labels, val/test unchanged
+        splits["train"] = label_subset(splits["train"], args.label_fraction, args.label_seed)
     empty = [name for name, part in splits.items() if not part]
     if empty:
         raise DatasetError(

@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullLocator
 
 from tools.markdown import is_number
 from tools.reference import dataset_name
@@ -117,3 +117,28 @@ def repeats_spread(groups: dict[str, list[float]], out_dir: Path) -> Path:
     ax.set(title="KonIQ-10k test SRCC over repeats", ylabel="SRCC")
     ax.grid(alpha=0.3)
     return save_figure(fig, out_dir / "repeats_srcc.png")
+
+
+def label_efficiency(labels: dict[str, dict | None], out_dir: Path) -> Path:
+    """KonIQ-10k test SRCC with 95 % intervals against the fraction of training labels."""
+    points = {pct: r for pct, r in labels.items() if r}
+    if not points:
+        raise PlotSkipped("no label fraction has both runs tested on KonIQ-10k")
+    pcts = sorted(points, key=float)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for part, name, shift in (("a", "baseline", 0.97), ("b", "pretrained", 1.03)):
+        vals = [points[p]["srcc"][part] for p in pcts]
+        y = np.array([v["value"] for v in vals], dtype=float)
+        low = np.array([v["low"] if v["low"] is not None else np.nan for v in vals], dtype=float)
+        high = np.array([v["high"] if v["high"] is not None else np.nan for v in vals],
+                        dtype=float)
+        ax.errorbar([float(p) * shift for p in pcts], y, yerr=[y - low, high - y], fmt="o-",
+                    capsize=3,
+                    color=COLORS[name], label=LABELS[name])
+    ax.set(title="Label efficiency (95 % bootstrap intervals)", xlabel="training labels (%)",
+           ylabel="KonIQ-10k test SRCC", xscale="log")
+    ax.set_xticks([float(p) for p in pcts], [f"{p}%" for p in pcts])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(fig, out_dir / "label_efficiency.png")

@@ -17,6 +17,12 @@ KONIQ_PUBLISHED = (
 CROSS_PUBLISHED = {"spaq": 0.870, "kadid10k": 0.541, "agiqa3k": 0.648}
 CROSS_SOURCE = "public Swin-HyperIQA code, trained on KonIQ-10k"
 
+# Linear probe anchors: KonIQ-10k SRCC of a linear regressor on frozen self-supervised features.
+PROBE_PUBLISHED = (
+    ("CONTRIQUE", 0.894, "Madhusudana et al., IEEE TIP 2022"),
+    ("Re-IQA", 0.914, "Saha et al., CVPR 2023"),
+)
+
 DATASET_NAMES = {
     "koniq10k": "KonIQ-10k",
     "spaq": "SPAQ",

@@ -17,7 +17,8 @@ from engine.cli import build_parser
 from engine.protocols import describe
 from tools import plots
 from tools.ablation import ablation_sections
-from tools.markdown import count, duration, is_number, num, section, signed, size_bytes, table
+from tools.compare import write_comparisons
+from tools.markdown import count, duration, is_number, num, section, size_bytes, table
 from tools.reference import DATASET_NAMES, dataset_name
 from tools.results_tables import (
     cross_table,
@@ -30,6 +31,14 @@ from tools.results_tables import (
 )
 from tools.rundata import RunData, load_run
 from tools.timings import stage_wall_time
+from tools.verdicts import (
+    convergence_table,
+    help_section,
+    interval,
+    labels_section,
+    probe_section,
+    uncertainty_section,
+)
 
 FAILED = "drawing failed:"  # how a figure that raised is described
 REPORT_NAME = "QUALICLIP_RESULTS.md"
@@ -257,8 +266,8 @@ def _figure(figures: dict, key: str, caption: str, base: Path) -> str:
     return f"*{caption}: not drawn ({value or 'no data for this plot'}).*"
 
 
-def headline(run: RunData) -> str:
-    """One sentence with the main result, or what is still missing."""
+def headline(run: RunData, comp: dict) -> str:
+    """The main result with its uncertainty, or what is still missing."""
     base, pre = run.finetunes.get("baseline"), run.finetunes.get("pretrained")
     demo = ""
     if _model_size(run) in ("micro", "test", "mini"):
@@ -269,23 +278,26 @@ def headline(run: RunData) -> str:
     if not (base and pre and base.test and pre.test):
         return ("The baseline and pretrained fine-tuning runs have not both finished, so the "
                 "main comparison is incomplete; the tables below show what exists." + demo)
-    delta = pre.test.get("srcc", float("nan")) - base.test.get("srcc", float("nan"))
-    before, after = num(base.test.get("srcc")), num(pre.test.get("srcc"))
-    return (f"On the KonIQ-10k test split (model size `{_model_size(run)}`), QualiCLIP "
-            f"pretraining changes the test SRCC from {before} to {after} ({signed(delta)}), with "
-            "the checkpoint selected on the validation split." + demo)
+    koniq = comp["verdicts"]["koniq"]
+    return (f"On the KonIQ-10k test split (model size `{_model_size(run)}`), the test SRCC is "
+            f"{num(base.test.get('srcc'))} without and {num(pre.test.get('srcc'))} with QualiCLIP "
+            f"pretraining: a difference of {interval(koniq)} ({koniq['basis']}), so the answer to "
+            f"\"better on KonIQ-10k?\" is **{koniq['verdict']}**. The four answers are in "
+            "\"Does pretraining help?\" below." + demo)
 
 
-def render(run: RunData, figures: dict[str, Path | str]) -> str:
+def render(run: RunData, figures: dict[str, Path | str], comp: dict) -> str:
     """The whole report as markdown."""
     base = run.run_dir
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [f"# QualiCLIP pretraining for Swin-HyperIQA: results\n\nRun folder `{base}`, report "
              f"written {stamp} by `python -m tools.report`. Every number below is read from "
              "the run's files; rows marked *published figure* are quoted from papers or public "
-             f"code and were not measured here.\n\n{headline(run)}\n",
+             f"code and were not measured here.\n\n{headline(run, comp)}\n",
+             section("Does pretraining help?", help_section(comp, _model_size(run) in
+                                                            ("micro", "test"))),
              setup_section(run), hardware_section(run), datasets_section(run),
-             section("Main results: KonIQ-10k", main_table(run),
+             section("Main results: KonIQ-10k", main_table(run, comp["finetuned"].get("koniq10k")),
                      "Our runs select the checkpoint on the validation split and score the test "
                      "split once; the published Swin-HyperIQA rows picked their model on the test "
                      "set, which favours them.")]
@@ -294,6 +306,11 @@ def render(run: RunData, figures: dict[str, Path | str]) -> str:
     parts.append(section("Cross-dataset results (trained on KonIQ-10k)", cross_table(run),
                          *(scatter or ["*Predicted vs MOS scatter: not drawn (no predictions CSV "
                                        "from test_swin.py in eval/).*"])))
+    parts.append(section("Uncertainty of every difference", uncertainty_section(comp)))
+    parts.append(section("Linear probe of frozen encoders", probe_section(run.probe, comp)))
+    if comp.get("labels"):
+        parts.append(section("Label efficiency", labels_section(
+            comp, _figure(figures, "labels", "KonIQ-10k test SRCC vs training labels", base))))
     parts.append(section("KADID-10k by distortion type", kadid_types_table(run)))
     if run.repeats:
         parts.append(section("Repeated fine-tuning (median and spread)", repeats_table(run),
@@ -304,7 +321,9 @@ def render(run: RunData, figures: dict[str, Path | str]) -> str:
                                  "accuracy and label-free validation SRCC", base)))
     parts.append(section("Fine-tuning curves per epoch", finetune_epochs_table(run),
                          _figure(figures, "finetune_curves",
-                                 "Fine-tuning loss and SRCC, baseline vs pretrained", base)))
+                                 "Fine-tuning loss and SRCC, baseline vs pretrained", base),
+                         "**Convergence** (epochs and time to 95 % of the best validation "
+                         "SRCC)", convergence_table(comp)))
     parts.append(section(
         "Qualitative analysis",
         _figure(figures, "tsne", "t-SNE of encoder features coloured by MOS", base),
@@ -334,11 +353,17 @@ def write_report_checked(run_dir: str | Path, out: str | Path | None = None,
                          data_root: str | Path | None = None) -> tuple[Path, dict[str, str]]:
     """write_report, also returning the figures that failed to draw, with why."""
     run = load_run(run_dir)
+    comp, _ = write_comparisons(run)  # the JSON first; the report is written from it
     root = Path(data_root) if data_root else _data_root(run)
     figures = build_figures(run, run.run_dir / "plots", root)
+    if comp.get("labels"):
+        try:
+            figures["labels"] = plots.label_efficiency(comp["labels"], run.run_dir / "plots")
+        except plots.PlotSkipped as exc:
+            figures["labels"] = str(exc)
     path = run.run_dir / REPORT_NAME
     tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(render(run, figures))
+    tmp.write_text(render(run, figures, comp))
     tmp.replace(path)
     if out is not None and Path(out).resolve() != path.resolve():
         shutil.copyfile(path, out)

@@ -33,8 +33,9 @@ def pretrain_time(run: RunData) -> float | None:
     return None
 
 
-def main_table(run: RunData) -> str:
-    """Baseline vs pretrained on the KonIQ-10k test split, the improvement and published rows."""
+def main_table(run: RunData, paired: dict | None = None) -> str:
+    """Baseline vs pretrained on the KonIQ-10k test split, the improvement (with the paired
+    bootstrap interval of `paired`, comparisons.json's KonIQ-10k entry) and published rows."""
     header = ["Model", "Test SRCC", "Test PLCC", "Test KRCC", "Test RMSE", "n test",
               "Best epoch (val)", "Fine-tuning time", "Source"]
     rows = []
@@ -53,6 +54,11 @@ def main_table(run: RunData) -> str:
     base, pre = run.finetunes.get("baseline"), run.finetunes.get("pretrained")
     if base and pre and base.test and pre.test:
         deltas = [signed(_diff(pre.test, base.test, k)) for k in ("srcc", "plcc", "krcc")]
+        for i, key in enumerate(("srcc", "plcc")):
+            d = (paired or {}).get(key, {}).get("diff", {})
+            deltas[i] += (f" (95 % CI {d['low']:+.4f} to {d['high']:+.4f})"
+                          if is_number(d.get("low")) and is_number(d.get("high"))
+                          else " (no interval: no per-image KonIQ-10k predictions in eval/)")
         rmse = signed(_diff(pre.test, base.test, "rmse"))
         rows.append(["Improvement (pretrained minus baseline)", *deltas,
                      f"{rmse} (lower is better)", "same split", "", "", "this run"])

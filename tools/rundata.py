@@ -9,6 +9,9 @@ Layout (RUN_DIR):
   checkpoints/<main>_r<i>/                extra repeats of a fine-tuning run (seed / split i)
   checkpoints/ablation_<kind>_<variant>[_pretrain]/   ablation runs
   eval/<name>.json (+ <name>_<dataset>_predictions.csv)   test_swin.py outputs
+  eval/<main>_r<i>.json                   cross-dataset tests of the repeats
+  checkpoints/labels_f<pct>_<main>/, eval/labels_f<pct>_<main>.json   label-efficiency runs
+  probe/probe.json (+ per-image CSVs)     linear probe of frozen encoders (tools.probe)
   data/<key>.json or data/<key>.missing.txt              `python -m data` summary or why it failed
   model_info.json                         `python -m models` output
   logs/gpu_<stage>.csv                    nvidia-smi samples (GPU runs only)
@@ -33,6 +36,7 @@ ENV_KEYS = ("python", "torch", "cuda", "cudnn", "gpu_name", "gpu_count", "cpu", 
             "ram_gb", "timm", "open_clip", "git_commit", "hostname")
 _ABLATION_RE = re.compile(r"^ablation_(epochs|distortions|loss)_(.+?)(_pretrain)?$")
 _REPEAT_RE = re.compile(r"^(baseline|pretrained)_r(\d+)$")
+_LABELS_RE = re.compile(r"^labels_f(\d+)_(baseline|pretrained)$")
 
 
 def load_json(path: Path) -> dict | None:
@@ -149,6 +153,10 @@ class RunData:
     gpu_samples: dict[str, list[tuple[float, float]]]
     repeats: dict[str, list[FinetuneRun]] = field(default_factory=dict)
     ablations: dict[str, list[AblationVariant]] = field(default_factory=dict)
+    repeat_evals: dict[str, dict[int, EvalResult]] = field(default_factory=dict)
+    label_runs: dict[int, dict[str, tuple[FinetuneRun | None, EvalResult | None]]] = field(
+        default_factory=dict)  # percent of training labels -> model -> (run, KonIQ test)
+    probe: dict | None = None
 
     def environment(self) -> dict:
         """Environment info of the first config that carries one."""
@@ -274,6 +282,17 @@ def load_run(run_dir: str | Path) -> RunData:
             if run is not None:
                 repeats.setdefault(name, []).append(run)
     evals = {n: e for n in EVAL_NAMES if (e := read_eval(eval_dir / f"{n}.json")) is not None}
+    repeat_evals: dict[str, dict[int, EvalResult]] = {}
+    label_runs: dict[int, dict[str, tuple[FinetuneRun | None, EvalResult | None]]] = {}
+    if eval_dir.is_dir():
+        for path in sorted(eval_dir.glob("*.json")):
+            if (m := _REPEAT_RE.match(path.stem)) and (ev := read_eval(path)) is not None:
+                repeat_evals.setdefault(m.group(1), {})[int(m.group(2))] = ev
+    if ckpt.is_dir():
+        for path in sorted(ckpt.iterdir()):
+            if m := _LABELS_RE.match(path.name):
+                label_runs.setdefault(int(m.group(1)), {})[m.group(2)] = (
+                    read_finetune(path), read_eval(eval_dir / f"{path.name}.json"))
     gpu = {p.stem[len("gpu_"):]: read_gpu_samples(p)
            for p in sorted((run_dir / "logs").glob("gpu_*.csv"))}
     return RunData(
@@ -287,4 +306,7 @@ def load_run(run_dir: str | Path) -> RunData:
         gpu_samples=gpu,
         repeats=repeats,
         ablations=_read_ablations(ckpt, eval_dir),
+        repeat_evals=repeat_evals,
+        label_runs=label_runs,
+        probe=load_json(run_dir / "probe" / "probe.json"),
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from data.registry import read_rows
-from data.rows import Row, random_split, split_counts
+from data.rows import Row, label_subset, random_split, split_counts
 
 
 def test_kadid_content_never_crosses_splits(real_rows):
@@ -59,3 +59,13 @@ def test_tiny_datasets_get_every_split_with_a_positive_ratio(n_groups):
 def test_ratios_are_normalised():
     counts = split_counts(random_split(_rows(100), seed=0, ratios=(7, 1, 2)))
     assert counts == {"train": 70, "val": 10, "test": 20}
+
+
+def test_label_subset_is_seeded_and_nested() -> None:
+    rows = [Row(Path(f"{i}.png"), float(i), "train", str(i), f"{i}.png") for i in range(40)]
+    tenth, half = label_subset(rows, 0.1, seed=3), label_subset(rows, 0.5, seed=3)
+    assert len(tenth) == 4 and len(half) == 20 and label_subset(rows, 1.0) == rows
+    assert set(tenth) <= set(half)  # fewer labels: a subset of the larger fraction
+    assert label_subset(rows, 0.5, seed=3) == half and label_subset(rows, 0.5, seed=4) != half
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        label_subset(rows, 0.0)

@@ -18,14 +18,15 @@ TRAINED_FLAGS = ("--epochs", "4", "--batch_size", "8", "--lr", "3e-4", "--lr_rat
                  "--patience", "0")
 
 
-def build_learnable_csv(folder: Path, seed: int = 0) -> Path:
+def build_learnable_csv(folder: Path, seed: int = 0,
+                        splits: dict[str, int] = LEARNABLE_SPLITS) -> Path:
     """csv:PATH dataset (image,mos,split) of darkened demo scenes, 256 x 256 PNG."""
     from data.demo_photos import degrade, load_sources, make_scene
 
     rng = np.random.default_rng(seed)
     sources = load_sources()
     lines = ["image,mos,split"]
-    for split, count in LEARNABLE_SPLITS.items():
+    for split, count in splits.items():
         for _ in range(count):
             scene = make_scene(sources, (256, 256), rng)
             image, quality = degrade(scene, "darken", float(rng.uniform()), rng)

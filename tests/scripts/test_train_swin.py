@@ -197,3 +197,13 @@ def test_existing_run_needs_resume_and_repeats_summarise(tmp_path: Path, script_
     assert (tmp_path / "runs" / "rep_r1" / "best_model.pkl").is_file()
     with pytest.raises(FileExistsError, match="--resume"):
         main(argv)
+
+
+def test_label_fraction_trains_on_a_seeded_subset(tmp_path: Path, script_argv) -> None:
+    argv = script_argv(tmp_path, *QUICK, "--epochs", "1", "--model_name", "quarter",
+                       "--label_fraction", "0.25")
+    assert main(argv) == 0
+    config = json.loads((tmp_path / "runs" / "quarter" / "finetune_config.json").read_text())
+    assert config["images"] == {"train": 28, "val": 16, "test": 32}  # 112 training images / 4
+    with pytest.raises(SystemExit):
+        get_args_parser().parse_args(["--label_fraction", "1.5"])

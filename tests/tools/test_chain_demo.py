@@ -17,7 +17,7 @@ SCRIPT = REPO / "run_qualiclip_experiments.sh"
 TINY = {"PRETRAIN_EPOCHS": "1", "FINETUNE_EPOCHS": "1", "PRETRAIN_STEPS": "1",
         "FINETUNE_STEPS": "1", "PRETRAIN_BATCH": "2", "FINETUNE_BATCH": "4", "NUM_LEVELS": "2",
         "TEST_PATCHES": "1", "VAL_PATCHES": "1", "TEST_DATASETS": "spaq kadid10k",
-        "STRICT_REPORT": "1"}
+        "LABEL_FRACTIONS": "50", "PROBE_PATCHES": "1", "STRICT_REPORT": "1"}
 
 
 def run_chain(run_dir: Path, data_root: Path, *args: str, status: int = 0, **knobs: str) -> str:
@@ -35,16 +35,24 @@ def run_chain(run_dir: Path, data_root: Path, *args: str, status: int = 0, **kno
 def test_demo_chain_writes_a_filled_report_and_reruns_as_skips(tmp_path: Path,
                                                                 demo_root: Path) -> None:
     run_dir = tmp_path / "run"
-    first = run_chain(run_dir, demo_root)
+    first = run_chain(run_dir, demo_root, "--ablation", "labels")
     ran = re.findall(r"^\[run\] (\S+):", first, flags=re.M)
     assert ran[:4] == ["data", "pretrain", "untrained", "baseline"]
     expected = {"pretrained", "test_baseline", "test_pretrained", "test_zero_shot",
-                "test_zero_shot_untrained", "report"}
+                "test_zero_shot_untrained", "probe", "report"}
     assert expected <= set(ran)
     report = run_dir / "QUALICLIP_RESULTS.md"
     text = report.read_text()
     assert_no_placeholder(text)
     assert "## Main results: KonIQ-10k" in text and "published figure" in text
+    assert "## Does pretraining help?" in text and "| Better quality-aware features? |" in text
+    assert (run_dir / "comparisons.json").is_file() and (run_dir / "probe" / "probe.json").is_file()
+    labels = {"labels_f50_baseline", "labels_f50_pretrained", "test_labels_f50_pretrained"}
+    assert labels <= set(ran)
+    half = json.loads((run_dir / "checkpoints" / "labels_f50_pretrained" / "finetune_config.json")
+                      .read_text())
+    assert half["images"]["train"] == 56 and half["args"]["label_fraction"] == 0.5
+    assert "## Label efficiency" in text and "| 50 % |" in text
     plots = linked_images(report)
     assert len(plots) >= 4 and all(p.is_file() for p in plots)
     for name in ("baseline", "pretrained", "zero_shot", "zero_shot_untrained"):
@@ -53,7 +61,7 @@ def test_demo_chain_writes_a_filled_report_and_reruns_as_skips(tmp_path: Path,
     assert "## KADID-10k by distortion type" in text and "| gaussian_blur * |" in text
     assert (run_dir / "logs" / "pretrain.log").is_file()
 
-    second = run_chain(run_dir, demo_root)
+    second = run_chain(run_dir, demo_root, "--ablation", "labels")
     assert "[run]" not in second
     skipped = re.findall(r"^\[skip\] (\S+):", second, flags=re.M)
     assert set(ran) <= set(skipped)

@@ -1,0 +1,270 @@
+"""Every difference the report states, with its uncertainty, as JSON (RUN_DIR/comparisons.json).
+
+    python -m tools.compare --runs_dir results/qualiclip_base [--resamples 2000 --seed 0]
+
+Paired bootstrap over the test images for pretrained minus baseline (each test set, and their
+mean over the cross-dataset sets), zero-shot minus the untrained control, the linear probe of the
+QualiCLIP encoder minus the encoder it started from, and each label fraction; with repeats, a
+paired test across seeds; epochs and time to reach 95 % of the best validation SRCC; and the four
+verdicts of "Does pretraining help?".
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from engine.evaluate import json_safe
+from engine.stats import (
+    DEFAULT_RESAMPLES,
+    DEFAULT_SEED,
+    PairedBootstrap,
+    combine,
+    mean_of_bootstraps,
+    paired_bootstrap,
+    seed_test,
+)
+from tools.convergence import convergence
+from tools.markdown import is_number
+from tools.probe import prediction_file
+from tools.rundata import EvalResult, FinetuneRun, RunData, load_run, read_predictions
+
+COMPARISONS_NAME = "comparisons.json"
+IN_DOMAIN = "koniq10k"
+
+
+def aligned(path_a: Path, path_b: Path) -> tuple[list[float], list[float], list[float]]:
+    """(MOS, prediction a, prediction b) over the images both CSVs scored, in a's order."""
+    rows_b = {r["image"]: r["prediction"] for r in read_predictions(path_b)}
+    mos, a, b = [], [], []
+    for row in read_predictions(path_a):
+        if row["image"] in rows_b:
+            mos.append(row["mos"])
+            a.append(row["prediction"])
+            b.append(rows_b[row["image"]])
+    return mos, a, b
+
+
+def bootstrap_files(path_a: Path, path_b: Path, resamples: int, seed: int
+                    ) -> PairedBootstrap | None:
+    """Paired bootstrap of two prediction CSVs; None when fewer than 3 images are shared."""
+    mos, a, b = aligned(path_a, path_b)
+    if len(mos) < 3:
+        return None
+    return paired_bootstrap(mos, a, b, resamples=resamples, seed=seed)
+
+
+def bootstrap_evals(ref: EvalResult | None, new: EvalResult | None, resamples: int, seed: int
+                    ) -> dict[str, PairedBootstrap]:
+    """Per test set both evaluations scored, the paired bootstrap of new minus ref."""
+    if ref is None or new is None:
+        return {}
+    out = {}
+    for key in sorted(set(ref.predictions) & set(new.predictions)):
+        result = bootstrap_files(ref.predictions[key], new.predictions[key], resamples, seed)
+        if result is not None:
+            out[key] = result
+    return out
+
+
+def _summaries(results: dict[str, PairedBootstrap]) -> dict:
+    return {key: r.summary() for key, r in results.items()}
+
+
+def _mean(results: list[PairedBootstrap]) -> dict | None:
+    if not results:
+        return None
+    return {m: mean_of_bootstraps(results, m) for m in ("srcc", "plcc")}
+
+
+def seed_pairs(run: RunData) -> list[tuple[FinetuneRun, FinetuneRun, int]]:
+    """(baseline, pretrained, repeat index) of every repeat where both runs exist."""
+    pairs = []
+    if "baseline" in run.finetunes and "pretrained" in run.finetunes:
+        pairs.append((run.finetunes["baseline"], run.finetunes["pretrained"], 0))
+    base_r, pre_r = run.repeats.get("baseline", []), run.repeats.get("pretrained", [])
+    by_name = {r.path.name: r for r in pre_r}
+    for b in base_r:
+        p = by_name.get(b.path.name.replace("baseline", "pretrained", 1))
+        if p is not None:
+            pairs.append((b, p, int(b.path.name.rsplit("_r", 1)[1])))
+    return pairs
+
+
+def _cross_means(run: RunData, index: int) -> tuple[float, float] | None:
+    """Mean cross-dataset SRCC of baseline and pretrained for repeat `index` (0 = main run)."""
+    base, pre = _seed_evals(run, index)
+    keys = sorted(k for k in set(base) & set(pre) if k != IN_DOMAIN)
+    vals = [[r[k].get("srcc") for k in keys] for r in (base, pre)]
+    if not keys or not all(is_number(v) for row in vals for v in row):
+        return None
+    return sum(vals[0]) / len(keys), sum(vals[1]) / len(keys)
+
+
+def seed_comparisons(run: RunData) -> dict:
+    """Paired tests across seeds: KonIQ test SRCC/PLCC and the mean cross-dataset SRCC."""
+    pairs = seed_pairs(run)
+    out: dict = {"repeats": len(pairs)}
+    if len(pairs) < 2:
+        return out
+    for metric in ("srcc", "plcc"):
+        vals = [(b.test.get(metric), p.test.get(metric)) for b, p, _ in pairs]
+        vals = [v for v in vals if is_number(v[0]) and is_number(v[1])]
+        out[f"{IN_DOMAIN}_{metric}"] = seed_test([v[0] for v in vals], [v[1] for v in vals])
+    cross = [c for _, _, i in pairs if (c := _cross_means(run, i)) is not None]
+    if len(cross) >= 2:
+        out["cross_mean_srcc"] = seed_test([c[0] for c in cross], [c[1] for c in cross])
+    out["per_test_set"] = {}
+    for key in sorted({k for _, _, i in pairs for k in _seed_evals(run, i)[0]}):
+        for metric in ("srcc", "plcc"):
+            vals = [(a[key].get(metric), b[key].get(metric)) for _, _, i in pairs
+                    for a, b in [_seed_evals(run, i)] if key in a and key in b]
+            vals = [v for v in vals if is_number(v[0]) and is_number(v[1])]
+            if len(vals) >= 2:
+                out["per_test_set"].setdefault(key, {})[metric] = seed_test(
+                    [v[0] for v in vals], [v[1] for v in vals])
+    return out
+
+
+def _seed_evals(run: RunData, index: int) -> tuple[dict, dict]:
+    """Metrics per test set of baseline and pretrained for repeat `index` (0 = main run)."""
+    evals = [run.evals.get(n) if index == 0 else run.repeat_evals.get(n, {}).get(index)
+             for n in ("baseline", "pretrained")]
+    return tuple(e.results if e is not None else {} for e in evals)
+
+
+def probe_comparisons(run: RunData, resamples: int, seed: int) -> dict:
+    """Linear probe: the QualiCLIP encoder minus the encoder it started from, per dataset."""
+    if not run.probe:
+        return {}
+    encoders = run.probe.get("encoders") or []
+    if "qualiclip" not in encoders:
+        return {"reference": None, "reason": "no QualiCLIP-pretrained encoder was probed"}
+    started = str((run.pretrain.args if run.pretrain else {}).get("imagenet_weights", "none"))
+    reference = "imagenet" if started != "none" and "imagenet" in encoders else "random"
+    folder = run.run_dir / "probe"
+    out: dict = {"reference": reference, "datasets": {}, "mean": {}}
+    kept: dict[str, list[PairedBootstrap]] = {}
+    for key in sorted(run.probe.get("results") or {}):
+        for kind in ("all", "last"):
+            a = folder / prediction_file(reference, kind, key)
+            b = folder / prediction_file("qualiclip", kind, key)
+            if a.is_file() and b.is_file() and (r := bootstrap_files(a, b, resamples, seed)):
+                out["datasets"].setdefault(key, {})[kind] = r.summary()
+                kept.setdefault(kind, []).append(r)
+    out["mean"] = {kind: _mean(rs) for kind, rs in kept.items()}
+    return out
+
+
+def label_comparisons(run: RunData, resamples: int, seed: int) -> dict:
+    """KonIQ-10k test SRCC per fraction of training labels, pretrained minus baseline."""
+    if not run.label_runs:
+        return {}
+    fractions = {pct: {m: ev for m, (_, ev) in runs.items()}
+                 for pct, runs in run.label_runs.items()}
+    fractions.setdefault(100, {m: run.evals.get(m) for m in ("baseline", "pretrained")})
+    out = {}
+    for pct in sorted(fractions):
+        evals = fractions[pct]
+        boot = bootstrap_evals(evals.get("baseline"), evals.get("pretrained"), resamples, seed)
+        out[str(pct)] = boot[IN_DOMAIN].summary() if IN_DOMAIN in boot else None
+    return out
+
+
+def _pick(seeds: dict | None, key: str, boot: dict | None) -> dict:
+    """The interval a verdict rests on: across seeds when there are >= 2, else the bootstrap."""
+    if seeds and key in seeds:
+        s = seeds[key]
+        return {"basis": f"paired t interval over {s['n']} seeds", "value": s["mean_diff"],
+                "low": s["low"], "high": s["high"], "verdict": s["verdict"],
+                "p_ttest": s["p_ttest"], "p_wilcoxon": s["p_wilcoxon"]}
+    if boot:  # test-sample noise only: one run cannot tell a gain from seed-to-seed variation
+        return {"basis": "paired bootstrap over test images, one training run per model "
+                "(seed-to-seed variance is not in this interval)", "one_run": True, **boot,
+                "test_interval_verdict": boot["verdict"], "verdict": "inconclusive"}
+    return {"basis": "not measured", "value": math.nan, "low": math.nan, "high": math.nan,
+            "verdict": "inconclusive"}
+
+
+def verdicts(comp: dict) -> dict:
+    """The four answers, each with the numbers and the interval it rests on."""
+    seeds = comp.get("seeds") or {}
+    koniq = comp["finetuned"].get(IN_DOMAIN)
+    koniq_boot = ({**koniq["srcc"]["diff"], "verdict": koniq["srcc"]["verdict"],
+                   "n": koniq["n"]} if koniq else None)
+    cross = comp.get("finetuned_cross_mean")
+    cross_boot = {**cross["srcc"], "n_sets": cross["srcc"]["sets"]} if cross else None
+    out = {"cross_dataset": _pick(seeds, "cross_mean_srcc", cross_boot),
+           "koniq": _pick(seeds, f"{IN_DOMAIN}_srcc", koniq_boot)}
+    conv = comp.get("convergence") or {}
+    if conv.get("epochs_gain"):
+        e = conv["epochs_gain"]
+        out["convergence"] = {"basis": f"paired t interval over {e['n']} seeds",
+                              "value": e["mean_diff"], "low": e["low"], "high": e["high"],
+                              "verdict": e["verdict"]}
+    else:
+        first = (conv.get("pairs") or [{}])[0]
+        out["convergence"] = {"basis": first.get("reason") or conv.get("reason", "not measured"),
+                              "value": first.get("epochs_gain", math.nan), "low": math.nan,
+                              "high": math.nan, "verdict": "inconclusive"}
+    evidence = {}
+    probe_mean = (comp.get("probe") or {}).get("mean", {}).get("all")
+    if probe_mean:
+        evidence["linear probe (all stages), mean over datasets"] = probe_mean["srcc"]
+    zs = comp.get("zero_shot_mean")
+    if zs:
+        evidence["zero-shot vs untrained control, mean over test sets"] = zs["srcc"]
+    out["features"] = {"basis": "all lines of evidence must agree", "evidence": evidence,
+                       "verdict": combine([e["verdict"] for e in evidence.values()])}
+    return out
+
+
+def build_comparisons(run: RunData, resamples: int = DEFAULT_RESAMPLES,
+                      seed: int = DEFAULT_SEED) -> dict:
+    """Every comparison of the run folder (absent pieces are left out or say why)."""
+    fine = bootstrap_evals(run.evals.get("baseline"), run.evals.get("pretrained"), resamples,
+                           seed)
+    zero = bootstrap_evals(run.evals.get("zero_shot_untrained"), run.evals.get("zero_shot"),
+                           resamples, seed)
+    comp = {"resamples": resamples, "seed": seed, "level": 0.95,
+            "finetuned": _summaries(fine),
+            "finetuned_cross_mean": _mean([r for k, r in fine.items() if k != IN_DOMAIN]),
+            "zero_shot": _summaries(zero), "zero_shot_mean": _mean(list(zero.values())),
+            "seeds": seed_comparisons(run),
+            "convergence": convergence([(b, p) for b, p, _ in seed_pairs(run)]),
+            "probe": probe_comparisons(run, resamples, seed),
+            "labels": label_comparisons(run, resamples, seed)}
+    comp["verdicts"] = verdicts(comp)
+    return comp
+
+
+def write_comparisons(run: RunData, resamples: int = DEFAULT_RESAMPLES,
+                      seed: int = DEFAULT_SEED) -> tuple[dict, Path]:
+    """Compute the comparisons and write RUN_DIR/comparisons.json (NaN as null)."""
+    from engine.checkpoint import atomic_write_json
+
+    comp = json_safe(build_comparisons(run, resamples, seed))
+    path = run.run_dir / COMPARISONS_NAME
+    atomic_write_json(comp, path)
+    return comp, path
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs_dir", required=True, help="run folder (RUN_DIR) of the chain")
+    parser.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES,
+                        help="bootstrap resamples (>= 1000 for the report)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="bootstrap seed")
+    args = parser.parse_args(argv)
+    try:
+        _, path = write_comparisons(load_run(args.runs_dir), args.resamples, args.seed)
+    except FileNotFoundError as exc:
+        sys.exit(f"error: {exc}")
+    print(f"comparisons written: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -27,7 +27,12 @@ from engine.cli import DefaultsHelpFormatter, positive_int, run_script
 from engine.evaluate import file_key, json_safe, write_csv
 from engine.probe import ALPHAS, CV_FOLDS, pooled_features, probe_dataset
 from engine.runtime import resolve_device
-from models.swin_encoder import SwinEncoder, build_encoder, canonical_model_size
+from models.swin_encoder import (
+    RANDOM_ONLY_SIZES,
+    SwinEncoder,
+    build_encoder,
+    canonical_model_size,
+)
 from models.swin_hyperiqa import load_encoder
 
 PROBE_JSON = "probe.json"
@@ -52,8 +57,8 @@ def build_probe_encoder(spec: str, model_size: str, crop_size: int, seed: int,
         torch.manual_seed(seed)
         return "random", SwinEncoder(size, img_size=crop_size)
     if spec == "imagenet":
-        if size == "micro":
-            return "imagenet", "not available: the micro model has no ImageNet weights"
+        if size in RANDOM_ONLY_SIZES:
+            return "imagenet", f"not available: the {size} model has no ImageNet weights"
         if imagenet_weights == "none":
             return "imagenet", "not available: --imagenet_weights none"
         return "imagenet", build_encoder(size, imagenet_weights=imagenet_weights,

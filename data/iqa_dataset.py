@@ -191,7 +191,11 @@ class IQACropSamples(IQACropDataset):
 
 
 class UnlabeledPairDataset(_CropSource):
-    """Unlabelled images as two overlapping random crops each (QualiCLIP pretraining)."""
+    """Unlabelled images as two overlapping random crops each (QualiCLIP pretraining).
+
+    With `views` > 1 every image gives that many independent crop pairs per epoch (item i is
+    view i // len(paths) of image i % len(paths)); view 0 is the pair of `views` = 1.
+    """
 
     def __init__(
         self,
@@ -200,9 +204,17 @@ class UnlabeledPairDataset(_CropSource):
         cache: ImageCache | None,
         crop_size: int = 224,
         seed: int = 0,
+        views: int = 1,
     ) -> None:
         """Pairs of `crop_size` crops from images resized by `policy` (through `cache`)."""
         super().__init__(paths, policy, cache, crop_size, seed)
+        if views <= 0:
+            raise ValueError(f"views must be positive, got {views}")
+        self.views = views
+
+    def __len__(self) -> int:
+        """Number of crop pairs per epoch: images x views."""
+        return len(self.paths) * self.views
 
     @property
     def item_shape(self) -> tuple[int, ...]:
@@ -211,10 +223,12 @@ class UnlabeledPairDataset(_CropSource):
 
     def __getitem__(self, index: int) -> dict | None:
         """dict(image (2, 3, crop, crop) uint8, index, name) or None for an unreadable image."""
+        view, index = divmod(index, len(self.paths))
         image = self._decode(index)
         if image is None:
             return None
-        rng = _rng(self.seed, index, self.epoch, _PAIR_STREAM)
+        extra = (view,) if view else ()  # view 0 keeps the crops of a single-view run
+        rng = _rng(self.seed, index, self.epoch, _PAIR_STREAM, *extra)
         height, width = image.shape[:2]
         size = self.crop_size
         top = int(rng.integers(0, height - size + 1))

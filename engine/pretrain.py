@@ -75,7 +75,7 @@ METRICS_NAME = "metrics.jsonl"
 CONFIG_FLAGS = ("loss_type", "score_activation", "pooling", "crop_size", "num_levels",
                 "train_prompt_pairs", "margin", "val_distortions", "val_images",
                 "consistency_margin", "consistency_weight", "ranking_weight", "epochs",
-                "batch_size", "lr", "weight_decay", "warmup_epochs", "seed")
+                "batch_size", "views_per_image", "lr", "weight_decay", "warmup_epochs", "seed")
 
 
 def epoch_checkpoint_name(model_size: str, epoch: int) -> str:
@@ -203,7 +203,7 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> PretrainRun:
     images = pretrain_images(args, logger)
     cache = ImageCache(args.cache_dir)
     dataset = UnlabeledPairDataset(images.train, images.policy, cache, crop_size=args.crop_size,
-                                   seed=args.seed)
+                                   seed=args.seed, views=args.views_per_image)
     loader = _make_loader(dataset, args, info, logger)
     config = _run_config(args, distortions, pairs, images.source, len(images.train))
     val_distortions = parse_distortions(args.val_distortions) if args.val_distortions else []

@@ -135,6 +135,23 @@ def test_unlabeled_pairs_overlap(tmp_path):
     assert batch["n_skipped"] == 1
 
 
+def test_views_per_image_add_independent_pairs(tmp_path):
+    """views=3: three pairs of every image per epoch; view 0 is the single-view pair."""
+    paths = [make_image(tmp_path / f"{i}.png", size=(200, 160), seed=i) for i in range(2)]
+    single = UnlabeledPairDataset(paths, ResizePolicy("none"), None, crop_size=CROP, seed=0)
+    multi = UnlabeledPairDataset(paths, ResizePolicy("none"), None, crop_size=CROP, seed=0,
+                                 views=3)
+    assert len(multi) == 6
+    items = [multi[i] for i in range(len(multi))]
+    assert [item["index"] for item in items] == [0, 1, 0, 1, 0, 1]
+    for i in range(2):
+        assert torch.equal(items[i]["image"], single[i]["image"])
+        views = [items[i + 2 * v]["image"] for v in range(3)]
+        assert not torch.equal(views[0], views[1]) and not torch.equal(views[1], views[2])
+    with pytest.raises(ValueError, match="views must be positive"):
+        UnlabeledPairDataset(paths, ResizePolicy("none"), None, crop_size=CROP, views=0)
+
+
 def test_pair_crops_share_content(tmp_path):
     # a gradient image: each pixel's value encodes its position, so overlap is visible
     yy, xx = np.mgrid[0:160, 0:200]

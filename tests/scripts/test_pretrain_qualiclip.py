@@ -117,6 +117,7 @@ def test_run_folder_has_all_files(simplified_run: dict, image_dir: Path) -> None
     assert saved["config"]["source"] == f"folder {image_dir}"
     assert saved["config"]["n_images"] == 7  # one of the eight held out for validation
     assert saved["args"]["lr"] == 1e-3 and saved["config"]["score_activation"] == "none"
+    assert saved["config"]["views_per_image"] == 1  # micro's default, recorded
 
     log = (simplified_run["out"] / "logs" / "simple.log").read_text()
     lines = [ln for ln in log.splitlines() if "| consistency" in ln]
@@ -301,8 +302,9 @@ def test_size_dependent_defaults_are_resolved_per_size() -> None:
                              ("base", 5e-5, 1.0)):
         args = parser.parse_args(["--model_size", size])
         assert engine.pretrain.resolve_size_defaults(args) == {
-            "lr": lr, "consistency_weight": weight}
+            "lr": lr, "consistency_weight": weight, "views_per_image": 1}
         assert args.lr == lr and args.consistency_weight == weight
     explicit = parser.parse_args(["--model_size", "mini", "--lr", "1e-2",
-                                  "--consistency_weight", "0.5"])
+                                  "--consistency_weight", "0.5", "--views_per_image", "3"])
     assert engine.pretrain.resolve_size_defaults(explicit) == {} and explicit.lr == 1e-2
+    assert explicit.views_per_image == 3

@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench gpu-check clean-demo
+.PHONY: venv demo demo-findings test lint bench gpu-check clean-demo
 
 venv: $(STAMP)
 
@@ -27,6 +27,9 @@ bench: $(STAMP)
 # GPU self-check (about 8 min, offline): GC_DEVICE=cpu GC_SIZE=micro runs it on a CPU
 gpu-check: $(STAMP)
 	PYTHON=$(PY) bash benchmarks/gpu_check.sh
+
+demo-findings: $(STAMP)
+	$(PY) -m tools.demo_findings --run_dir results/qualiclip_demo
 
 clean-demo:
 	rm -rf results/qualiclip_demo

@@ -43,7 +43,8 @@ def _verdict_line(key: str, v: dict) -> str:
         parts = [f"{name}: {interval(e)} -> {e['verdict']}" for name, e in v["evidence"].items()]
         return "; ".join(parts) or "no linear probe and no zero-shot comparison in this folder"
     unit, digits = (" epochs saved", 1) if key == "convergence" else (" SRCC", 4)
-    text = f"gain {interval(v, digits)}{unit}; basis: {v['basis']}"
+    gain = f"gain {interval(v, digits)}{unit}" if is_number(v.get("value")) else "no gain measured"
+    text = f"{gain}; basis: {v['basis']}"
     if is_number(v.get("p_ttest")) or is_number(v.get("p_wilcoxon")):
         text += (f"; paired t-test p = {num(v.get('p_ttest'), 3)}, Wilcoxon p = "
                  f"{num(v.get('p_wilcoxon'), 3)}")
@@ -118,6 +119,8 @@ def _one_run_note(v: dict) -> str:
     """What the test-image interval of a one-run answer says, beside its verdict."""
     if not v.get("one_run"):
         return ""
+    if v["test_interval_verdict"] == "inconclusive":
+        return " (one training run)"
     return f" (one training run; its test-image interval alone says {v['test_interval_verdict']})"
 
 

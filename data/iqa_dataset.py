@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def _to_tensor(crops: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(np.stack(crops).transpose(0, 3, 1, 2)))
 
 
-class _CropSource(Dataset):
+class _CropSource(Dataset, ABC):
     """Shared parts: decode through the cache once per item, epoch and bad-image bookkeeping.
 
     The epoch and the bad-image flags live in shared-memory tensors, so DataLoader workers
@@ -94,9 +95,9 @@ class _CropSource(Dataset):
         return {"image": torch.zeros(self.item_shape, dtype=torch.uint8), "index": -1, "name": ""}
 
     @property
+    @abstractmethod
     def item_shape(self) -> tuple[int, ...]:
         """Shape of one item's crops (crops, 3, crop, crop)."""
-        raise NotImplementedError
 
     def _crop(self, image: np.ndarray, top: int, left: int, flip: bool) -> np.ndarray:
         crop = image[top : top + self.crop_size, left : left + self.crop_size]

@@ -42,6 +42,8 @@ from tools.verdicts import (
 
 FAILED = "drawing failed:"  # how a figure that raised is described
 REPORT_NAME = "QUALICLIP_RESULTS.md"
+# Randomly initialised sizes for tests and the demo: their numbers say nothing about real data.
+CPU_SIZES = ("micro", "test", "mini")
 
 
 def _cell(value: object) -> str:
@@ -270,7 +272,7 @@ def headline(run: RunData, comp: dict) -> str:
     """The main result with its uncertainty, or what is still missing."""
     base, pre = run.finetunes.get("baseline"), run.finetunes.get("pretrained")
     demo = ""
-    if _model_size(run) in ("micro", "test", "mini"):
+    if _model_size(run) in CPU_SIZES:
         demo = (f"\n\nThis run used the `{_model_size(run)}` model (a small randomly initialised "
                 "Swin for tests and the demo) with CPU-minute budgets on small synthetic data: "
                 "its numbers say nothing about the method on real datasets "
@@ -294,8 +296,7 @@ def render(run: RunData, figures: dict[str, Path | str], comp: dict) -> str:
              f"written {stamp} by `python -m tools.report`. Every number below is read from "
              "the run's files; rows marked *published figure* are quoted from papers or public "
              f"code and were not measured here.\n\n{headline(run, comp)}\n",
-             section("Does pretraining help?", help_section(comp, _model_size(run) in
-                                                            ("micro", "test"))),
+             section("Does pretraining help?", help_section(comp, _model_size(run) in CPU_SIZES)),
              setup_section(run), hardware_section(run), datasets_section(run),
              section("Main results: KonIQ-10k", main_table(run, comp["finetuned"].get("koniq10k")),
                      "Our runs select the checkpoint on the validation split and score the test "

@@ -82,7 +82,8 @@ def findings(comp: dict, demo: bool) -> list[str]:
         lines.append(f"{QUESTIONS[key]} {v['verdict']}: {SAID[key][v['verdict']]} "
                      f"({_verdict_line(key, v)}).")
     if demo:
-        lines.append("These verdicts concern the micro model on the synthetic demo data only.")
+        lines.append("These verdicts concern a small randomly initialised model on the synthetic "
+                     "demo data only.")
     return lines
 
 

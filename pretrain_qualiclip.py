@@ -19,6 +19,8 @@ from engine.cli import (
     DEFAULT_DISTORTIONS,
     DEFAULT_VAL_DISTORTIONS,
     EXIT_COLLAPSE,
+    POOLINGS,
+    SCORE_ACTIVATIONS,
     add_common_args,
     build_parser,
     non_negative_int,
@@ -91,14 +93,14 @@ def get_args_parser() -> argparse.ArgumentParser:
                       help="weight of the ranking term (less degraded scores higher)")
     loss.add_argument(
         "--score_activation",
-        choices=("none", "sigmoid"),
+        choices=SCORE_ACTIVATIONS,
         default="none",
         help="simplified loss: the scalar head's raw output as the score, or squashed by a "
         "sigmoid into (0, 1) (earlier behaviour; it saturates, README deviations)",
     )
     loss.add_argument(
         "--pooling",
-        choices=("stages", "stages_mean", "last"),
+        choices=POOLINGS,
         default="stages",
         help="head input: mean and standard deviation of all four stage maps, their means only, "
         "or the mean of the last stage (earlier behaviour)",

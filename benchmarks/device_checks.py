@@ -123,7 +123,7 @@ def sync_checks(device: torch.device, model_size: str, crop: int, amp: str) -> d
     from benchmarks.train_bench import build_finetune_model, finetune_args, synthetic_batch
     from data.degradations import parse_distortions
     from engine.finetune import l1_step
-    from engine.pretrain import QualiCLIPStep, build_pretrain_model
+    from engine.pretrain_setup import QualiCLIPStep, build_pretrain_model
     from models.clip_anchors import QUALICLIP_PROMPT_PAIRS
 
     configure_backends(device)

@@ -19,7 +19,6 @@ import argparse
 import glob
 import json
 import os
-import resource
 import runpy
 import sys
 import time
@@ -37,10 +36,12 @@ def _peak_memory_mb() -> tuple[float, str]:
     """(peak MiB, what it measures) of this process: CUDA max allocated if CUDA was used."""
     import torch
 
+    from benchmarks.timing import peak_memory_mb
+
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        peak = max(torch.cuda.max_memory_allocated(i) for i in range(torch.cuda.device_count()))
-        return peak / 2**20, "gpu"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss"
+        return max(peak_memory_mb(torch.device("cuda", i))
+                   for i in range(torch.cuda.device_count())), "gpu"
+    return peak_memory_mb(torch.device("cpu")), "rss"
 
 
 def run_step(record: str, script: list[str]) -> int:

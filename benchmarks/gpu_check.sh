@@ -53,8 +53,7 @@ step() {
   local left=$(( BUDGET - ($(date +%s) - START) - 10 ))
   local limit=$(( max < left ? max : left ))
   if (( limit < 15 )); then
-    printf '%s\tSKIP\t0\tno time left in GC_BUDGET\n' "$name" >> "$OUT/steps.tsv"
-    echo "[skip] $name"; return
+    skip "$name" "no time left in GC_BUDGET"; return
   fi
   echo "[run ] $name (up to ${limit}s)"
   local begin=$SECONDS status

@@ -19,7 +19,11 @@ AMP_CHOICES = ("auto", "bf16", "fp16", "off")
 SCHEDULER_CHOICES = ("cosine", "step", "none", "hyperiqa")
 OPTIMIZER_CHOICES = ("adamw", "adam")
 GEOMETRIES = ("aspect", "squash")  # resize: keep the aspect, or squash as the references do
-ATTENTION_SCOPES = ("hyper", "hyper_lda")  # what the stage attention weights
+# What the stage attention scales: "hyper" = only the pooled stage maps that feed the hyper network
+# (the public Swin-HyperIQA), "hyper_lda" = also the four parts of the LDA content vector.
+ATTENTION_SCOPES = ("hyper", "hyper_lda")
+SCORE_ACTIVATIONS = ("none", "sigmoid")  # Stage 1's scalar score: raw, or squashed into (0, 1)
+POOLINGS = ("stages", "stages_mean", "last")  # Stage 1's head input (models.pretrain_model)
 DEFAULT_DISTORTIONS = "blur,jpeg,noise,brightness"
 # Stage 1's label-free validation: types kept out of the default training set (and out of the
 # KADID types the demo holds out for its zero-shot test).

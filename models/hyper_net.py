@@ -24,8 +24,6 @@ LDA_OUT = 16  # LDA vector length of stages 1-3; the last stage fills the rest o
 LDA_CHANNELS = (16, 32, 64)
 LDA_GRIDS = (8, 4, 2)
 ATTENTION_HIDDEN = 256
-# What the stage attention scales: "hyper" = only the pooled stage maps that feed the hyper network
-# (the public Swin-HyperIQA), "hyper_lda" = also the four parts of the LDA content vector.
 
 
 class LocalDistortionAware(nn.Module):

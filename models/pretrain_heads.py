@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.cli import SCORE_ACTIVATIONS
+
 SCALAR_HIDDEN = 256
-SCORE_ACTIVATIONS = ("none", "sigmoid")
 
 
 class ScalarQualityHead(nn.Module):

@@ -7,12 +7,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.checkpoint import make_checkpoint
+from engine.cli import POOLINGS
 from models.errors import EncoderMismatchError
 from models.pretrain_heads import build_pretrain_head
 from models.swin_encoder import SwinEncoder
 from models.weights import strip_wrapper_prefixes
-
-POOLINGS = ("stages", "stages_mean", "last")
 
 
 def pooled_features(encoder: SwinEncoder, pooling: str) -> int:

@@ -293,8 +293,7 @@ run_stage() {
   while [[ $1 != -- ]]; do declared+=("$1"); shift; done
   shift
   is_stage "$name" || die "stage '$name' is not declared in STAGES at the top of $0"
-  local marker=$DONE/$name settings=(-- "$@")
-  settings=("${declared[@]+"${declared[@]}"}" "${settings[@]}")
+  local marker=$DONE/$name settings=("${declared[@]+"${declared[@]}"}" -- "$@")
   if is_forced "$name"; then
     rm -f "$marker"
     local p

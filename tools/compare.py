@@ -93,9 +93,8 @@ def seed_pairs(run: RunData) -> list[tuple[FinetuneRun, FinetuneRun, int]]:
     return pairs
 
 
-def _cross_means(run: RunData, index: int) -> tuple[float, float] | None:
-    """Mean cross-dataset SRCC of baseline and pretrained for repeat `index` (0 = main run)."""
-    base, pre = _seed_evals(run, index)
+def _cross_means(base: dict, pre: dict) -> tuple[float, float] | None:
+    """Mean cross-dataset SRCC of baseline and pretrained of one repeat (metrics per test set)."""
     keys = sorted(k for k in set(base) & set(pre) if k != IN_DOMAIN)
     vals = [[r[k].get("srcc") for k in keys] for r in (base, pre)]
     if not keys or not all(is_number(v) for row in vals for v in row):
@@ -110,22 +109,30 @@ def seed_comparisons(run: RunData) -> dict:
     if len(pairs) < 2:
         return out
     for metric in ("srcc", "plcc"):
-        vals = [(b.test.get(metric), p.test.get(metric)) for b, p, _ in pairs]
-        vals = [v for v in vals if is_number(v[0]) and is_number(v[1])]
-        out[f"{IN_DOMAIN}_{metric}"] = seed_test([v[0] for v in vals], [v[1] for v in vals])
-    cross = [c for _, _, i in pairs if (c := _cross_means(run, i)) is not None]
+        vals = _numeric([(b.test.get(metric), p.test.get(metric)) for b, p, _ in pairs])
+        out[f"{IN_DOMAIN}_{metric}"] = _paired_test(vals)
+    repeats = [_seed_evals(run, i) for _, _, i in pairs]
+    cross = [c for base, pre in repeats if (c := _cross_means(base, pre)) is not None]
     if len(cross) >= 2:
-        out["cross_mean_srcc"] = seed_test([c[0] for c in cross], [c[1] for c in cross])
+        out["cross_mean_srcc"] = _paired_test(cross)
     out["per_test_set"] = {}
-    for key in sorted({k for _, _, i in pairs for k in _seed_evals(run, i)[0]}):
+    for key in sorted({k for base, _ in repeats for k in base}):
         for metric in ("srcc", "plcc"):
-            vals = [(a[key].get(metric), b[key].get(metric)) for _, _, i in pairs
-                    for a, b in [_seed_evals(run, i)] if key in a and key in b]
-            vals = [v for v in vals if is_number(v[0]) and is_number(v[1])]
+            vals = _numeric([(a[key].get(metric), b[key].get(metric)) for a, b in repeats
+                             if key in a and key in b])
             if len(vals) >= 2:
-                out["per_test_set"].setdefault(key, {})[metric] = seed_test(
-                    [v[0] for v in vals], [v[1] for v in vals])
+                out["per_test_set"].setdefault(key, {})[metric] = _paired_test(vals)
     return out
+
+
+def _numeric(pairs: list[tuple]) -> list[tuple]:
+    """The (baseline, pretrained) pairs whose two values are both numbers."""
+    return [(a, b) for a, b in pairs if is_number(a) and is_number(b)]
+
+
+def _paired_test(pairs: list[tuple]) -> dict:
+    """seed_test of the pretrained values against the baseline values of the pairs."""
+    return seed_test([a for a, _ in pairs], [b for _, b in pairs])
 
 
 def _seed_evals(run: RunData, index: int) -> tuple[dict, dict]:
@@ -158,19 +165,18 @@ def probe_comparisons(run: RunData, resamples: int, seed: int) -> dict:
     return out
 
 
-def label_comparisons(run: RunData, resamples: int, seed: int) -> dict:
-    """KonIQ-10k test SRCC per fraction of training labels, pretrained minus baseline."""
+def label_comparisons(run: RunData, fine: dict[str, PairedBootstrap], resamples: int,
+                      seed: int) -> dict:
+    """KonIQ-10k test SRCC per fraction of training labels, pretrained minus baseline; 100 %
+    without a run of its own is the main comparison `fine` (already bootstrapped)."""
     if not run.label_runs:
         return {}
-    fractions = {pct: {m: ev for m, (_, ev) in runs.items()}
-                 for pct, runs in run.label_runs.items()}
-    fractions.setdefault(100, {m: run.evals.get(m) for m in ("baseline", "pretrained")})
-    out = {}
-    for pct in sorted(fractions):
-        evals = fractions[pct]
-        boot = bootstrap_evals(evals.get("baseline"), evals.get("pretrained"), resamples, seed)
-        out[str(pct)] = boot[IN_DOMAIN].summary() if IN_DOMAIN in boot else None
-    return out
+    boots = {pct: bootstrap_evals(runs.get("baseline", (None, None))[1],
+                                  runs.get("pretrained", (None, None))[1], resamples, seed)
+             for pct, runs in run.label_runs.items()}
+    boots.setdefault(100, fine)
+    return {str(pct): boots[pct][IN_DOMAIN].summary() if IN_DOMAIN in boots[pct] else None
+            for pct in sorted(boots)}
 
 
 def _pick(seeds: dict | None, key: str, boot: dict | None) -> dict:
@@ -235,7 +241,7 @@ def build_comparisons(run: RunData, resamples: int = DEFAULT_RESAMPLES,
             "seeds": seed_comparisons(run),
             "convergence": convergence([(b, p) for b, p, _ in seed_pairs(run)]),
             "probe": probe_comparisons(run, resamples, seed),
-            "labels": label_comparisons(run, resamples, seed)}
+            "labels": label_comparisons(run, fine, resamples, seed)}
     comp["verdicts"] = verdicts(comp)
     return comp
 

@@ -13,12 +13,12 @@ each difference and exits 3 (4 when the marker records no settings).
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+
+from tools.timings import write_json_atomic
 
 # Flags that do not change a stage's result: workers, device choice, log folder, resuming.
 IGNORED_FLAGS = frozenset({"--num_workers", "--device", "--log_dir", "--resume", "--strict"})
@@ -66,11 +66,7 @@ def differences(recorded: dict[str, str], requested: dict[str, str]) -> list[str
 def record(marker: Path, settings: dict[str, str]) -> None:
     """Write the marker: when the stage finished and with which settings (atomically)."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=marker.parent, prefix=".marker")
-    with os.fdopen(fd, "w") as f:
-        json.dump({"finished": stamp, "settings": settings}, f, indent=1)
-    os.replace(tmp, marker)
+    write_json_atomic({"finished": stamp, "settings": settings}, marker)
 
 
 def check(marker: Path, settings: dict[str, str]) -> tuple[int, str]:

@@ -31,7 +31,8 @@ def read_timings(path: str | Path) -> dict:
     return data
 
 
-def _write(data: dict, path: Path) -> None:
+def write_json_atomic(data: dict, path: Path) -> None:
+    """Write `data` as JSON to `path` through a synced temp file and a rename (no torch needed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w") as f:
@@ -60,7 +61,7 @@ def record_event(path: str | Path, stage: str, event: str, now: float | None = N
             attempts.append({"start": stamp, "start_unix": now, "status": "running"})
         last = attempts[-1]
         last.update(end=stamp, wall_s=round(now - last["start_unix"], 3), status=event)
-    _write(data, path)
+    write_json_atomic(data, path)
     return record
 
 

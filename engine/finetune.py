@@ -50,7 +50,7 @@ from engine.optim import (
     reset_moments,
 )
 from engine.protocols import apply_protocol, describe
-from engine.resume_check import check_resume_flags, schedule_change_note
+from engine.resume_check import check_resume_flags, note_epochs_change
 from engine.runlog import MetricsJournal, setup_logger
 from engine.runtime import (
     compile_or_eager,
@@ -255,9 +255,8 @@ def finetune(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
         # a run that reached its --epochs continues when resumed with more of them
         state["finished"] = state["stopped_early"] or start_epoch > args.epochs
         logger.info("resumed from %s after epoch %d", resume_path, restored["epoch"])
-        if saved.get("epochs", args.epochs) != args.epochs:
-            logger.warning(schedule_change_note(optimizer, scheduler, args.scheduler,
-                                                saved["epochs"], args.epochs, restored["epoch"]))
+        note_epochs_change(saved, args.epochs, optimizer, scheduler, args.scheduler,
+                           restored["epoch"], logger)
     elif args.resume:
         logger.info("--resume: no %s in %s yet, starting a new run", LAST_STATE_NAME, run_dir)
     low, high = data.mos_range

@@ -45,7 +45,7 @@ from engine.pretrain_setup import (
     pretrain_images,
     resolve_size_defaults,
 )
-from engine.resume_check import check_resume_flags, schedule_change_note
+from engine.resume_check import check_resume_flags, note_epochs_change
 from engine.runlog import MetricsJournal, setup_logger
 from engine.runtime import (
     compile_or_eager,
@@ -225,9 +225,8 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> PretrainRun:
         state = load_train_state(state_path, model, optimizer, scheduler, scaler, info.rank)
         run.start_epoch = state["epoch"] + 1
         logger.info("resumed from %s after epoch %d", state_path, state["epoch"])
-        if saved.get("epochs", args.epochs) != args.epochs:
-            logger.warning(schedule_change_note(optimizer, scheduler, "cosine", saved["epochs"],
-                                                args.epochs, state["epoch"]))
+        note_epochs_change(saved, args.epochs, optimizer, scheduler, "cosine", state["epoch"],
+                           logger)
     if info.is_main:
         MetricsJournal(run_dir / METRICS_NAME).truncate_from(run.start_epoch)  # redo, never twice
         save_args(args, run_dir / CONFIG_NAME, extra={

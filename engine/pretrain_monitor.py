@@ -75,7 +75,7 @@ class ZeroShotValidation:
         stack = images.repeat_interleave(t, dim=0)  # (N*T, 3, H, W): image-major
         names = self.distortions * n
         generator = torch.Generator(device=device).manual_seed(seed * 1000 + VAL_STREAM)
-        with torch.no_grad(), torch.autocast(device.type, enabled=False):
+        with torch.no_grad():  # degrade_levels runs each distortion in full float32
             self.levels = degrade_levels(stack, names, num_levels, generator=generator)
         self.n_images = n
 

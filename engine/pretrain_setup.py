@@ -130,8 +130,7 @@ class QualiCLIPStep:
         picks = torch.randint(len(self.distortions), (b,), generator=self.type_generator)
         names = [self.distortions[i] for i in picks.tolist()]
         stack = crops.transpose(0, 1).flatten(0, 1)  # (2B, 3, H, W): all first crops, then seconds
-        # Degradations run in float32 whatever the autocast of the model.
-        with torch.no_grad(), torch.autocast(self.device.type, enabled=False):
+        with torch.no_grad():  # degrade_levels runs each distortion in full float32
             levels = degrade_levels(stack, names + names, self.num_levels,
                                     generator=self.generator, pair_ids=list(range(b)) * 2)
         return levels.view(2, b, *levels.shape[1:])

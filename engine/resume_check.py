@@ -79,6 +79,15 @@ def check_resume_flags(args: argparse.Namespace, state_path: Path | None, config
     return saved
 
 
+def note_epochs_change(saved: dict, new_epochs: int, optimizer: Any, scheduler: Any, kind: str,
+                       done_epochs: int, logger: logging.Logger) -> None:
+    """When a resumed run's --epochs differs from the saved one (`saved`: its flags), recompute
+    the learning rates for the new schedule and log what that does."""
+    if saved.get("epochs", new_epochs) != new_epochs:
+        logger.warning(schedule_change_note(optimizer, scheduler, kind, saved["epochs"],
+                                            new_epochs, done_epochs))
+
+
 def schedule_change_note(optimizer: Any, scheduler: Any, kind: str, old_epochs: int,
                          new_epochs: int, done_epochs: int) -> str:
     """After resuming with another --epochs: set the learning rates of the schedule recomputed

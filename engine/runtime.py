@@ -85,7 +85,7 @@ def resolve_amp(amp: str, device: torch.device | str) -> str:
 def autocast(device: torch.device | str, amp: str) -> contextlib.AbstractContextManager:
     """Autocast context for a resolved --amp value ("off" -> no-op); works on cuda and cpu."""
     device = torch.device(device)
-    if amp not in ("bf16", "fp16", "off"):  # called every step: resolved values pass as they are
+    if amp != "off" and amp not in _AMP_DTYPES:  # called every step: resolved values pass
         amp = resolve_amp(amp, device)
     if amp == "off":
         return contextlib.nullcontext()

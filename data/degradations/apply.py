@@ -89,9 +89,9 @@ def degrade_levels(
         sub = images.index_select(0, index)
         slot_of: dict[int, int] = {}
         slots = [slot_of.setdefault(ids[i], len(slot_of)) for i in members]
+        rng = RandomSource(gen, len(members), _work_dtype(images), slots)
         start = gen.get_state()
         for level, parameter in enumerate(parameters, start=1):
             gen.set_state(start)  # common random numbers across the levels
-            rng = RandomSource(gen, len(members), _work_dtype(images), slots)
             out[index, level] = _run(sub, name, parameter, rng)
     return out

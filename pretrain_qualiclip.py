@@ -58,7 +58,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     data.add_argument("--crop_size", type=positive_int, default=224, help="crop side in pixels")
     data.add_argument("--views_per_image", type=positive_int, default=None,
                       help="independent crop pairs of every image per epoch (default per "
-                      "--model_size: 1)")
+                      "--model_size: 3 for mini, 1 otherwise)")
     data.add_argument(
         "--num_levels", type=positive_int, default=5, help="degradation levels L per distortion"
     )

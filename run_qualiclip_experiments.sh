@@ -56,6 +56,8 @@ Knobs: each is an environment variable and a flag (--data_root DIR is DATA_ROOT=
   PRETRAIN_EPOCHS        [10]                     FINETUNE_EPOCHS [protocol; 6]
   PRETRAIN_BATCH         [8]                      FINETUNE_BATCH  [protocol; 16] crops per step
   PRETRAIN_LR            [the model size's]       FINETUNE_LR     [protocol; 3e-4]
+  PRETRAIN_VIEWS         [the model size's; 1]    crop pairs per image and pretraining epoch
+                                                  (--views_per_image: mini 3, others 1)
   CROP_SIZE              [224; 64]                crop side of pretraining and fine-tuning
   LR_RATIO               [protocol]               head learning rate = FINETUNE_LR x LR_RATIO
   LR_ENCODER_PRETRAINED  [protocol; 3e-4]         encoder rate of the pretrained fine-tuning
@@ -95,7 +97,8 @@ EOF
 }
 
 KNOBS=(EXP_NAME RUN_DIR DATA_ROOT MODEL_SIZE CROP_SIZE PROTOCOL PRETRAIN_EPOCHS FINETUNE_EPOCHS
-  PRETRAIN_BATCH FINETUNE_BATCH PRETRAIN_LR FINETUNE_LR LR_RATIO LR_ENCODER_PRETRAINED DISTORTIONS LOSS_TYPE
+  PRETRAIN_BATCH FINETUNE_BATCH PRETRAIN_LR PRETRAIN_VIEWS FINETUNE_LR LR_RATIO
+  LR_ENCODER_PRETRAINED DISTORTIONS LOSS_TYPE
   NUM_LEVELS PATIENCE TRAIN_PATCHES TEST_PATCHES VAL_PATCHES PRETRAIN_STEPS FINETUNE_STEPS SPLIT
   TEST_DATASETS ABLATION_EPOCHS LABEL_FRACTIONS PROBE_PATCHES NUM_WORKERS DEVICE AMP SEED REPEATS
   GPUS IMAGENET_WEIGHTS CLIP_WEIGHTS EXTRA_PRETRAIN_ARGS EXTRA_FINETUNE_ARGS PYTHON REPORT_OUT
@@ -167,7 +170,7 @@ if [[ $DEMO == 1 ]]; then
   : "${FINETUNE_EPOCHS:=6}"
   : "${FINETUNE_BATCH:=16}" "${FINETUNE_LR:=3e-4}" "${LR_ENCODER_PRETRAINED:=3e-4}"
   : "${TRAIN_PATCHES:=1}" "${TEST_PATCHES:=5}" "${VAL_PATCHES:=5}" "${ABLATION_EPOCHS:=4 8}" "${NUM_WORKERS:=0}"
-  : "${LABEL_FRACTIONS:=25 50}" "${PROBE_PATCHES:=2}"
+  : "${LABEL_FRACTIONS:=25 50}" "${PROBE_PATCHES:=2}" "${PRETRAIN_VIEWS:=1}"
   : "${DEVICE:=cpu}" "${AMP:=off}" "${IMAGENET_WEIGHTS:=none}" "${CLIP_WEIGHTS:=none}"
 fi
 : "${MODEL_SIZE:=base}" "${CROP_SIZE:=224}" "${EXP_NAME:=qualiclip_${MODEL_SIZE}}"
@@ -176,7 +179,7 @@ fi
 : "${PROTOCOL:=plan}" "${FINETUNE_EPOCHS:=}" "${FINETUNE_BATCH:=}" "${FINETUNE_LR:=}"
 : "${LR_RATIO:=}" "${LR_ENCODER_PRETRAINED:=}" "${PATIENCE:=}" "${TRAIN_PATCHES:=}"
 : "${TEST_PATCHES:=}" "${VAL_PATCHES:=}"
-: "${PRETRAIN_EPOCHS:=10}" "${PRETRAIN_BATCH:=8}" "${PRETRAIN_LR:=}"
+: "${PRETRAIN_EPOCHS:=10}" "${PRETRAIN_BATCH:=8}" "${PRETRAIN_LR:=}" "${PRETRAIN_VIEWS:=}"
 : "${DISTORTIONS:=blur,jpeg,noise,brightness}" "${LOSS_TYPE:=simplified}" "${NUM_LEVELS:=5}"
 : "${PRETRAIN_STEPS:=}" "${FINETUNE_STEPS:=}" "${SPLIT:=official}"
 : "${TEST_DATASETS:=spaq kadid10k agiqa3k livec koniq10k}" "${ABLATION_EPOCHS:=5 10 20}"
@@ -396,6 +399,7 @@ pretrain_cmd() { # pretrain_cmd MODEL_NAME EPOCHS DISTORTIONS LOSS_TYPE
     --clip_weights "$CLIP_WEIGHTS")
   if [[ -n $PRETRAIN_STEPS ]]; then CMD+=(--max_steps_per_epoch "$PRETRAIN_STEPS"); fi
   if [[ -n $PRETRAIN_LR ]]; then CMD+=(--lr "$PRETRAIN_LR"); fi  # else the model size's default
+  add_flag --views_per_image "$PRETRAIN_VIEWS"
   CMD+=("${EXTRA_PRE[@]+"${EXTRA_PRE[@]}"}")
 }
 

@@ -57,31 +57,46 @@ def _group_srcc(scores: np.ndarray) -> np.ndarray:
 
 
 class ZeroShotValidation:
-    """Fixed held-out crops at levels 0..L of held-out types; scores a model zero-shot."""
+    """Fixed held-out crops at levels 0..L of held-out types; scores a model zero-shot.
+
+    With `crops_per_image` > 1 an image's score at a level is the mean over that many crops (as
+    test_swin.py scores an image); its crops share the per-image random choices of each type
+    (the brightening direction, say), so they show one degraded picture.
+    """
 
     def __init__(self, paths: Sequence[Path], policy: ResizePolicy, cache: ImageCache,
                  distortions: Sequence[str], crop_size: int, num_levels: int, seed: int,
-                 device: torch.device, batch_size: int = 64) -> None:
+                 device: torch.device, batch_size: int = 64, crops_per_image: int = 1) -> None:
+        if crops_per_image < 1:
+            raise ValueError(f"crops_per_image must be >= 1, got {crops_per_image}")
         self.distortions = list(distortions)
         self.device = device
         self.batch_size = batch_size
-        source = UnlabeledPairDataset(paths, policy, cache, crop_size=crop_size, seed=seed)
-        crops = [item["image"][0] for item in map(source.__getitem__, range(len(source)))
-                 if item is not None]  # the first crop of each readable image, epoch 0
-        if not crops:
+        source = UnlabeledPairDataset(paths, policy, cache, crop_size=crop_size, seed=seed,
+                                      views=crops_per_image)
+        items = [source[i] for i in range(len(source))]  # view-major: view v of image i at v*P+i
+        readable = [i for i in range(len(paths))
+                    if all(items[v * len(paths) + i] is not None for v in range(crops_per_image))]
+        if not readable:
             raise ValueError("no readable validation image")
-        images = to_device_images(torch.stack(crops), device)  # (N, 3, H, W)
-        n, t = images.shape[0], len(self.distortions)
-        stack = images.repeat_interleave(t, dim=0)  # (N*T, 3, H, W): image-major
-        names = self.distortions * n
+        # the first crop of each pair (view 0 is the crop of a one-crop validation set)
+        crops = [items[v * len(paths) + i]["image"][0]
+                 for v in range(crops_per_image) for i in readable]
+        images = to_device_images(torch.stack(crops), device)  # (V*N, 3, H, W)
+        n, t = len(readable), len(self.distortions)
+        stack = images.repeat_interleave(t, dim=0)  # (V*N*T, 3, H, W): view, image, type
+        names = self.distortions * (n * crops_per_image)
+        groups = list(range(n * t)) * crops_per_image  # the (image, type) group of every crop
         generator = torch.Generator(device=device).manual_seed(seed * 1000 + VAL_STREAM)
         with torch.no_grad():  # degrade_levels runs each distortion in full float32
-            self.levels = degrade_levels(stack, names, num_levels, generator=generator)
+            self.levels = degrade_levels(stack, names, num_levels, generator=generator,
+                                         pair_ids=groups)
         self.n_images = n
+        self.crops_per_image = crops_per_image
 
     def __len__(self) -> int:
         """Number of (image, type) groups."""
-        return self.levels.shape[0]
+        return self.levels.shape[0] // self.crops_per_image
 
     @torch.inference_mode()
     def evaluate(self, model: torch.nn.Module) -> dict:
@@ -92,7 +107,8 @@ class ZeroShotValidation:
         scores = torch.cat([model(flat[i:i + self.batch_size])["score"].float()
                             for i in range(0, flat.shape[0], self.batch_size)])
         model.train(was_training)
-        groups = _group_srcc(scores.view(self.levels.shape[:2]).cpu().double().numpy())
+        scores = scores.view(self.crops_per_image, len(self), -1).mean(dim=0)  # (G, L+1)
+        groups = _group_srcc(scores.cpu().double().numpy())
         by_type = groups.reshape(self.n_images, len(self.distortions)).mean(axis=0)
         return {"val_srcc": float(groups.mean()),
                 "val_by_type": {name: round(float(v), 4)

@@ -71,7 +71,7 @@ def pretrain_images(args: argparse.Namespace, logger: logging.Logger) -> Pretrai
 # score to one constant and, measured on mini, slows the ranking that the scores need first.
 SIZE_DEFAULTS: dict[str, dict] = {
     "micro": {"lr": 1e-3, "consistency_weight": 0.0, "views_per_image": 1},
-    "mini": {"lr": 3e-4, "consistency_weight": 0.0, "views_per_image": 1},
+    "mini": {"lr": 3e-4, "consistency_weight": 0.0, "views_per_image": 3},
     "tiny": {"lr": 5e-5, "consistency_weight": 1.0, "views_per_image": 1},
     "small": {"lr": 5e-5, "consistency_weight": 1.0, "views_per_image": 1},
     "base": {"lr": 5e-5, "consistency_weight": 1.0, "views_per_image": 1},

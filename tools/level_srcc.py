@@ -3,7 +3,9 @@
 Example (held-out demo KonIQ test images, the four default training types):
     python -m tools.level_srcc --model_path RUN/swin_mini_qualiclip_pretrained.pkl \
         --data_root DEMO --dataset koniq10k --split test --distortions blur,jpeg,noise,brightness
-Prints one JSON object: the mean SRCC over (image, type) groups, per type, and n.
+Prints one JSON object: the mean SRCC over (image, type) groups, per type, and n. An image's score
+at a level is the mean over --crops crops of it (default 25, test_swin.py's --test_patches), all
+degraded with the same per-image choices.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from data.degradations import parse_distortions
 from data.images import ImageCache
 from data.registry import canonical_key, read_rows, resize_policy
 from engine.checkpoint import load_checkpoint
+from engine.cli import DEFAULT_TEST_PATCHES, positive_int
 from engine.pretrain_monitor import ZeroShotValidation
 from models.pretrain_model import pretrain_model_from_checkpoint
 
@@ -34,6 +37,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--crop_size", type=int, default=None,
                         help="default: the checkpoint's training crop size")
     parser.add_argument("--max_images", type=int, default=32)
+    parser.add_argument("--crops", type=positive_int, default=DEFAULT_TEST_PATCHES,
+                        help="crops per image; an image's score is their mean, as test_swin.py "
+                             "scores images (1: one crop, the label-free validation's measure)")
     parser.add_argument("--seed", type=int, default=0)
     return parser
 
@@ -48,10 +54,10 @@ def level_srcc(args: argparse.Namespace) -> dict:
     paths = sorted({row.path for row in rows if row.split == args.split})[: args.max_images]
     validation = ZeroShotValidation(paths, resize_policy(key), ImageCache(None),
                                     parse_distortions(args.distortions), crop, args.num_levels,
-                                    args.seed, torch.device("cpu"))
+                                    args.seed, torch.device("cpu"), crops_per_image=args.crops)
     result = validation.evaluate(model)
     return {"srcc": round(result["val_srcc"], 4), "by_type": result["val_by_type"],
-            "n_images": validation.n_images, "n_groups": len(validation),
+            "n_images": validation.n_images, "n_groups": len(validation), "crops": args.crops,
             "model_path": str(args.model_path)}
 
 

@@ -34,6 +34,7 @@ _CHROMA_TABLE = (
 # ratio (0.8 dB per image).
 _STEP_PER_RATIO = 1.3
 _MAX_WAVELET_LEVELS = 5
+_MCU = 16  # JPEG 4:2:0 minimum coded unit: 16 x 16 luma pixels
 
 
 def quantization_table(base: tuple[tuple[int, ...], ...], quality: float, like: Tensor) -> Tensor:
@@ -65,17 +66,36 @@ def _code_plane(plane: Tensor, table: Tensor, dct: Tensor) -> Tensor:
     return blocks.transpose(3, 4).reshape(n, c, h, w)
 
 
+def _shift_grid(x: Tensor, top: Tensor, left: Tensor, height: int, width: int) -> Tensor:
+    # Per-image window of `height` x `width` starting at row -top, column -left of x (N, C, H, W);
+    # pixels outside x repeat its edge. Index arithmetic only: no host synchronisation.
+    n, c, h, w = x.shape
+    rows = (torch.arange(height, device=x.device) - top[:, None]).clamp(0, h - 1)  # (N, height)
+    cols = (torch.arange(width, device=x.device) - left[:, None]).clamp(0, w - 1)  # (N, width)
+    x = x.gather(2, rows[:, None, :, None].expand(n, c, height, w))
+    return x.gather(3, cols[:, None, None, :].expand(n, c, height, width))
+
+
 def jpeg(x: Tensor, quality: float, rng: RandomSource) -> Tensor:
-    """Baseline JPEG at `quality`: YCbCr 4:2:0, 8 x 8 DCT, scaled standard tables, 8-bit output."""
-    _, _, h, w = x.shape
-    ycc = rgb_to_ycbcr(x) * 255.0 - 128.0
-    ycc = F.pad(ycc, (0, (-w) % 16, 0, (-h) % 16), mode="replicate")
+    """Baseline JPEG at `quality`: YCbCr 4:2:0, 8 x 8 DCT, scaled standard tables, 8-bit output.
+
+    The 16-pixel coding grid starts at a random offset per image, as in a crop of a JPEG photo:
+    a grid always aligned with the crop's corner (and with the encoder's patch grid) would teach
+    a detector of blocks at fixed positions that misses them at every other phase.
+    """
+    h, w = x.shape[-2:]
+    offsets = torch.floor(rng.per_image(2) * _MCU).long()  # (N, 2): top, left in 0..15
+    top, left = offsets[:, 0], offsets[:, 1]
+    canvas_h, canvas_w = -(-(h + _MCU - 1) // _MCU) * _MCU, -(-(w + _MCU - 1) // _MCU) * _MCU
+    ycc = _shift_grid(rgb_to_ycbcr(x) * 255.0 - 128.0, top, left, canvas_h, canvas_w)
     dct = _dct_2d(x)
     y = _code_plane(ycc[:, :1], quantization_table(_LUMA_TABLE, quality, x), dct)
     chroma = F.avg_pool2d(ycc[:, 1:], 2)
     chroma = _code_plane(chroma, quantization_table(_CHROMA_TABLE, quality, x), dct)
     chroma = F.interpolate(chroma, scale_factor=2, mode="bilinear", align_corners=False)
-    rgb = ycbcr_to_rgb((torch.cat([y, chroma], dim=1) + 128.0) / 255.0)[..., :h, :w]
+    coded = torch.cat([y, chroma], dim=1)
+    coded = _shift_grid(coded, -top, -left, h, w)  # back to the image's own pixels
+    rgb = ycbcr_to_rgb((coded + 128.0) / 255.0)
     return torch.round(rgb.clamp(0.0, 1.0) * 255.0) / 255.0
 
 

@@ -164,7 +164,7 @@ def test_degrade_levels_shape_and_clean_level(photos: torch.Tensor) -> None:
 
 
 def test_degrade_levels_runs_each_type_on_its_images(photos: torch.Tensor) -> None:
-    names = ["jpeg", "pixelate", "jpeg", "gaussian_blur"]
+    names = ["jpeg2000", "pixelate", "jpeg2000", "gaussian_blur"]  # types without randomness
     out = degrade_levels(photos, names, 5, generator=seeded())
     for i, name in enumerate(names):
         for level in range(1, 6):
@@ -207,3 +207,28 @@ def test_half_precision_comes_back_in_its_dtype(photos: torch.Tensor) -> None:
     out = degrade_levels(photos[:2].bfloat16(), ["lens_blur", "gaussian_noise"], 2, seeded())
     assert out.dtype == torch.bfloat16 and out.shape == (2, 3, 3, 64, 64)
     assert torch.isfinite(out.float()).all()
+
+
+def _block_phase(images: torch.Tensor) -> list[tuple[int, int]]:
+    """(row, column) phase of the 8-pixel JPEG grid of each image: where steps are largest."""
+    phases = []
+    for image in images:
+        cols = (image[..., 1:] - image[..., :-1]).abs().mean(dim=(0, 1))  # (W - 1,)
+        rows = (image[:, 1:] - image[:, :-1]).abs().mean(dim=(0, 2))  # (H - 1,)
+        phases.append((int(torch.stack([rows[k::8].mean() for k in range(8)]).argmax()),
+                       int(torch.stack([cols[k::8].mean() for k in range(8)]).argmax())))
+    return phases
+
+
+def test_jpeg_grid_starts_at_a_random_phase_shared_by_levels_and_pairs() -> None:
+    # Smooth images: JPEG's only edges are its block boundaries.
+    smooth = torch.nn.functional.interpolate(torch.rand(8, 3, 6, 6, generator=seeded(1)),
+                                             size=(64, 64), mode="bicubic").clamp(0, 1)
+    stack = torch.cat([smooth, smooth])  # images i and i + 8 are the two crops of one picture
+    out = degrade_levels(stack, ["jpeg"] * 16, 5, generator=seeded(2), pair_ids=[*range(8)] * 2)
+    phases = [_block_phase(out[:, level]) for level in (3, 4, 5)]
+    assert phases[0] == phases[1] == phases[2]  # one grid per image at every level
+    assert phases[0][:8] == phases[0][8:]  # and for both crops of a picture
+    assert len(set(phases[0][:8])) > 2  # a grid at the crop's corner would give (7, 7) for all
+    # the coded pixels stay those of the image: the shift is undone exactly
+    assert psnr(out[:, 1], stack) > 30.0

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from scipy.stats import spearmanr
 from torch import nn
 
 from data.images import ImageCache, ResizePolicy
@@ -58,3 +60,23 @@ def test_validation_set_is_fixed_by_the_seed(demo_root: Path,
                                ["gaussian_blur", "pixelate"], crop_size=48, num_levels=4, seed=5,
                                device=torch.device("cpu"))
     torch.testing.assert_close(again.levels, validation.levels, rtol=0, atol=0)
+
+
+def test_several_crops_per_image_score_one_degraded_picture(demo_root: Path) -> None:
+    paths = sorted((demo_root / "koniq10k" / "1024x768").glob("*.jpg"))[:3]
+    several = ZeroShotValidation(paths, ResizePolicy("none"), ImageCache(None),
+                                 ["brightness", "gaussian_blur"], crop_size=48, num_levels=4,
+                                 seed=5, device=torch.device("cpu"), crops_per_image=3)
+    assert len(several) == 6 and several.levels.shape == (18, 5, 3, 48, 48)
+    # the three crops of an image are brightened or darkened alike (one picture, one choice)
+    shift = (several.levels[:, 1:] - several.levels[:, :1]).mean(dim=(1, 2, 3, 4)).view(3, 3, 2)
+    assert torch.equal(torch.sign(shift[..., 0]), torch.sign(shift[:1, :, 0]).expand(3, 3))
+    # an image's score at a level is the mean of its crops' scores
+    per_crop = torch.stack([Sharpness()(level)["score"] for level in several.levels.unbind(1)], 1)
+    mean = per_crop.view(3, 6, 5).mean(dim=0)
+    expected = float(np.mean([spearmanr(-row, np.arange(5))[0] for row in mean.numpy()]))
+    assert several.evaluate(Sharpness())["val_srcc"] == pytest.approx(expected, abs=1e-9)
+    with pytest.raises(ValueError, match="crops_per_image must be >= 1"):
+        ZeroShotValidation(paths, ResizePolicy("none"), ImageCache(None), ["gaussian_blur"],
+                           crop_size=48, num_levels=4, seed=5, device=torch.device("cpu"),
+                           crops_per_image=0)

@@ -173,7 +173,8 @@ def test_full_loss_falls(demo_root: Path, image_dir: Path, tmp_path: Path,
 # KonIQ training split. Validation: held-out images degraded with held-out types.
 MINI_SHORT = ("--model_size", "mini", "--dataset", "koniq10k", "--batch_size", "8",
               "--seed", "0", "--save_every", "0", "--val_images", "8",
-              "--val_distortions", "lens_blur,pixelate,impulse_noise,jpeg2000")
+              "--val_distortions", "lens_blur,pixelate,impulse_noise,jpeg2000",
+              "--views_per_image", "1")
 
 
 @pytest.mark.slow
@@ -298,13 +299,13 @@ def test_bad_flags_are_rejected(demo_root: Path, tmp_path: Path) -> None:
 
 def test_size_dependent_defaults_are_resolved_per_size() -> None:
     parser = pretrain_qualiclip.get_args_parser()
-    for size, lr, weight in (("mini", 3e-4, 0.0), ("micro", 1e-3, 0.0), ("test", 1e-3, 0.0),
-                             ("base", 5e-5, 1.0)):
+    for size, lr, weight, views in (("mini", 3e-4, 0.0, 3), ("micro", 1e-3, 0.0, 1),
+                                    ("test", 1e-3, 0.0, 1), ("base", 5e-5, 1.0, 1)):
         args = parser.parse_args(["--model_size", size])
         assert engine.pretrain.resolve_size_defaults(args) == {
-            "lr": lr, "consistency_weight": weight, "views_per_image": 1}
+            "lr": lr, "consistency_weight": weight, "views_per_image": views}
         assert args.lr == lr and args.consistency_weight == weight
     explicit = parser.parse_args(["--model_size", "mini", "--lr", "1e-2",
-                                  "--consistency_weight", "0.5", "--views_per_image", "3"])
+                                  "--consistency_weight", "0.5", "--views_per_image", "2"])
     assert engine.pretrain.resolve_size_defaults(explicit) == {} and explicit.lr == 1e-2
-    assert explicit.views_per_image == 3
+    assert explicit.views_per_image == 2

@@ -15,31 +15,26 @@ import argparse
 import shlex
 import sys
 
-from engine.cli import (
-    DEFAULT_DISTORTIONS,
-    DEFAULT_VAL_DISTORTIONS,
-    EXIT_COLLAPSE,
-    POOLINGS,
-    SCORE_ACTIVATIONS,
+from common.cli import (
     add_common_args,
     build_parser,
+    non_negative_float,
     non_negative_int,
     parse_prompt_pair,
     positive_int,
     run_script,
 )
-
-
-def non_negative_float(text: str) -> float:
-    """argparse type: a float >= 0."""
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return value
+from common.vocabulary import (
+    DEFAULT_DISTORTIONS,
+    DEFAULT_VAL_DISTORTIONS,
+    EXIT_COLLAPSE,
+    POOLINGS,
+    SCORE_ACTIVATIONS,
+)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    """Flags of the pretraining stage (the common flags of engine.cli included)."""
+    """Flags of the pretraining stage (the common flags of common.cli included)."""
     parser = build_parser("QualiCLIP pretraining of the Swin encoder (unlabeled images, no MOS)")
     add_common_args(parser, training=True)
 

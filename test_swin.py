@@ -12,14 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from engine.cli import (
-    DEFAULT_TEST_PATCHES,
-    SCORES_NAME,
-    add_common_args,
-    build_parser,
-    positive_int,
-    run_script,
-)
+from common.cli import add_common_args, build_parser, positive_int, run_script
+from common.vocabulary import DEFAULT_TEST_PATCHES, SCORES_NAME
 
 DEFAULT_TEST_DATASETS = ("spaq", "kadid10k", "agiqa3k")
 
@@ -70,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     if args.test_datasets is None and not args.images:
         args.test_datasets = list(DEFAULT_TEST_DATASETS)
-    from engine.distributed import cleanup, init_distributed
+    from common.distributed import cleanup, init_distributed
+    from common.runlog import setup_logger
     from engine.evaluate import cross_dataset, load_model_for_eval
-    from engine.runlog import setup_logger
     from engine.scoring import score_images
 
     info = init_distributed(args.device)

@@ -9,49 +9,21 @@ Example:
 from __future__ import annotations
 
 import argparse
-import math
 import shlex
 import sys
 
-from engine.cli import (
-    ATTENTION_SCOPES,
-    GEOMETRIES,
-    OPTIMIZER_CHOICES,
-    SCHEDULER_CHOICES,
+from common.cli import (
     add_common_args,
     add_switch,
     build_parser,
+    label_fraction,
     non_negative_int,
     positive_int,
     run_script,
+    split_ratios,
 )
+from common.vocabulary import ATTENTION_SCOPES, GEOMETRIES, OPTIMIZER_CHOICES, SCHEDULER_CHOICES
 from engine.protocols import DEFAULT_PROTOCOL, PROTOCOL_CHOICES, preset_help
-
-
-def split_ratios(text: str) -> tuple[float, float, float]:
-    """argparse type: "0.7,0.1,0.2" -> (train, val, test) ratios."""
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3 or min(values) < 0 or sum(values) <= 0:
-        raise argparse.ArgumentTypeError(
-            f"expected three non-negative comma-separated ratios train,val,test such as "
-            f"0.7,0.1,0.2; got {text!r}"
-        )
-    return values
-
-
-def label_fraction(text: str) -> float:
-    """argparse type: a fraction in (0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(
-            f"expected a fraction in (0, 1] such as 0.25; got {text!r}")
-    return value
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -169,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = get_args_parser().parse_args(argv)
     command = shlex.join(["python", "train_swin.py", *argv])
-    from engine.distributed import cleanup, init_distributed
+    from common.distributed import cleanup, init_distributed
     from engine.finetune import TrainingInterrupted, run
 
     info = init_distributed(args.device)

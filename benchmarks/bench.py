@@ -19,7 +19,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as a script: make the project's packages importable
     sys.path.insert(0, str(REPO_ROOT))
-from engine.cli import build_parser  # noqa: E402 (after the path fix)
+from common.cli import build_parser  # noqa: E402 (after the path fix)
 
 SECTIONS = ("train", "eval", "pretrain", "loader")  # "train" times the bare backbone too
 # Targets of the performance issue; each is checked where its figure was measured.
@@ -106,7 +106,7 @@ def run_benchmarks(args: argparse.Namespace) -> dict:
         build_finetune_model,
         finetune_args,
     )
-    from engine.runtime import configure_backends, resolve_amp, resolve_device, seed_everything
+    from common.runtime import configure_backends, resolve_amp, resolve_device, seed_everything
 
     device = resolve_device(args.device)
     _fill_defaults(args, device.type)

@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator
 
 import torch
 
+from common.runtime import configure_backends
 from data.degradations import DISTORTION_NAMES, degrade_levels
-from engine.runtime import configure_backends
 
 SANCTIONED_HOST_COPY = "host_index"  # per-batch indices: pinned and non-blocking on a GPU
 
@@ -82,9 +82,9 @@ def _one_step_under_sync_check(model: torch.nn.Module, step_fn, batch: dict, amp
                                device: torch.device) -> str:
     """Two warm-up steps, then one step of train_one_epoch in CUDA's sync debug mode "error"
     ("ok", the first line of the error, or "n/a (cpu)" after running the steps unchecked)."""
+    from common.runtime import make_grad_scaler
     from engine.loop import train_one_epoch
     from engine.optim import build_optimizer, build_scheduler, param_groups
-    from engine.runtime import make_grad_scaler
     from engine.train_state import NonFiniteGuard
 
     optimizer = build_optimizer(param_groups({"all": (model, 1e-5)}, 0.0), device)

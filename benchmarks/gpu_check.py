@@ -71,7 +71,7 @@ def device_report(device_name: str, model_size: str, crop: int, amp: str) -> dic
         tf32_changes_degradations,
         unsanctioned_degradation_copies,
     )
-    from engine.runtime import resolve_amp
+    from common.runtime import resolve_amp
 
     device = torch.device(device_name)
     amp = resolve_amp(amp, device)

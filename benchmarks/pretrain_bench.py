@@ -9,11 +9,11 @@ import torch
 
 import pretrain_qualiclip
 from benchmarks.timing import RegionTimer, run_times
+from common.runtime import make_grad_scaler
 from data.degradations import parse_distortions
 from engine.loop import train_one_epoch
 from engine.optim import build_optimizer, build_scheduler, param_groups
 from engine.pretrain_setup import QualiCLIPStep, build_pretrain_model, resolve_size_defaults
-from engine.runtime import make_grad_scaler
 from engine.train_state import NonFiniteGuard
 from models.clip_anchors import QUALICLIP_PROMPT_PAIRS
 

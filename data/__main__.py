@@ -12,9 +12,9 @@ import logging
 import os
 import sys
 
+from common.cli import build_parser as project_parser
 from data.registry import DATASET_KEYS, SPLIT_MODES, summarize
 from data.rows import DatasetError
-from engine.cli import build_parser as project_parser
 
 EXIT_BAD_LAYOUT = 1
 EXIT_MISSING_IMAGES = 3

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from common.cli import build_parser
 from data.demo_files import write_csv, write_mat, write_xlsx
 from data.demo_photos import DEGRADATIONS, degrade, load_sources, make_scene
-from engine.cli import build_parser
 
 # KADID-10k type numbers of the demo's distortions (several are not among the pretraining
 # defaults blur/jpeg/noise/brightness, so zero-shot tests can hold them out)

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from common.errors import InvalidValueError
+
 logger = logging.getLogger(__name__)
 
 CACHE_VERSION = "1"  # bump when the decode or resize code changes what is stored
@@ -45,7 +47,7 @@ class ResizePolicy:
         else:
             ok = self.kind == "none"
         if not ok:
-            raise ValueError(
+            raise InvalidValueError(
                 f"invalid ResizePolicy({self.kind!r}, {self.size!r}): expected "
                 f"('fixed', (width, height)), ('short_side', pixels) or ('none',)"
             )
@@ -159,7 +161,7 @@ class ImageCache:
     def entry_path(self, path: str | Path, policy: ResizePolicy, min_side: int = 0) -> Path:
         """Where the cached array for this source file and policy lives (the file may not exist)."""
         if self.cache_dir is None:
-            raise ValueError("this ImageCache has no cache_dir")
+            raise InvalidValueError("this ImageCache has no cache_dir")
         source = Path(path).resolve()
         st = _stat(source)
         text = f"v{CACHE_VERSION}|{source}|{st.st_mtime_ns}|{st.st_size}|{policy.key()}|{min_side}"

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from common.errors import InvalidValueError
 from data.images import ImageCache, ImageDecodeError, ResizePolicy
 from data.rows import DatasetError, Row
 
@@ -54,7 +55,7 @@ class _CropSource(Dataset, ABC):
         seed: int,
     ) -> None:
         if crop_size <= 0:
-            raise ValueError(f"crop_size must be positive, got {crop_size}")
+            raise InvalidValueError(f"crop_size must be positive, got {crop_size}")
         self.paths = [Path(p) for p in paths]
         self.policy = policy
         self.cache = cache if cache is not None else ImageCache(None)
@@ -119,7 +120,7 @@ class IQACropDataset(_CropSource):
     ) -> None:
         """Crops of `crop_size` from images resized by `policy` (through `cache`)."""
         if patches <= 0:
-            raise ValueError(f"patches must be positive, got {patches}")
+            raise InvalidValueError(f"patches must be positive, got {patches}")
         self.rows = list(rows)
         super().__init__([row.path for row in self.rows], policy, cache, crop_size, seed)
         self.patches = patches
@@ -210,7 +211,7 @@ class UnlabeledPairDataset(_CropSource):
         """Pairs of `crop_size` crops from images resized by `policy` (through `cache`)."""
         super().__init__(paths, policy, cache, crop_size, seed)
         if views <= 0:
-            raise ValueError(f"views must be positive, got {views}")
+            raise InvalidValueError(f"views must be positive, got {views}")
         self.views = views
 
     def __len__(self) -> int:

@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
+from common.errors import InvalidValueError
+from common.vocabulary import GEOMETRIES
 from data.images import ResizePolicy
 from data.rows import DatasetError, Row, has_official_split, random_split, split_counts
-from engine.cli import GEOMETRIES
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def read_rows(
     group with `split_seed` and `split_ratios` (train, val, test).
     """
     if split not in SPLIT_MODES:
-        raise ValueError(f"split must be one of {SPLIT_MODES}, got {split!r}")
+        raise InvalidValueError(f"split must be one of {SPLIT_MODES}, got {split!r}")
     key = canonical_key(name)
     rows = _reader(key).read(dataset_location(key, data_root))
     if not rows:
@@ -118,7 +119,7 @@ def resize_policy(name: str, geometry: str = "aspect") -> ResizePolicy:
     wide for the datasets in _SQUASHED.
     """
     if geometry not in GEOMETRIES:
-        raise ValueError(f"resize geometry must be one of {GEOMETRIES}, got {geometry!r}")
+        raise InvalidValueError(f"resize geometry must be one of {GEOMETRIES}, got {geometry!r}")
     key = canonical_key(name)
     if key.startswith(CSV_PREFIX):
         return ResizePolicy("none")

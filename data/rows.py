@@ -10,11 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import InvalidValueError, UserError
+
 SPLITS = ("train", "val", "test")
 UNASSIGNED = ""  # split of a row whose dataset has no official split (yet)
 
 
-class DatasetError(RuntimeError):
+class DatasetError(UserError, RuntimeError):
     """A dataset folder, label file or dataset name is not what the readers expect."""
 
 
@@ -38,7 +40,7 @@ def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
     """Validate (train, val, test) ratios and return them normalised to sum to 1."""
     values = tuple(float(r) for r in ratios)
     if len(values) != 3 or any(not np.isfinite(r) or r < 0 for r in values) or sum(values) <= 0:
-        raise ValueError(
+        raise InvalidValueError(
             f"split ratios must be three non-negative numbers (train, val, test) with a positive "
             f"sum, e.g. 0.7 0.1 0.2 or 0.8 0 0.2; got {tuple(ratios)}"
         )
@@ -88,7 +90,7 @@ def label_subset(rows: Sequence[Row], fraction: float, seed: int = 0) -> list[Ro
     """The first ceil(fraction x n) rows of a seeded permutation: the same subset for every model
     given the same seed, and a smaller fraction is always inside a larger one."""
     if not 0 < fraction <= 1:
-        raise ValueError(f"label fraction must be in (0, 1], got {fraction}")
+        raise InvalidValueError(f"label fraction must be in (0, 1], got {fraction}")
     keep = max(1, math.ceil(fraction * len(rows) - 1e-9))
     order = np.random.default_rng(int(seed) % 2**32).permutation(len(rows))
     return [rows[i] for i in sorted(order[:keep])]

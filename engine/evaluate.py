@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import logging
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,23 +13,20 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from common.checkpoint import load_checkpoint
+from common.distributed import DistInfo, gather_predictions, shard_indices
+from common.errors import CheckpointError
+from common.files import atomic_write_json, file_key, json_safe, write_csv
+from common.metrics import evaluate_predictions
+from common.runlog import counter
+from common.runtime import autocast, resolve_amp
+from common.vocabulary import DEFAULT_TEST_PATCHES
 from data.images import ImageCache, ResizePolicy
 from data.iqa_dataset import IQACropDataset, collate_crops
 from data.readers.kadid10k import DISTORTION_TYPES, distortion_type, parse_distortion_types
 from data.registry import canonical_key, drop_missing, read_rows, resize_policy
 from data.rows import DatasetError, Row
-from engine.checkpoint import (
-    CheckpointError,
-    atomic_write_json,
-    atomic_write_text,
-    load_checkpoint,
-)
-from engine.cli import DEFAULT_TEST_PATCHES
-from engine.distributed import DistInfo, gather_predictions, shard_indices
 from engine.loop import to_device_images
-from engine.metrics import evaluate_predictions
-from engine.runlog import counter
-from engine.runtime import autocast, resolve_amp
 from models.swin_encoder import canonical_model_size
 from models.swin_hyperiqa import model_from_checkpoint
 
@@ -160,15 +154,6 @@ def metrics_for(pred: np.ndarray, rows: Sequence[Row], strict: bool = True,
     return evaluate_predictions(pred[ok], mos[ok], strict=strict)
 
 
-def json_safe(value):
-    """Copy of a metrics dict (or value) with NaN and infinities as None, valid JSON."""
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def dataset_rows(name: str, eval_model: EvalModel, data_root: str | Path) -> tuple[list[Row], str]:
     """Rows to test on: the test split of the training dataset (same split), else every image."""
     key = canonical_key(name)
@@ -211,20 +196,6 @@ def format_table(results: dict[str, dict], subsets: dict[str, str],
         lines.append(f"{key:<{width}} {subsets.get(key, ''):<11} {m['n']:>6d} {m['srcc']:>7.4f} "
                      f"{m['plcc']:>7.4f} {m['krcc']:>7.4f} {m['rmse']:>9.4g}")
     return "\n".join(lines)
-
-
-def write_csv(path: str | Path, header: Sequence[str], records: Sequence[Sequence]) -> None:
-    """Write a CSV atomically (csv-module quoting)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(records)
-    atomic_write_text(buffer.getvalue(), path)
-
-
-def file_key(key: str) -> str:
-    """A dataset key made safe for a file name (csv:PATH keys too)."""
-    return re.sub(r"[^A-Za-z0-9]+", "_", key).strip("_")
 
 
 def score_text(value: float) -> str:

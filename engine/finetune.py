@@ -18,13 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from data.images import ImageCache, ResizePolicy
-from data.iqa_dataset import IQACropSamples
-from data.registry import canonical_key, drop_missing, read_rows, resize_policy
-from data.rows import SPLITS, DatasetError, Row, label_subset
-from engine.checkpoint import atomic_save, atomic_write_json, check_writable, make_checkpoint
-from engine.cli import save_args
-from engine.distributed import (
+from common.checkpoint import atomic_save, make_checkpoint
+from common.cli import save_args
+from common.distributed import (
     DistInfo,
     barrier,
     check_shared_folder,
@@ -33,15 +29,23 @@ from engine.distributed import (
     unwrap,
     wrap_ddp,
 )
-from engine.evaluate import (
-    eval_batch_size,
-    json_safe,
-    load_model_for_eval,
-    metrics_for,
-    predict_rows,
+from common.files import atomic_write_json, check_writable, json_safe
+from common.metrics import MetricError, evaluate_predictions
+from common.runlog import MetricsJournal, setup_logger
+from common.runtime import (
+    compile_or_eager,
+    configure_backends,
+    count_parameters,
+    make_grad_scaler,
+    resolve_amp,
+    seed_everything,
 )
+from data.images import ImageCache, ResizePolicy
+from data.iqa_dataset import IQACropSamples
+from data.registry import canonical_key, drop_missing, read_rows, resize_policy
+from data.rows import SPLITS, DatasetError, Row, label_subset
+from engine.evaluate import eval_batch_size, load_model_for_eval, metrics_for, predict_rows
 from engine.loop import StepOutput, to_device_images, train_one_epoch, training_loader
-from engine.metrics import MetricError, evaluate_predictions
 from engine.optim import (
     build_optimizer,
     build_scheduler,
@@ -51,15 +55,6 @@ from engine.optim import (
 )
 from engine.protocols import apply_protocol, describe
 from engine.resume_check import check_resume_flags, note_epochs_change
-from engine.runlog import MetricsJournal, setup_logger
-from engine.runtime import (
-    compile_or_eager,
-    configure_backends,
-    count_parameters,
-    make_grad_scaler,
-    resolve_amp,
-    seed_everything,
-)
 from engine.train_state import (
     LAST_STATE_NAME,
     GracefulStop,

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from common.distributed import DistInfo
+from common.errors import InvalidValueError
+from common.runlog import progress
+from common.runtime import autocast
 from data.iqa_dataset import FixedSizeCollate, collate_crops
-from engine.distributed import DistInfo
-from engine.runlog import progress
-from engine.runtime import autocast
 from engine.train_state import GracefulStop, NonFiniteGuard
 
 STOP_CHECK_EVERY = 20  # optimizer steps between the ranks' stop agreements under DDP
@@ -128,7 +129,7 @@ def train_one_epoch(
     "skipped_batches", "skipped_images", "stopped", "images", "time_s"}.
     """
     if accum_steps < 1:
-        raise ValueError(f"accum_steps must be >= 1, got {accum_steps}")
+        raise InvalidValueError(f"accum_steps must be >= 1, got {accum_steps}")
     start = time.perf_counter()
     model.train()
     _set_epoch(loader, epoch)

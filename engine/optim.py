@@ -10,7 +10,8 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from engine.cli import OPTIMIZER_CHOICES, SCHEDULER_CHOICES
+from common.errors import InvalidValueError
+from common.vocabulary import OPTIMIZER_CHOICES, SCHEDULER_CHOICES
 
 # HyperIQA's solver: after epoch t (0-based) the hyper rate becomes lr / 10**(t // 6) x ratio, the
 # ratio 1 once t > 8; the backbone keeps lr; the optimizer is rebuilt (moments reset) each epoch.
@@ -44,7 +45,7 @@ def param_groups(
             if not param.requires_grad:
                 continue
             if id(param) in owner:
-                raise ValueError(
+                raise InvalidValueError(
                     f"parameter {name!r} of {group_name!r} is also in {owner[id(param)]!r}; "
                     "pass modules that do not overlap"
                 )
@@ -57,7 +58,8 @@ def param_groups(
                     {"name": group_name + suffix, "params": params, "lr": lr, "weight_decay": wd}
                 )
     if not groups:
-        raise ValueError("no trainable parameters in the given modules (all frozen or empty)")
+        raise InvalidValueError(
+            "no trainable parameters in the given modules (all frozen or empty)")
     return groups
 
 
@@ -70,7 +72,7 @@ def build_optimizer(
     """AdamW (decoupled decay) or Adam (decay added to the gradient, as HyperIQA) over the
     groups, with the fused kernel (one pass over all parameters), CUDA and CPU."""
     if kind not in OPTIMIZER_CHOICES:
-        raise ValueError(f"--optimizer must be one of {OPTIMIZER_CHOICES}, got {kind!r}")
+        raise InvalidValueError(f"--optimizer must be one of {OPTIMIZER_CHOICES}, got {kind!r}")
     fused = torch.device(device).type in ("cuda", "cpu")
     optim_class = torch.optim.AdamW if kind == "adamw" else torch.optim.Adam
     return optim_class(groups, betas=betas, fused=fused or None)
@@ -116,16 +118,16 @@ def build_scheduler(
     Call scheduler.step() after each optimizer.step() (once per accumulation group).
     """
     if kind not in SCHEDULER_CHOICES:
-        raise ValueError(f"--scheduler must be one of {SCHEDULER_CHOICES}, got {kind!r}")
+        raise InvalidValueError(f"--scheduler must be one of {SCHEDULER_CHOICES}, got {kind!r}")
     if epochs < 1 or steps_per_epoch < 1:
-        raise ValueError(
+        raise InvalidValueError(
             f"need epochs >= 1 and steps_per_epoch >= 1, got {epochs} and {steps_per_epoch} "
             "(is the training set smaller than one batch?)"
         )
     if not 0.0 <= warmup_epochs <= epochs:
-        raise ValueError(f"warmup_epochs must lie in [0, {epochs}], got {warmup_epochs}")
+        raise InvalidValueError(f"warmup_epochs must lie in [0, {epochs}], got {warmup_epochs}")
     if step_size < 1:
-        raise ValueError(f"step_size must be >= 1 epoch, got {step_size}")
+        raise InvalidValueError(f"step_size must be >= 1 epoch, got {step_size}")
     total = epochs * steps_per_epoch
     warmup = round(warmup_epochs * steps_per_epoch)
 

@@ -16,12 +16,9 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader, DistributedSampler
 
-from data.degradations import parse_distortions
-from data.images import ImageCache
-from data.iqa_dataset import UnlabeledPairDataset
-from engine.checkpoint import CheckpointError, atomic_save, check_writable
-from engine.cli import EXIT_COLLAPSE, save_args
-from engine.distributed import (
+from common.checkpoint import atomic_save
+from common.cli import save_args
+from common.distributed import (
     DistInfo,
     barrier,
     broadcast_object,
@@ -31,6 +28,21 @@ from engine.distributed import (
     reduce_mean,
     wrap_ddp,
 )
+from common.errors import CheckpointError, InvalidValueError
+from common.files import check_writable
+from common.runlog import MetricsJournal, setup_logger
+from common.runtime import (
+    compile_or_eager,
+    configure_backends,
+    count_parameters,
+    make_grad_scaler,
+    resolve_amp,
+    seed_everything,
+)
+from common.vocabulary import EXIT_COLLAPSE
+from data.degradations import parse_distortions
+from data.images import ImageCache
+from data.iqa_dataset import UnlabeledPairDataset
 from engine.loop import train_one_epoch, training_loader
 from engine.optim import (
     build_optimizer,
@@ -46,15 +58,6 @@ from engine.pretrain_setup import (
     resolve_size_defaults,
 )
 from engine.resume_check import check_resume_flags, note_epochs_change
-from engine.runlog import MetricsJournal, setup_logger
-from engine.runtime import (
-    compile_or_eager,
-    configure_backends,
-    count_parameters,
-    make_grad_scaler,
-    resolve_amp,
-    seed_everything,
-)
 from engine.train_state import (
     LAST_STATE_NAME,
     GracefulStop,
@@ -182,8 +185,8 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> PretrainRun:
     pairs = clip_anchors.check_prompt_pairs(
         args.prompt_pairs or clip_anchors.QUALICLIP_PROMPT_PAIRS)
     if args.loss_type == "full" and args.train_prompt_pairs > len(pairs):
-        raise ValueError(f"--train_prompt_pairs {args.train_prompt_pairs} exceeds the {len(pairs)} "
-                         f"prompt pairs; use at most {len(pairs)}")
+        raise InvalidValueError(f"--train_prompt_pairs {args.train_prompt_pairs} exceeds the "
+                                f"{len(pairs)} prompt pairs; use at most {len(pairs)}")
     name = _run_name(args, info)
     run_dir = Path(args.output_dir) / name
     if info.is_main:  # fail in the first second, not after an epoch, when outputs cannot be written

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.errors import InvalidValueError
 from data.degradations import degrade_levels
 from data.images import ImageCache, ResizePolicy
 from data.iqa_dataset import UnlabeledPairDataset
@@ -68,7 +69,7 @@ class ZeroShotValidation:
                  distortions: Sequence[str], crop_size: int, num_levels: int, seed: int,
                  device: torch.device, batch_size: int = 64, crops_per_image: int = 1) -> None:
         if crops_per_image < 1:
-            raise ValueError(f"crops_per_image must be >= 1, got {crops_per_image}")
+            raise InvalidValueError(f"crops_per_image must be >= 1, got {crops_per_image}")
         self.distortions = list(distortions)
         self.device = device
         self.batch_size = batch_size
@@ -78,7 +79,7 @@ class ZeroShotValidation:
         readable = [i for i in range(len(paths))
                     if all(items[v * len(paths) + i] is not None for v in range(crops_per_image))]
         if not readable:
-            raise ValueError("no readable validation image")
+            raise InvalidValueError("no readable validation image")
         # the first crop of each pair (view 0 is the crop of a one-crop validation set)
         crops = [items[v * len(paths) + i]["image"][0]
                  for v in range(crops_per_image) for i in readable]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from common.errors import InvalidValueError
+
 PROTOCOL_CHOICES = ("plan", "hyperiqa", "smart")
 DEFAULT_PROTOCOL = "plan"
 
@@ -56,7 +58,8 @@ def apply_protocol(args: argparse.Namespace) -> dict:
     `lr_encoder_pretrained` None in a preset means "the encoder rate is --lr".
     """
     if args.protocol not in PROTOCOLS:
-        raise ValueError(f"--protocol must be one of {PROTOCOL_CHOICES}, got {args.protocol!r}")
+        raise InvalidValueError(
+            f"--protocol must be one of {PROTOCOL_CHOICES}, got {args.protocol!r}")
     preset = PROTOCOLS[args.protocol]
     overrides = {}
     for flag, value in preset.items():

@@ -14,6 +14,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from common.errors import UserError
+
 # Flags that may differ between a run and its resumption; changes are logged.
 RESUMABLE_FLAGS = frozenset({
     "epochs",  # extending a run (the schedule is recomputed, see schedule_change_note)
@@ -23,7 +25,7 @@ RESUMABLE_FLAGS = frozenset({
 })
 
 
-class ResumeMismatchError(ValueError):
+class ResumeMismatchError(UserError, ValueError):
     """--resume was given flags that change the data, the model or the objective of the run."""
 
 

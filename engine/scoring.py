@@ -10,14 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
+from common.distributed import DistInfo
+from common.files import write_csv
+from common.runtime import resolve_amp
+from common.vocabulary import SCORES_NAME
 from data.images import ImageCache, ResizePolicy
 from data.iqa_dataset import list_images
 from data.registry import resize_policy
 from data.rows import DatasetError, Row
-from engine.cli import SCORES_NAME
-from engine.distributed import DistInfo
-from engine.evaluate import EvalModel, eval_settings, predict_rows, score_text, write_csv
-from engine.runtime import resolve_amp
+from engine.evaluate import EvalModel, eval_settings, predict_rows, score_text
 
 
 def collect_images(inputs: Sequence[str | Path]) -> list[Path]:

@@ -14,8 +14,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from engine.checkpoint import (
-    CheckpointError,
+from common.checkpoint import (
     atomic_save,
     check_json_able,
     load_checkpoint,
@@ -23,7 +22,8 @@ from engine.checkpoint import (
     restore_rng_state,
     rng_state,
 )
-from engine.distributed import DistInfo, all_reduce_max, unwrap
+from common.distributed import DistInfo, all_reduce_max, unwrap
+from common.errors import CheckpointError, InvalidValueError, UserError
 
 LAST_STATE_NAME = "last.pkl"
 GUARD_CHECK_EVERY = 50  # batches between the NaN/Inf guard's host checks
@@ -190,7 +190,7 @@ class GracefulStop:
         )
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError, RuntimeError):
     """A NaN/Inf loss or gradient was found; carries the step and the batch's image names."""
 
     def __init__(self, message: str, step: int, names: list[str]) -> None:
@@ -233,7 +233,7 @@ class NonFiniteGuard:
         info: DistInfo | None = None,
     ) -> None:
         if check_every < 1:
-            raise ValueError(f"check_every must be >= 1, got {check_every}")
+            raise InvalidValueError(f"check_every must be >= 1, got {check_every}")
         self.check_every = check_every
         self.skip = skip
         self.last_checkpoint = last_checkpoint

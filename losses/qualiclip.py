@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from common.errors import InvalidValueError
+
 
 @dataclass
 class LossTerms:
@@ -40,19 +42,20 @@ def _check_pair(a: torch.Tensor, b: torch.Tensor, name: str, layout: str, ndim: 
     for label, t in ((f"{name}_a", a), (f"{name}_b", b)):
         if not isinstance(t, torch.Tensor) or not t.is_floating_point():
             found = t.dtype if isinstance(t, torch.Tensor) else type(t).__name__
-            raise ValueError(f"{label} must be a floating-point tensor {layout}, found {found}")
+            raise InvalidValueError(
+                f"{label} must be a floating-point tensor {layout}, found {found}")
         if t.dim() != ndim:
-            raise ValueError(
+            raise InvalidValueError(
                 f"{label} must have shape {layout} (level 0 = clean crop), found shape "
                 f"{tuple(t.shape)}"
             )
     if a.shape != b.shape:
-        raise ValueError(
+        raise InvalidValueError(
             f"{name}_a and {name}_b must have the same shape {layout} (one entry per crop pair), "
             f"found {tuple(a.shape)} and {tuple(b.shape)}"
         )
     if a.shape[1] < 2:
-        raise ValueError(
+        raise InvalidValueError(
             f"{name} need at least 2 levels (the clean crop and one degraded level) on dim 1 of "
             f"{layout}, found {a.shape[1]}; check --num_levels"
         )
@@ -61,7 +64,7 @@ def _check_pair(a: torch.Tensor, b: torch.Tensor, name: str, layout: str, ndim: 
 def _check_margins(margin: float, consistency_margin: float) -> None:
     """Raise ValueError on negative margins."""
     if margin < 0 or consistency_margin < 0:
-        raise ValueError(
+        raise InvalidValueError(
             f"margins must be >= 0, found margin={margin} and consistency_margin="
             f"{consistency_margin}"
         )
@@ -110,7 +113,7 @@ def qualiclip_full_loss(
     """QualiCLIP loss on prompt cosine similarities of shape (B, L+1, P, 2) (positive, negative)."""
     _check_pair(sims_a, sims_b, "sims", "(B, L+1, P, 2)", 4)
     if sims_a.shape[-1] != 2:
-        raise ValueError(
+        raise InvalidValueError(
             "sims must end with one (positive, negative) similarity pair per prompt pair, "
             f"shape (B, L+1, P, 2); found last dim {sims_a.shape[-1]}"
         )

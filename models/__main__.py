@@ -8,8 +8,8 @@ import sys
 
 import torch
 
-from engine.cli import build_parser
-from engine.runtime import count_parameters
+from common.cli import build_parser
+from common.runtime import count_parameters
 from models.swin_encoder import MODEL_SIZE_ALIASES, MODEL_SIZES
 from models.swin_hyperiqa import build_swin_hyperiqa
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from common.errors import InvalidValueError
 from models.errors import WeightsUnavailableError
 from models.weights import hub_file
 
@@ -43,11 +44,11 @@ def check_prompt_pairs(pairs: Sequence[Sequence[str]]) -> list[tuple[str, str]]:
             or len(pair) != 2
             or not all(isinstance(p, str) and p.strip() for p in pair)
         ):
-            raise ValueError(f"each prompt pair must be two non-empty strings, got {pair!r}")
+            raise InvalidValueError(f"each prompt pair must be two non-empty strings, got {pair!r}")
         checked.append((pair[0], pair[1]))
     prompts = [p for pair in checked for p in pair]
     if not checked or len(set(prompts)) != len(prompts):
-        raise ValueError(f"expected at least one pair and distinct prompts, got {prompts}")
+        raise InvalidValueError(f"expected at least one pair and distinct prompts, got {prompts}")
     return checked
 
 
@@ -169,7 +170,7 @@ def load_clip_model(
         path = None if clip_weights == "none" else Path(clip_weights)
     else:
         if clip_model not in open_clip.list_models():
-            raise ValueError(
+            raise InvalidValueError(
                 f"unknown --clip_model {clip_model!r}; open_clip knows e.g. RN50, ViT-B-32"
             )
         path, tag = _resolve_weights(clip_model, clip_weights, clip_cache_dir)

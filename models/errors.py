@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from common.errors import UserError
 
-class WeightsUnavailableError(RuntimeError):
+
+class WeightsUnavailableError(UserError, RuntimeError):
     """Requested pretrained weights are neither cached, downloadable nor readable from a file."""
 
 
-class EncoderMismatchError(RuntimeError):
+class EncoderMismatchError(UserError, RuntimeError):
     """A checkpoint or weight file does not fit the encoder it is loaded into."""

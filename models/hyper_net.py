@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.cli import ATTENTION_SCOPES
+from common.errors import InvalidValueError
+from common.vocabulary import ATTENTION_SCOPES
 
 TARGET_SIZES = (224, 112, 56, 28, 14)  # target network widths; a last linear layer maps 14 -> 1
 HYPER_CHANNELS = 112
@@ -93,12 +94,12 @@ class HyperIQAHead(nn.Module):
     ) -> None:
         super().__init__()
         if attention_scope not in ATTENTION_SCOPES:
-            raise ValueError(
+            raise InvalidValueError(
                 f"attention_scope must be one of {ATTENTION_SCOPES}, got {attention_scope!r}"
             )
         channels = tuple(int(c) for c in stage_channels)
         if len(channels) != 4:
-            raise ValueError(f"expected the channels of 4 stages, got {channels}")
+            raise InvalidValueError(f"expected the channels of 4 stages, got {channels}")
         if use_attention and not use_multiscale:
             warnings.warn(
                 "use_attention weights the four stages and has no effect without use_multiscale; "

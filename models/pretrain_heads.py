@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.cli import SCORE_ACTIVATIONS
+from common.errors import InvalidValueError
+from common.vocabulary import SCORE_ACTIVATIONS
 
 SCALAR_HIDDEN = 256
 
@@ -23,8 +24,8 @@ class ScalarQualityHead(nn.Module):
                  activation: str = "none") -> None:
         super().__init__()
         if activation not in SCORE_ACTIVATIONS:
-            raise ValueError(f"unknown score activation {activation!r}; expected one of "
-                             f"{SCORE_ACTIVATIONS}")
+            raise InvalidValueError(f"unknown score activation {activation!r}; expected one of "
+                                    f"{SCORE_ACTIVATIONS}")
         self.in_features = int(in_features)
         self.hidden = int(hidden)
         self.activation = activation
@@ -65,7 +66,7 @@ class ClipQualityHead(nn.Module):
     ) -> None:
         super().__init__()
         if text_embeddings.ndim != 3 or text_embeddings.shape[1] != 2:
-            raise ValueError(
+            raise InvalidValueError(
                 "text_embeddings must be (P, 2, D) antonym pairs, got "
                 f"{tuple(text_embeddings.shape)}"
             )
@@ -112,4 +113,4 @@ def build_pretrain_head(config: dict) -> nn.Module:
     if kind == "clip":
         anchors = torch.zeros(config["num_pairs"], 2, config["embed_dim"])
         return ClipQualityHead(config["in_features"], anchors, 0.0, config.get("prompt_pairs"))
-    raise ValueError(f"unknown pretraining head type {kind!r}; expected 'scalar' or 'clip'")
+    raise InvalidValueError(f"unknown pretraining head type {kind!r}; expected 'scalar' or 'clip'")

@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.checkpoint import make_checkpoint
-from engine.cli import POOLINGS
+from common.checkpoint import make_checkpoint
+from common.errors import InvalidValueError
+from common.vocabulary import POOLINGS
 from models.errors import EncoderMismatchError
 from models.pretrain_heads import build_pretrain_head
 from models.swin_encoder import SwinEncoder
@@ -43,7 +44,7 @@ class QualityPretrainModel(nn.Module):
     def __init__(self, encoder: SwinEncoder, head: nn.Module, pooling: str = "last") -> None:
         super().__init__()
         if pooling not in POOLINGS:
-            raise ValueError(f"unknown pooling {pooling!r}; expected one of {POOLINGS}")
+            raise InvalidValueError(f"unknown pooling {pooling!r}; expected one of {POOLINGS}")
         self.encoder = encoder
         self.head = head
         self.pooling = pooling

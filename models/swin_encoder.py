@@ -12,7 +12,8 @@ from timm.models import get_pretrained_cfg
 from timm.models.swin_transformer import checkpoint_filter_fn
 from torch import nn
 
-from engine.checkpoint import load_weights
+from common.checkpoint import load_weights
+from common.errors import InvalidValueError
 from models.errors import WeightsUnavailableError
 from models.weights import hub_file, load_matching, strip_wrapper_prefixes
 
@@ -50,7 +51,7 @@ def canonical_model_size(name: str) -> str:
     key = MODEL_SIZE_ALIASES.get(name, name)
     if key not in MODEL_SIZES:
         valid = sorted([*MODEL_SIZES, *MODEL_SIZE_ALIASES])
-        raise ValueError(f"unknown model size {name!r}; expected one of {valid}")
+        raise InvalidValueError(f"unknown model size {name!r}; expected one of {valid}")
     return key
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from engine.checkpoint import load_checkpoint
+from common.checkpoint import load_checkpoint
 from models.errors import EncoderMismatchError
 from models.hyper_net import HyperIQAHead
 from models.swin_encoder import SwinEncoder, build_encoder, canonical_model_size

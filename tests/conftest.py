@@ -37,7 +37,7 @@ def _rank_entry(rank: int, world_size: int, port: int, worker, args: tuple) -> N
 
     import torch
 
-    from engine.distributed import cleanup, init_distributed
+    from common.distributed import cleanup, init_distributed
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))

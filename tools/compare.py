@@ -16,8 +16,12 @@ import math
 import sys
 from pathlib import Path
 
-from engine.evaluate import json_safe
-from engine.stats import (
+from common.files import json_safe
+from tools.convergence import convergence
+from tools.markdown import is_number
+from tools.probe import prediction_file
+from tools.rundata import EvalResult, FinetuneRun, RunData, load_run, read_predictions
+from tools.stats import (
     DEFAULT_RESAMPLES,
     DEFAULT_SEED,
     PairedBootstrap,
@@ -26,10 +30,6 @@ from engine.stats import (
     paired_bootstrap,
     seed_test,
 )
-from tools.convergence import convergence
-from tools.markdown import is_number
-from tools.probe import prediction_file
-from tools.rundata import EvalResult, FinetuneRun, RunData, load_run, read_predictions
 
 COMPARISONS_NAME = "comparisons.json"
 IN_DOMAIN = "koniq10k"
@@ -249,7 +249,7 @@ def build_comparisons(run: RunData, resamples: int = DEFAULT_RESAMPLES,
 def write_comparisons(run: RunData, resamples: int = DEFAULT_RESAMPLES,
                       seed: int = DEFAULT_SEED) -> tuple[dict, Path]:
     """Compute the comparisons and write RUN_DIR/comparisons.json (NaN as null)."""
-    from engine.checkpoint import atomic_write_json
+    from common.files import atomic_write_json
 
     comp = json_safe(build_comparisons(run, resamples, seed))
     path = run.run_dir / COMPARISONS_NAME

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from engine.stats import seed_test
 from tools.markdown import is_number
 from tools.rundata import FinetuneRun
+from tools.stats import seed_test
 
 TARGET = 0.95
 

@@ -15,7 +15,7 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
-from engine.cli import build_parser
+from common.cli import build_parser
 from tools.markdown import duration, table
 from tools.timings import read_timings, stage_wall_time
 

@@ -20,7 +20,7 @@ STAGES = ("stage 1", "stage 2", "stage 3", "stage 4")
 
 def load_models(run: RunData) -> dict[str, object]:
     """The fine-tuned models (and the zero-shot encoder's model) of a run, on the CPU, eval mode."""
-    from engine.checkpoint import load_checkpoint
+    from common.checkpoint import load_checkpoint
     from models.pretrain_model import pretrain_model_from_checkpoint
     from models.swin_hyperiqa import model_from_checkpoint
 

@@ -16,11 +16,12 @@ import sys
 
 import torch
 
+from common.checkpoint import load_checkpoint
+from common.cli import positive_int
+from common.vocabulary import DEFAULT_TEST_PATCHES
 from data.degradations import parse_distortions
 from data.images import ImageCache
 from data.registry import canonical_key, read_rows, resize_policy
-from engine.checkpoint import load_checkpoint
-from engine.cli import DEFAULT_TEST_PATCHES, positive_int
 from engine.pretrain_monitor import ZeroShotValidation
 from models.pretrain_model import pretrain_model_from_checkpoint
 

@@ -19,14 +19,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from common.cli import DefaultsHelpFormatter, positive_int, run_script
+from common.errors import InvalidValueError
+from common.files import atomic_write_json, file_key, json_safe, write_csv
+from common.runtime import resolve_device
 from data.images import ImageCache
 from data.registry import canonical_key, drop_missing, read_rows, resize_policy
 from data.rows import DatasetError
-from engine.checkpoint import atomic_write_json
-from engine.cli import DefaultsHelpFormatter, positive_int, run_script
-from engine.evaluate import file_key, json_safe, write_csv
-from engine.probe import ALPHAS, CV_FOLDS, pooled_features, probe_dataset
-from engine.runtime import resolve_device
 from models.swin_encoder import (
     RANDOM_ONLY_SIZES,
     SwinEncoder,
@@ -34,6 +33,7 @@ from models.swin_encoder import (
     canonical_model_size,
 )
 from models.swin_hyperiqa import load_encoder
+from tools.linear_probe import ALPHAS, CV_FOLDS, pooled_features, probe_dataset
 
 PROBE_JSON = "probe.json"
 DEFAULT_DATASETS = ("koniq10k", "spaq", "kadid10k", "agiqa3k", "livec")
@@ -65,7 +65,8 @@ def build_probe_encoder(spec: str, model_size: str, crop_size: int, seed: int,
                                          img_size=crop_size)
     name, sep, path = spec.partition("=")
     if not sep or not name or not path:
-        raise ValueError(f"--encoders entry {spec!r}: expected random, imagenet or NAME=CHECKPOINT")
+        raise InvalidValueError(
+            f"--encoders entry {spec!r}: expected random, imagenet or NAME=CHECKPOINT")
     if not Path(path).is_file():
         raise FileNotFoundError(f"--encoders {name}: checkpoint not found: {path}")
     holder = _Holder(SwinEncoder(size, img_size=crop_size))

@@ -13,7 +13,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from engine.cli import build_parser
+from common.cli import build_parser
 from engine.protocols import describe
 from tools import plots
 from tools.ablation import ablation_sections

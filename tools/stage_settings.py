@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tools.timings import write_json_atomic
+from common.files import atomic_write_json
 
 # Flags that do not change a stage's result: workers, device choice, log folder, resuming.
 IGNORED_FLAGS = frozenset({"--num_workers", "--device", "--log_dir", "--resume", "--strict"})
@@ -66,7 +66,7 @@ def differences(recorded: dict[str, str], requested: dict[str, str]) -> list[str
 def record(marker: Path, settings: dict[str, str]) -> None:
     """Write the marker: when the stage finished and with which settings (atomically)."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    write_json_atomic({"finished": stamp, "settings": settings}, marker)
+    atomic_write_json({"finished": stamp, "settings": settings}, marker)
 
 
 def check(marker: Path, settings: dict[str, str]) -> tuple[int, str]:

@@ -9,13 +9,12 @@ the measured cost of a stage is the sum over its attempts.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from engine.cli import build_parser
+from common.cli import build_parser
+from common.files import atomic_write_json
 
 EVENTS = ("start", "done", "failed", "skipped")
 
@@ -29,17 +28,6 @@ def read_timings(path: str | Path) -> dict:
         data = json.load(f)
     data.setdefault("stages", {})
     return data
-
-
-def write_json_atomic(data: dict, path: Path) -> None:
-    """Write `data` as JSON to `path` through a synced temp file and a rename (no torch needed)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def record_event(path: str | Path, stage: str, event: str, now: float | None = None) -> dict:
@@ -61,7 +49,7 @@ def record_event(path: str | Path, stage: str, event: str, now: float | None = N
             attempts.append({"start": stamp, "start_unix": now, "status": "running"})
         last = attempts[-1]
         last.update(end=stamp, wall_s=round(now - last["start_unix"], 3), status=event)
-    write_json_atomic(data, path)
+    atomic_write_json(data, path)
     return record
 
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from common.errors import InvalidValueError
 from data.degradations.ops import full_float32
 from data.degradations.randomness import RandomSource, device_generator, host_index
 from data.degradations.registry import DISTORTIONS, level_parameters, resolve_name
@@ -14,7 +15,7 @@ from data.degradations.registry import DISTORTIONS, level_parameters, resolve_na
 
 def _check_images(images: Tensor) -> None:
     if images.dim() != 4 or images.shape[1] != 3 or not images.is_floating_point():
-        raise ValueError(
+        raise InvalidValueError(
             "degradations expect float RGB images (N, 3, H, W) in [0, 1], got "
             f"{images.dtype} {tuple(images.shape)}; convert uint8 batches with x.float() / 255"
         )
@@ -45,7 +46,7 @@ def apply_distortion(
     _check_images(images)
     canonical = resolve_name(name)
     if not 1 <= level <= num_levels:
-        raise ValueError(f"level must be in 1..{num_levels} (num_levels), got {level}")
+        raise InvalidValueError(f"level must be in 1..{num_levels} (num_levels), got {level}")
     parameter = level_parameters(canonical, num_levels)[level - 1]
     gen = device_generator(generator, images.device)
     rng = RandomSource(gen, images.shape[0], _work_dtype(images))
@@ -71,10 +72,10 @@ def degrade_levels(
     _check_images(images)
     b = images.shape[0]
     if len(names) != b:
-        raise ValueError(f"degrade_levels needs one distortion name per image: {b} images, "
-                         f"{len(names)} names")
+        raise InvalidValueError(f"degrade_levels needs one distortion name per image: {b} images, "
+                                f"{len(names)} names")
     if pair_ids is not None and len(pair_ids) != b:
-        raise ValueError(f"pair_ids needs one id per image: {b} images, {len(pair_ids)} ids")
+        raise InvalidValueError(f"pair_ids needs one id per image: {b} images, {len(pair_ids)} ids")
     ids = list(range(b)) if pair_ids is None else [int(i) for i in pair_ids]
     by_type: dict[str, list[int]] = {}
     for i, name in enumerate(names):

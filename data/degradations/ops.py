@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from common.errors import InvalidValueError
+
 # Full-range BT.601 YCbCr, the JPEG/JFIF convention; chroma is centred on 0.5.
 _RGB_TO_YCBCR = (
     (0.299, 0.587, 0.114),
@@ -117,7 +119,8 @@ def filter2d(x: Tensor, kernel: Tensor) -> Tensor:
     n, c, h, w = x.shape
     k = kernel.shape[-1]
     if kernel.shape[-2] != k or k % 2 == 0:
-        raise ValueError(f"filter2d expects a square kernel of odd width, got {kernel.shape}")
+        raise InvalidValueError(
+            f"filter2d expects a square kernel of odd width, got {kernel.shape}")
     r = k // 2
     xp = pad_edges(x, r, r, r, r)
     if k > _DIRECT_MAX_WIDTH:

@@ -8,6 +8,7 @@ from typing import Any
 
 from torch import Tensor
 
+from common.errors import InvalidValueError
 from data.degradations import blur, brightness, color, compression, noise, sharpness, spatial
 from data.degradations.randomness import RandomSource
 
@@ -112,7 +113,8 @@ def resolve_name(name: str) -> str:
         hint = ""
         if key.startswith(GROUP_PREFIX) or key in GROUPS or key == ALL:
             hint = " (a group names several types: expand it with parse_distortions first)"
-        raise ValueError(f"unknown distortion type {name!r}{hint}; expected one of {_choices()}")
+        raise InvalidValueError(
+            f"unknown distortion type {name!r}{hint}; expected one of {_choices()}")
     return key
 
 
@@ -128,28 +130,29 @@ def parse_distortions(spec: str) -> list[str]:
         elif key.startswith(GROUP_PREFIX) and key[len(GROUP_PREFIX):] in GROUPS:
             names = GROUPS[key[len(GROUP_PREFIX):]]
         elif key in GROUPS and ALIASES.get(key, key) not in DISTORTIONS:
-            raise ValueError(
+            raise InvalidValueError(
                 f"--distortions {spec!r}: {item.strip()!r} is a group; write "
                 f"{GROUP_PREFIX}{key} (valid {_choices()})"
             )
         else:
             canonical = ALIASES.get(key, key)
             if canonical not in DISTORTIONS:
-                raise ValueError(
+                raise InvalidValueError(
                     f"--distortions {spec!r}: unknown distortion {item.strip()!r}; expected a "
                     f"comma list of {_choices()}"
                 )
             names = (canonical,)
         out.extend(n for n in names if n not in out)
     if not out:
-        raise ValueError(f"--distortions {spec!r} names no distortion; expected {_choices()}")
+        raise InvalidValueError(
+            f"--distortions {spec!r} names no distortion; expected {_choices()}")
     return out
 
 
 def level_parameters(name: str, num_levels: int = 5) -> list[Level]:
     """The parameter of `name` at levels 1..num_levels (the KADID five, interpolated otherwise)."""
     if num_levels < 1:
-        raise ValueError(f"num_levels must be >= 1, got {num_levels}")
+        raise InvalidValueError(f"num_levels must be >= 1, got {num_levels}")
     d = DISTORTIONS[resolve_name(name)]
     # Levels spread evenly over the table's range; a single level sits mid-range.
     steps = max(num_levels - 1, 1)
@@ -176,7 +179,7 @@ def _strict_integers(name: str, values: list[Level], rising: bool) -> list[Level
     # counts (colours) stop at 2, so level i keeps room for the levels after it.
     levels = len(values)
     if not rising and levels > round(values[0]) - 1:
-        raise ValueError(
+        raise InvalidValueError(
             f"{name} has at most {round(values[0]) - 1} distinct levels ({round(values[0])} "
             f"down to 2), got num_levels={levels}; lower --num_levels or leave {name} out of "
             "--distortions"

@@ -15,12 +15,12 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DistributedSampler
 
+from common.distributed import DistInfo, barrier, gather_arrays, unwrap, wrap_ddp
+from common.runtime import make_grad_scaler
 from data.images import ImageCache, ResizePolicy
 from data.iqa_dataset import UnlabeledPairDataset
-from engine.distributed import DistInfo, barrier, gather_arrays, unwrap, wrap_ddp
 from engine.loop import StepOutput, to_device_images, train_one_epoch, training_loader
 from engine.optim import build_optimizer, param_groups
-from engine.runtime import make_grad_scaler
 from engine.train_state import (
     NonFiniteGuard,
     NonFiniteLossError,

@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from engine.checkpoint import CheckpointError, atomic_save, load_checkpoint
+from common.checkpoint import atomic_save, load_checkpoint
+from common.errors import CheckpointError
 from engine.optim import build_optimizer, build_scheduler, param_groups
 from engine.train_state import (
     GracefulStop,

@@ -10,11 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
+from common.distributed import DistInfo
+from common.runlog import counter
 from data.images import ImageCache, ResizePolicy
 from data.rows import Row
-from engine.distributed import DistInfo
 from engine.evaluate import predict_rows
-from engine.runlog import counter
 from models.swin_hyperiqa import build_swin_hyperiqa
 
 CPU = torch.device("cpu")

@@ -9,18 +9,14 @@ import pytest
 import torch
 from PIL import Image
 
+from common.checkpoint import atomic_save, make_checkpoint
+from common.distributed import DistInfo
+from common.errors import CheckpointError
+from common.files import write_csv
 from data.images import ImageCache, ResizePolicy
 from data.iqa_dataset import IQACropDataset
 from data.rows import DatasetError, Row
-from engine.checkpoint import CheckpointError, atomic_save, make_checkpoint
-from engine.distributed import DistInfo
-from engine.evaluate import (
-    EVAL_SEED,
-    load_model_for_eval,
-    metrics_for,
-    predict_rows,
-    write_csv,
-)
+from engine.evaluate import EVAL_SEED, load_model_for_eval, metrics_for, predict_rows
 from engine.scoring import collect_images, scale_note, scoring_policy
 from models.pretrain_heads import ScalarQualityHead
 from models.pretrain_model import QualityPretrainModel, make_encoder_checkpoint, pooled_features

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
+from common.runtime import make_grad_scaler
 from engine.loop import StepOutput, to_device_images, train_one_epoch
 from engine.optim import build_optimizer, build_scheduler, param_groups
-from engine.runtime import make_grad_scaler
 from engine.train_state import NonFiniteGuard, NonFiniteLossError
 
 CPU = torch.device("cpu")

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.checkpoint import atomic_save, load_checkpoint, make_checkpoint
+from common.checkpoint import atomic_save, load_checkpoint, make_checkpoint
 from models import (
     ClipQualityHead,
     EncoderMismatchError,

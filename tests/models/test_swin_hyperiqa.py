@@ -8,7 +8,7 @@ import logging
 import pytest
 import torch
 
-from engine.checkpoint import atomic_save, load_checkpoint, make_checkpoint
+from common.checkpoint import atomic_save, load_checkpoint, make_checkpoint
 from models import (
     EncoderMismatchError,
     QualityPretrainModel,

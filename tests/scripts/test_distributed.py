@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from common.checkpoint import load_checkpoint
+from common.runlog import MetricsJournal
 from data.registry import read_rows
-from engine.checkpoint import load_checkpoint
-from engine.runlog import MetricsJournal
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CROP = "64"  # small crops keep the micro model fast on the CPU

@@ -8,7 +8,8 @@ import pytest
 
 import test_swin
 import train_swin
-from engine.cli import TRACEBACK_ENV, run_script
+from common.cli import run_script
+from common.vocabulary import TRACEBACK_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 

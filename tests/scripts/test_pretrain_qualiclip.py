@@ -18,11 +18,12 @@ import torch.nn.functional as F
 
 import engine.pretrain
 import pretrain_qualiclip
+from common.checkpoint import load_checkpoint
+from common.errors import CheckpointError
+from common.runlog import MetricsJournal
 from data.images import ImageCache
 from data.rows import DatasetError
-from engine.checkpoint import CheckpointError, load_checkpoint
 from engine.pretrain_monitor import ZeroShotValidation
-from engine.runlog import MetricsJournal
 from models import clip_anchors
 from models.pretrain_model import pretrain_model_from_checkpoint
 from models.swin_hyperiqa import build_swin_hyperiqa, load_encoder

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import pretrain_qualiclip
+from common.runlog import MetricsJournal
 from engine.resume_check import ResumeMismatchError
-from engine.runlog import MetricsJournal
 from train_swin import main
 
 QUICK = ("--batch_size", "8", "--max_steps_per_epoch", "1", "--test_patches", "1",

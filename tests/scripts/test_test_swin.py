@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from common.checkpoint import atomic_save
 from data.registry import read_rows
 from data.rows import DatasetError
-from engine.checkpoint import atomic_save
 from models.pretrain_heads import ScalarQualityHead
 from models.pretrain_model import QualityPretrainModel, make_encoder_checkpoint
 from models.swin_encoder import SwinEncoder

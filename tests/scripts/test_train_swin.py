@@ -15,10 +15,11 @@ import pytest
 import torch
 
 import engine.finetune
+from common.checkpoint import atomic_save, load_checkpoint
+from common.errors import CheckpointError
+from common.runlog import MetricsJournal
 from data.rows import DatasetError
-from engine.checkpoint import CheckpointError, atomic_save, load_checkpoint
 from engine.protocols import apply_protocol
-from engine.runlog import MetricsJournal
 from models.pretrain_heads import ScalarQualityHead
 from models.pretrain_model import QualityPretrainModel, make_encoder_checkpoint
 from models.swin_encoder import SwinEncoder

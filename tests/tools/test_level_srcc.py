@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.checkpoint import atomic_save
+from common.checkpoint import atomic_save
 from models.pretrain_heads import ScalarQualityHead
 from models.pretrain_model import QualityPretrainModel, make_encoder_checkpoint, pooled_features
 from models.swin_encoder import SwinEncoder

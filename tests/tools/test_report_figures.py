@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.checkpoint import atomic_save, make_checkpoint
+from common.checkpoint import atomic_save, make_checkpoint
 from models.pretrain_heads import ScalarQualityHead
 from models.pretrain_model import QualityPretrainModel, make_encoder_checkpoint
 from models.swin_encoder import SwinEncoder

@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 
 from tqdm import tqdm
 
-from engine.checkpoint import atomic_write_text
+from common.errors import InvalidValueError
+from common.files import atomic_write_text
 
 T = TypeVar("T")
 
@@ -96,7 +97,7 @@ class MetricsJournal:
             except json.JSONDecodeError as exc:
                 if number == len(lines):
                     break
-                raise ValueError(
+                raise InvalidValueError(
                     f"{self.path} line {number} is not valid JSON ({exc}); fix or remove that line"
                 ) from exc
         return records

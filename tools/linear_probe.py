@@ -10,12 +10,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from common.errors import InvalidValueError
+from common.metrics import evaluate_predictions
 from data.images import ImageCache, ResizePolicy
 from data.iqa_dataset import IQACropDataset, collate_crops
 from data.rows import Row
 from engine.evaluate import EVAL_SEED
 from engine.loop import to_device_images
-from engine.metrics import evaluate_predictions
 
 FEATURES = ("last", "all")  # last stage; all four stages concatenated
 ALPHAS = tuple(float(a) for a in np.logspace(-2, 5, 15))
@@ -75,8 +76,8 @@ def fit_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
     n_groups = len(set(groups)) if groups is not None else len(train_y)
     k = min(folds, n_groups)
     if k < 2:
-        raise ValueError(f"the linear probe needs at least 2 training images (or content groups) "
-                         f"for cross-validation, got {n_groups}")
+        raise InvalidValueError(f"the linear probe needs at least 2 training images (or content "
+                                f"groups) for cross-validation, got {n_groups}")
     splitter = GroupKFold(n_splits=k) if groups is not None else KFold(k, shuffle=True,
                                                                         random_state=0)
     search = GridSearchCV(make_pipeline(StandardScaler(), Ridge()),

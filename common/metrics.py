@@ -9,12 +9,14 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import optimize, stats
 
+from common.errors import UserError
+
 ArrayLike = Sequence[float] | np.ndarray
 
 METRIC_KEYS = ("srcc", "plcc", "krcc", "rmse", "plcc_logistic", "n")
 
 
-class MetricError(ValueError):
+class MetricError(UserError, ValueError):
     """Predictions and targets cannot be compared (too few, mismatched, constant, NaN)."""
 
 

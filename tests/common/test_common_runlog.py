@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.runlog import PACKAGE_LOGGERS, MetricsJournal, log_file_of, progress, setup_logger
+from common.runlog import PACKAGE_LOGGERS, MetricsJournal, log_file_of, progress, setup_logger
 
 
 def _close(logger: logging.Logger) -> None:

@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from data.rows import DatasetError
-from engine import runtime
-from engine.cli import TRACEBACK_ENV, add_common_args, run_script, save_args
-from engine.runtime import (
-    DeviceError,
+from common import runtime
+from common.cli import add_common_args, run_script, save_args
+from common.errors import DeviceError
+from common.runtime import (
     autocast,
     compile_or_eager,
     count_parameters,
@@ -26,6 +25,8 @@ from engine.runtime import (
     resolve_device,
     seed_everything,
 )
+from common.vocabulary import TRACEBACK_ENV
+from data.rows import DatasetError
 
 
 def test_resolve_device_and_amp_on_cpu() -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from engine.stats import combine, mean_of_bootstraps, paired_bootstrap, seed_test, verdict
+from tools.stats import combine, mean_of_bootstraps, paired_bootstrap, seed_test, verdict
 
 
 def _models(n: int, noise_a: float, noise_b: float, seed: int = 0):

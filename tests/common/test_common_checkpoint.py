@@ -15,13 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from engine.checkpoint import (
+from common.checkpoint import (
     CHECKPOINT_FORMAT,
-    CheckpointError,
     atomic_save,
-    atomic_write_json,
-    atomic_write_text,
-    check_writable,
     export_safetensors,
     load_checkpoint,
     load_weights,
@@ -29,6 +25,8 @@ from engine.checkpoint import (
     restore_rng_state,
     rng_state,
 )
+from common.errors import CheckpointError
+from common.files import atomic_write_json, atomic_write_text, check_writable
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -150,7 +148,7 @@ def test_failed_save_keeps_previous_file_and_leaves_no_temp(tmp_path: Path) -> N
 
 _SAVER = """
 import sys, torch
-from engine.checkpoint import atomic_save, make_checkpoint
+from common.checkpoint import atomic_save, make_checkpoint
 path, i = sys.argv[1], 0
 while True:
     i += 1

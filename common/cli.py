@@ -1,61 +1,34 @@
-"""Command-line flags shared by the stage scripts, and saving the resolved flags of a run.
+"""The argparse kit: parser, help format, flag types, shared flags, saving the resolved flags,
+and a script's exit status (one UserError base for every message a user should read).
 
-This module imports no torch: the scripts build their parsers from it, so `--help` and flag
-errors answer at once; the heavy packages are imported after parsing.
+This module imports no torch: the scripts build their parsers from it, so `--help` and flag errors
+answer at once; the heavy packages are imported after parsing.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-MODEL_SIZE_CHOICES = ("micro", "test", "mini", "tiny", "small", "base")
-AMP_CHOICES = ("auto", "bf16", "fp16", "off")
-SCHEDULER_CHOICES = ("cosine", "step", "none", "hyperiqa")
-OPTIMIZER_CHOICES = ("adamw", "adam")
-GEOMETRIES = ("aspect", "squash")  # resize: keep the aspect, or squash as the references do
-# What the stage attention scales: "hyper" = only the pooled stage maps that feed the hyper network
-# (the public Swin-HyperIQA), "hyper_lda" = also the four parts of the LDA content vector.
-ATTENTION_SCOPES = ("hyper", "hyper_lda")
-SCORE_ACTIVATIONS = ("none", "sigmoid")  # Stage 1's scalar score: raw, or squashed into (0, 1)
-POOLINGS = ("stages", "stages_mean", "last")  # Stage 1's head input (models.pretrain_model)
-DEFAULT_DISTORTIONS = "blur,jpeg,noise,brightness"
-# Stage 1's label-free validation: types kept out of the default training set (and out of the
-# KADID types the demo holds out for its zero-shot test).
-DEFAULT_VAL_DISTORTIONS = "lens_blur,jpeg2000,impulse_noise,quantization"
-EXIT_COLLAPSE = 3  # exit status of a pretraining run stopped by --stop_on_collapse
-DEFAULT_TEST_PATCHES = 25  # HyperIQA averages 25 crops per test image
-SCORES_NAME = "image_scores.csv"
-TRACEBACK_ENV = "QUALICLIP_TRACEBACK"
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Errors that describe bad input, a missing file or a stopped run in words: the scripts
-    print the message alone. Anything else is a bug and keeps its traceback."""
-    from data.rows import DatasetError
-    from engine.checkpoint import CheckpointError
-    from engine.runtime import DeviceError
-    from engine.train_state import NonFiniteLossError
-    from models.errors import EncoderMismatchError, WeightsUnavailableError
-
-    return (DatasetError, CheckpointError, DeviceError, EncoderMismatchError,
-            WeightsUnavailableError, NonFiniteLossError, FileExistsError, ValueError)
+from common.errors import UserError
+from common.vocabulary import AMP_CHOICES, MODEL_SIZE_CHOICES, TRACEBACK_ENV
 
 
 def run_script(main: Callable[[], int]) -> int:
-    """Exit status of a script's main(); a user_errors() error prints `error: <message>` (also
+    """Exit status of a script's main(); a UserError prints `error: <message>` (also
     into the run's log file when one is open) and gives status 2 (set QUALICLIP_TRACEBACK=1 to
     see the traceback instead)."""
     opened_before = _run_log_files()
     try:
         return main()
     except Exception as exc:
-        if not isinstance(exc, user_errors()) or os.environ.get(TRACEBACK_ENV):
+        if not isinstance(exc, UserError) or os.environ.get(TRACEBACK_ENV):
             raise
         record = logging.makeLogRecord({"name": "qualiclip", "levelno": logging.ERROR,
                                         "levelname": "ERROR", "msg": f"error: {exc}"})
@@ -66,7 +39,7 @@ def run_script(main: Callable[[], int]) -> int:
 
 
 def _run_log_files() -> set[logging.FileHandler]:
-    """File handlers of the run loggers (engine.runlog.setup_logger) open in this process."""
+    """File handlers of the run loggers (common.runlog.setup_logger) open in this process."""
     loggers = logging.Logger.manager.loggerDict.items()
     return {handler for name, logger in loggers
             if name.startswith("qualiclip.") and isinstance(logger, logging.Logger)
@@ -123,6 +96,40 @@ def non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a float >= 0."""
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
+def split_ratios(text: str) -> tuple[float, float, float]:
+    """argparse type: "0.7,0.1,0.2" -> (train, val, test) ratios."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or min(values) < 0 or sum(values) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"expected three non-negative comma-separated ratios train,val,test such as "
+            f"0.7,0.1,0.2; got {text!r}"
+        )
+    return values
+
+
+def label_fraction(text: str) -> float:
+    """argparse type: a fraction in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a fraction in (0, 1] such as 0.25; got {text!r}")
     return value
 
 
@@ -238,8 +245,8 @@ def args_to_dict(args: argparse.Namespace) -> dict[str, Any]:
 
 def save_args(args: argparse.Namespace, path: str | os.PathLike, extra: dict | None = None) -> dict:
     """Write {"args": every resolved flag, "environment": environment_info(), **extra} as JSON."""
-    from engine.checkpoint import atomic_write_json
-    from engine.runtime import environment_info
+    from common.files import atomic_write_json
+    from common.runtime import environment_info  # torch: only once a run saves its flags
 
     record = {"args": args_to_dict(args), "environment": environment_info(), **(extra or {})}
     atomic_write_json(record, path)

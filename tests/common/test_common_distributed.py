@@ -14,8 +14,7 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
-from engine.checkpoint import CheckpointError
-from engine.distributed import (
+from common.distributed import (
     DistInfo,
     barrier,
     broadcast_object,
@@ -27,6 +26,7 @@ from engine.distributed import (
     unwrap,
     wrap_ddp,
 )
+from common.errors import CheckpointError
 from engine.train_state import GracefulStop
 
 
@@ -124,13 +124,13 @@ def test_two_processes_with_gloo(tmp_path: Path) -> None:
 
 
 def _shared_folder_worker(info: DistInfo, folders: list[Path], out: Path) -> None:
-    import engine.distributed
+    import common.distributed
 
-    engine.distributed.SHARED_CHECK_WAIT_S = 0.0  # no waiting for a file that never appears
+    common.distributed.SHARED_CHECK_WAIT_S = 0.0  # no waiting for a file that never appears
     folder = folders[info.rank]
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        engine.distributed.check_shared_folder(folder, info)
+        common.distributed.check_shared_folder(folder, info)
         message = ""
     except CheckpointError as exc:
         message = str(exc)
@@ -158,7 +158,7 @@ def test_output_folder_must_be_shared_by_every_rank(two_ranks, tmp_path: Path,
 
 def test_backend_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     """nccl on CUDA, gloo on CPU; QUALICLIP_DIST_BACKEND=gloo lets ranks share one GPU."""
-    from engine.distributed import BACKEND_ENV, _backend
+    from common.distributed import BACKEND_ENV, _backend
 
     monkeypatch.delenv(BACKEND_ENV, raising=False)
     assert _backend(torch.device("cuda", 0)) == "nccl"

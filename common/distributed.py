@@ -16,8 +16,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from engine.checkpoint import CheckpointError
-from engine.runtime import resolve_device
+from common.errors import CheckpointError, InvalidValueError
+from common.runtime import resolve_device
 
 BACKEND_ENV = "QUALICLIP_DIST_BACKEND"  # documented: gloo lets ranks share a GPU
 SHARED_CHECK_WAIT_S = 5.0  # how long a rank waits for rank 0's probe file to appear
@@ -105,7 +105,7 @@ def gather_predictions(
     index = index.detach().reshape(-1).to(torch.int64)
     pred = pred.detach().reshape(-1).to(torch.float64)
     if index.numel() != pred.numel():
-        raise ValueError(
+        raise InvalidValueError(
             f"gather_predictions got {index.numel()} indices but {pred.numel()} predictions"
         )
     if info.distributed:
@@ -128,14 +128,14 @@ def gather_predictions(
     idx = index.cpu().numpy()
     values = pred.cpu().numpy()
     if idx.size and (idx.min() < 0 or idx.max() >= n_total):
-        raise ValueError(
+        raise InvalidValueError(
             f"prediction indices must lie in [0, {n_total}); found {idx.min()}..{idx.max()}"
         )
     seen = np.bincount(idx, minlength=n_total)
     duplicated = np.flatnonzero(seen > 1)
     missing = np.flatnonzero(seen == 0)
     if duplicated.size or missing.size:
-        raise ValueError(
+        raise InvalidValueError(
             f"every image must be predicted exactly once: {duplicated.size} index(es) predicted "
             f"more than once (first {duplicated[:5].tolist()}), {missing.size} missing "
             f"(first {missing[:5].tolist()}) of {n_total}; shard with shard_indices, not a padding "

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from engine import metrics
-from engine.metrics import MetricError, evaluate_predictions
+from common import metrics
+from common.metrics import MetricError, evaluate_predictions
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -17,14 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.cli import AMP_CHOICES
+from common.errors import DeviceError, InvalidValueError
+from common.vocabulary import AMP_CHOICES
 
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-class DeviceError(RuntimeError):
-    """The requested device or precision is not available on this machine."""
 
 
 def seed_everything(seed: int) -> None:
@@ -69,7 +66,7 @@ def resolve_amp(amp: str, device: torch.device | str) -> str:
     GradScaler on older GPUs, off elsewhere. An explicit bf16 needs at least emulated bf16."""
     device = torch.device(device)
     if amp not in AMP_CHOICES:
-        raise ValueError(f"--amp must be one of {AMP_CHOICES}, got {amp!r}")
+        raise InvalidValueError(f"--amp must be one of {AMP_CHOICES}, got {amp!r}")
     if device.type != "cuda":
         return "off" if amp == "auto" else amp
     if amp == "auto":

@@ -1,16 +1,10 @@
-"""Checkpoint format, safe loading (weights_only), atomic writes, RNG state, safetensors."""
+"""Checkpoint format, atomic saving, safe loading (weights_only), RNG state, safetensors."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import pickle
 import random
-import re
-import shutil
-import socket
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,13 +12,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from common.errors import CheckpointError
+from common.files import atomic_write, atomic_write_bytes
+
 CHECKPOINT_FORMAT = "qualiclip-iqa/1"
 CHECKPOINT_KINDS = ("encoder", "full", "train_state")
 _STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict", "module", "net", "params")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint could not be written, read, or is not what was expected."""
 
 
 # ---------------------------------------------------------------- validation of plain values
@@ -91,113 +84,11 @@ def make_checkpoint(
     }
 
 
-# ---------------------------------------------------------------- atomic writes
-def _temp_name(path: Path) -> Path:
-    """A temp file name beside `path` that records host and pid (for stale-file cleanup)."""
-    host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40]
-    return path.with_name(f".{path.name}.{host}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-
-
-def _remove_stale_temps(path: Path) -> None:
-    """Delete temp files left beside `path` by killed processes of this host."""
-    host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40]
-    pattern = re.compile(rf"^\.{re.escape(path.name)}\.{re.escape(host)}\.(\d+)\.[0-9a-f]+\.tmp$")
-    for candidate in path.parent.glob(f".{path.name}.*.tmp"):
-        match = pattern.match(candidate.name)
-        if not match or int(match.group(1)) == os.getpid():
-            continue
-        try:
-            os.kill(int(match.group(1)), 0)
-        except ProcessLookupError:
-            with contextlib.suppress(OSError):
-                candidate.unlink()
-        except PermissionError:
-            continue
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Persist a rename by syncing its folder (best effort: not every filesystem allows it)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _atomic_write(path: str | os.PathLike, write: Any, what: str) -> None:
-    """Call write(fileobj) on a temp file beside path, fsync it, then rename it over path."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CheckpointError(f"cannot create folder {path.parent} for {what}: {exc}") from exc
-    tmp = _temp_name(path)
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if isinstance(exc, OSError):
-            raise CheckpointError(
-                f"could not write {what} to {path}: {exc} (check free disk space and that the "
-                "folder is writable; the previous file, if any, is unchanged)"
-            ) from exc
-        raise
-    _fsync_dir(path.parent)
-    _remove_stale_temps(path)
-
-
+# ---------------------------------------------------------------- saving
 def atomic_save(obj: dict, path: str | os.PathLike) -> None:
     """torch.save obj to a temp file in the same folder, flush, fsync and rename it over path."""
-    _atomic_write(path, lambda f: torch.save(obj, f), "checkpoint")
+    atomic_write(path, lambda f: torch.save(obj, f), "checkpoint")
 
-
-def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> None:
-    """Write bytes to path atomically (temp file, fsync, rename)."""
-    _atomic_write(path, lambda f: f.write(data), "file")
-
-
-def atomic_write_text(text: str, path: str | os.PathLike) -> None:
-    """Write UTF-8 text to path atomically (temp file, fsync, rename)."""
-    atomic_write_bytes(text.encode("utf-8"), path)
-
-
-def atomic_write_json(obj: Any, path: str | os.PathLike) -> None:
-    """Write obj as indented JSON to path atomically; Paths and other objects become strings."""
-    atomic_write_text(json.dumps(obj, indent=2, default=str) + "\n", path)
-
-
-def check_writable(folder: str | os.PathLike, needed_bytes: int = 0) -> Path:
-    """Create folder and prove a file can be written there (and that needed_bytes are free).
-
-    Call it before training so a read-only or full output folder fails in the first second,
-    not after the first epoch.
-    """
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_text("ok\n", folder / ".write_test")
-        (folder / ".write_test").unlink()
-    except (OSError, CheckpointError) as exc:
-        cause = exc.__cause__ if isinstance(exc, CheckpointError) and exc.__cause__ else exc
-        raise CheckpointError(
-            f"output folder {folder} is not writable ({type(cause).__name__}: {cause}); "
-            "choose another --output_dir/--log_dir or fix its permissions"
-        ) from exc
-    free = shutil.disk_usage(folder).free
-    if free < needed_bytes:
-        raise CheckpointError(
-            f"output folder {folder} has {free / 2**30:.2f} GiB free, but about "
-            f"{needed_bytes / 2**30:.2f} GiB are needed for checkpoints; free space or choose "
-            "another --output_dir"
-        )
-    return folder
 
 
 # ---------------------------------------------------------------- loading

@@ -1,0 +1,26 @@
+"""The error classes a user can meet: each says in words what was expected and what to do.
+
+Every one subclasses UserError, so a script prints its message alone (common.cli.run_script);
+any other exception is a bug and keeps its traceback. The built-in base each one had before
+(RuntimeError, ValueError) stays, so code that catches those still does.
+"""
+
+
+class UserError(Exception):
+    """Bad input, a missing file or a stopped run, described in words for the user."""
+
+
+class InvalidValueError(UserError, ValueError):
+    """A flag or argument value outside what is accepted."""
+
+
+class CheckpointError(UserError, RuntimeError):
+    """A checkpoint could not be written, read, or is not what was expected."""
+
+
+class DeviceError(UserError, RuntimeError):
+    """The requested device or precision is not available on this machine."""
+
+
+class RunExistsError(CheckpointError, FileExistsError):
+    """The run folder already holds a run and --resume was not given."""

@@ -173,17 +173,29 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """Parse flags and run the pretraining; returns the run summary (with its "exit_code")."""
+    """Parse flags and run the pretraining; returns the run summary (a stop raises RunStopped)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = get_args_parser().parse_args(argv)
     if args.val_distortions.strip().lower() in ("", "none"):
         args.val_distortions = ""
-    from engine.pretrain import run_pretraining
+    command = shlex.join(["python", "pretrain_qualiclip.py", *argv])
+    from common.distributed import cleanup, init_distributed
+    from engine.pretrain import pretrain
 
-    return run_pretraining(args, command=shlex.join(["python", "pretrain_qualiclip.py", *argv]))
+    info = init_distributed(args.device)
+    try:
+        return pretrain(args, info, command)
+    finally:
+        cleanup(info)
+
+
+def exit_status(argv: list[str] | None = None) -> int:
+    """0 once the run has finished (run_script turns a stop into its own exit status)."""
+    main(argv)
+    return 0
 
 
 __all__ = ["EXIT_COLLAPSE", "get_args_parser", "main"]
 
 if __name__ == "__main__":
-    sys.exit(run_script(lambda: main()["exit_code"]))
+    sys.exit(run_script(exit_status))

@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         args.test_datasets = list(DEFAULT_TEST_DATASETS)
     from common.distributed import cleanup, init_distributed
     from common.runlog import setup_logger
-    from engine.evaluate import cross_dataset, load_model_for_eval
+    from engine.cross_dataset import cross_dataset
+    from engine.evaluate import load_model_for_eval
     from engine.scoring import score_images
 
     info = init_distributed(args.device)

@@ -137,18 +137,17 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse flags, train (one run or --repeats), return the exit status."""
+    """Parse flags, train (one run or --repeats), return the exit status (a stop raises
+    RunStopped, which run_script turns into the exit status)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = get_args_parser().parse_args(argv)
     command = shlex.join(["python", "train_swin.py", *argv])
     from common.distributed import cleanup, init_distributed
-    from engine.finetune import TrainingInterrupted, run
+    from engine.finetune import run
 
     info = init_distributed(args.device)
     try:
         run(args, info, command)
-    except TrainingInterrupted as exc:
-        return exc.exit_code
     finally:
         cleanup(info)
     return 0

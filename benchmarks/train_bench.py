@@ -45,7 +45,7 @@ def build_finetune_model(args: argparse.Namespace, device: torch.device,
     model = build_swin_hyperiqa(args.model_size, use_multiscale=args.use_multiscale,
                                 use_attention=args.use_attention, dropout=args.dropout,
                                 drop_path=args.drop_path, imagenet_weights="none",
-                                img_size=args.crop_size, attention_scope=args.attention_scope)
+                                crop_size=args.crop_size, attention_scope=args.attention_scope)
     model.encoder.set_grad_checkpointing(grad_checkpointing)
     return model.to(device, memory_format=torch.channels_last)
 

@@ -14,6 +14,7 @@ import torch
 
 from common.errors import CheckpointError
 from common.files import atomic_write, atomic_write_bytes
+from common.vocabulary import DEFAULT_CROP_SIZE
 
 CHECKPOINT_FORMAT = "qualiclip-iqa/1"
 CHECKPOINT_KINDS = ("encoder", "full", "train_state")
@@ -82,6 +83,11 @@ def make_checkpoint(
         "metrics": metrics,
         **extra,
     }
+
+
+def crop_size_of(config: dict) -> int:
+    """Crop size a checkpoint's model was built for (older checkpoints named it img_size)."""
+    return int(config.get("crop_size") or config.get("img_size") or DEFAULT_CROP_SIZE)
 
 
 # ---------------------------------------------------------------- saving

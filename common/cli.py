@@ -16,17 +16,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common.errors import UserError
+from common.errors import RunStopped, UserError
 from common.vocabulary import AMP_CHOICES, MODEL_SIZE_CHOICES, TRACEBACK_ENV
 
 
 def run_script(main: Callable[[], int]) -> int:
-    """Exit status of a script's main(); a UserError prints `error: <message>` (also
-    into the run's log file when one is open) and gives status 2 (set QUALICLIP_TRACEBACK=1 to
-    see the traceback instead)."""
+    """Exit status of a script's main(); RunStopped gives its own exit status (the stage has
+    logged how to go on); any other UserError prints `error: <message>` (also into the run's log
+    file when one is open) and gives status 2 (set QUALICLIP_TRACEBACK=1 to see the traceback
+    instead)."""
     opened_before = _run_log_files()
     try:
         return main()
+    except RunStopped as stopped:
+        return stopped.exit_code
     except Exception as exc:
         if not isinstance(exc, UserError) or os.environ.get(TRACEBACK_ENV):
             raise

@@ -1,7 +1,8 @@
 """The error classes a user can meet: each says in words what was expected and what to do.
 
 Every one subclasses UserError, so a script prints its message alone (common.cli.run_script);
-any other exception is a bug and keeps its traceback. The built-in base each one had before
+any other exception is a bug and keeps its traceback. RunStopped is the one way a stage stops
+early: run_script turns it into the script's exit status. The built-in base each one had before
 (RuntimeError, ValueError) stays, so code that catches those still does.
 """
 
@@ -24,3 +25,12 @@ class DeviceError(UserError, RuntimeError):
 
 class RunExistsError(CheckpointError, FileExistsError):
     """The run folder already holds a run and --resume was not given."""
+
+
+class RunStopped(UserError):
+    """A run stopped before its end (a signal, a collapse check) after logging how to go on;
+    `exit_code` is the exit status of the script."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

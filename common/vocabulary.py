@@ -15,6 +15,7 @@ DEFAULT_DISTORTIONS = "blur,jpeg,noise,brightness"
 # KADID types the demo holds out for its zero-shot test).
 DEFAULT_VAL_DISTORTIONS = "lens_blur,jpeg2000,impulse_noise,quantization"
 EXIT_COLLAPSE = 3  # exit status of a pretraining run stopped by --stop_on_collapse
+DEFAULT_CROP_SIZE = 224  # Swin's input size at 224 px: a crop size nobody set
 DEFAULT_TEST_PATCHES = 25  # HyperIQA averages 25 crops per test image
 SCORES_NAME = "image_scores.csv"
 TRACEBACK_ENV = "QUALICLIP_TRACEBACK"

@@ -6,16 +6,16 @@ import argparse
 import copy
 import logging
 import math
-import signal
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader, DistributedSampler
 
 from common.checkpoint import atomic_save, make_checkpoint
@@ -23,22 +23,19 @@ from common.cli import save_args
 from common.distributed import (
     DistInfo,
     barrier,
-    check_shared_folder,
     gather_arrays,
     reduce_mean,
     unwrap,
     wrap_ddp,
 )
+from common.errors import RunStopped
 from common.files import atomic_write_json, check_writable, json_safe
 from common.metrics import MetricError, evaluate_predictions
 from common.runlog import MetricsJournal, setup_logger
 from common.runtime import (
     compile_or_eager,
-    configure_backends,
     count_parameters,
     make_grad_scaler,
-    resolve_amp,
-    seed_everything,
 )
 from data.images import ImageCache, ResizePolicy
 from data.iqa_dataset import IQACropSamples
@@ -54,14 +51,14 @@ from engine.optim import (
     reset_moments,
 )
 from engine.protocols import apply_protocol, describe
-from engine.resume_check import check_resume_flags, note_epochs_change
+from engine.resume_check import note_epochs_change
+from engine.run_setup import open_run
 from engine.train_state import (
     LAST_STATE_NAME,
     GracefulStop,
     NonFiniteGuard,
     all_rank_rngs,
     load_train_state,
-    resolve_resume_path,
     save_train_state,
 )
 from models.swin_hyperiqa import SwinHyperIQA, build_swin_hyperiqa, load_encoder
@@ -72,14 +69,6 @@ CONFIG_NAME = "finetune_config.json"
 METRICS_NAME = "metrics.jsonl"
 # best, last (weights + two AdamW moments) and a temp copy while writing: ~7x the weights
 CHECKPOINT_BYTES_PER_PARAM = 4 * 7
-
-
-class TrainingInterrupted(RuntimeError):
-    """SIGTERM/SIGINT stopped training after saving last.pkl; `exit_code` is 128 + signal."""
-
-    def __init__(self, message: str, signal_name: str | None) -> None:
-        super().__init__(message)
-        self.exit_code = 128 + int(getattr(signal, signal_name or "SIGTERM"))
 
 
 @dataclass
@@ -130,7 +119,7 @@ def build_model(args: argparse.Namespace, data: FinetuneData, logger: logging.Lo
     model = build_swin_hyperiqa(args.model_size, use_multiscale=args.use_multiscale,
                                 use_attention=args.use_attention, dropout=args.dropout,
                                 drop_path=args.drop_path, imagenet_weights=args.imagenet_weights,
-                                img_size=args.crop_size, attention_scope=args.attention_scope)
+                                crop_size=args.crop_size, attention_scope=args.attention_scope)
     if args.pretrained_encoder:
         load_encoder(model, args.pretrained_encoder, logger)
     model.encoder.set_grad_checkpointing(args.grad_checkpointing)
@@ -195,32 +184,51 @@ def maybe_compile(model: torch.nn.Module, args: argparse.Namespace, device: torc
     return compile_or_eager(model, example, amp, logger)
 
 
-def run_folder(args: argparse.Namespace) -> Path:
-    """<output_dir>/<model_name>, checked writable; refuses to overwrite a run without --resume."""
-    run_dir = Path(args.output_dir) / args.model_name
-    if not args.resume and any((run_dir / name).exists() for name in (LAST_STATE_NAME, BEST_NAME)):
-        raise FileExistsError(
-            f"{run_dir} already holds a run ({LAST_STATE_NAME} or {BEST_NAME}); pass --resume to "
-            "continue it, or choose another --model_name or --output_dir"
-        )
-    return check_writable(run_dir)
+@dataclass
+class FinetuneState:
+    """What a fine-tuning run carries from epoch to epoch (last.pkl keeps it as its "extra")."""
+
+    best_srcc: float | None = None
+    best_epoch: int = 0
+    best_val: dict | None = None
+    bad_epochs: int = 0
+    train_time_s: float = 0.0
+    epochs_run: int = 0
+    finished: bool = False
+    stopped_early: bool = False
 
 
-def finetune(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
-    """Train one run per the flags; returns the results.json dict (rank 0 writes the files)."""
+@dataclass
+class FinetuneRun:
+    """A fine-tuning run set up and ready for its first (or resumed) epoch."""
+
+    name: str
+    run_dir: Path
+    logger: logging.Logger
+    config: dict
+    data: FinetuneData
+    model: SwinHyperIQA
+    loader: DataLoader
+    optimizer: torch.optim.Optimizer
+    scheduler: LRScheduler
+    scaler: torch.amp.GradScaler
+    amp: str
+    start_epoch: int
+    state: FinetuneState
+
+    @property
+    def last_path(self) -> Path:
+        """The train state written after every epoch."""
+        return self.run_dir / LAST_STATE_NAME
+
+
+def setup_run(args: argparse.Namespace, info: DistInfo) -> FinetuneRun:
+    """Check flags and outputs, then build data, model, optimizer and schedule (and resume)."""
     protocol = apply_protocol(args)
-    device = info.device
-    amp = resolve_amp(args.amp, device)
-    configure_backends(device)
-    seed_everything(args.seed)
-    if info.is_main:
-        check_writable(args.log_dir)
-    logger = setup_logger(args.model_name, args.log_dir, info.is_main)
+    folder = open_run(args, info, args.model_name, config_name=CONFIG_NAME,
+                      markers=(LAST_STATE_NAME, BEST_NAME), seed=args.seed)
+    logger, run_dir, device = folder.logger, folder.run_dir, info.device
     logger.info("%s", describe(protocol))
-    run_dir = run_folder(args) if info.is_main else Path(args.output_dir) / args.model_name
-    check_shared_folder(run_dir, info)
-    resume_path = resolve_resume_path(args.resume, run_dir)
-    saved = check_resume_flags(args, resume_path, CONFIG_NAME, logger)
     data = load_data(args, logger)
     model = build_model(args, data, logger).to(device, memory_format=torch.channels_last)
     if info.is_main:
@@ -237,143 +245,159 @@ def finetune(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
     scheduler = build_scheduler(optimizer, args.scheduler, args.epochs, steps_per_epoch,
                                 args.warmup_epochs, args.lr_step_size, args.lr_gamma,
                                 hyper_ratio=hyper_lr / args.lr if args.lr > 0 else 1.0)
-    scaler = make_grad_scaler(device, amp)
-    last_path, best_path = run_dir / LAST_STATE_NAME, run_dir / BEST_NAME
-    journal = MetricsJournal(run_dir / METRICS_NAME)
-    state = {"best_srcc": None, "best_epoch": 0, "best_val": None, "bad_epochs": 0,
-             "train_time_s": 0.0, "epochs_run": 0, "finished": False, "stopped_early": False}
-    start_epoch = 1
-    if resume_path is not None:
-        restored = load_train_state(resume_path, model, optimizer, scheduler, scaler, info.rank)
-        state.update(restored["extra"])
-        start_epoch = restored["epoch"] + 1
+    scaler = make_grad_scaler(device, folder.amp)
+    low, high = data.mos_range
+    config = {**model.config, "dataset": data.key, "mos_range": [low, high],
+              "split": args.split, "split_seed": args.split_seed,
+              "split_ratios": list(args.split_ratios), "test_patches": args.test_patches,
+              "resize": args.resize, "protocol": args.protocol}
+    run = FinetuneRun(folder.name, run_dir, logger, config, data, model, loader, optimizer,
+                      scheduler, scaler, folder.amp, start_epoch=1, state=FinetuneState())
+    if folder.resume_path is not None:
+        restored = load_train_state(folder.resume_path, model, optimizer, scheduler, scaler,
+                                    info.rank)
+        run.state = FinetuneState(**restored["extra"])
+        run.start_epoch = restored["epoch"] + 1
         # a run that reached its --epochs continues when resumed with more of them
-        state["finished"] = state["stopped_early"] or start_epoch > args.epochs
-        logger.info("resumed from %s after epoch %d", resume_path, restored["epoch"])
-        note_epochs_change(saved, args.epochs, optimizer, scheduler, args.scheduler,
+        run.state.finished = run.state.stopped_early or run.start_epoch > args.epochs
+        logger.info("resumed from %s after epoch %d", folder.resume_path, restored["epoch"])
+        note_epochs_change(folder.saved_args, args.epochs, optimizer, scheduler, args.scheduler,
                            restored["epoch"], logger)
     elif args.resume:
         logger.info("--resume: no %s in %s yet, starting a new run", LAST_STATE_NAME, run_dir)
-    low, high = data.mos_range
-    ckpt_config = {**model.config, "dataset": data.key, "mos_range": [low, high],
-                   "split": args.split, "split_seed": args.split_seed,
-                   "split_ratios": list(args.split_ratios), "crop_size": args.crop_size,
-                   "test_patches": args.test_patches, "resize": args.resize,
-                   "protocol": args.protocol}
     if info.is_main:
         save_args(args, run_dir / CONFIG_NAME, extra={
             "dataset": data.key, "images": {k: len(v) for k, v in data.splits.items()},
             "mos_range": [low, high], "lr_encoder": encoder_lr, "lr_hyper": hyper_lr,
-            "amp": amp, "device": str(device), "world_size": info.world_size,
+            "amp": folder.amp, "device": str(device), "world_size": info.world_size,
             "effective_batch": args.batch_size * args.accum_steps * info.world_size,
-            "parameters": count_parameters(model), "resumed_from": str(resume_path or ""),
-            **protocol})
-        journal.truncate_from(start_epoch)
-        if resume_path is None:  # a resume point before epoch 1, so a stop there loses nothing
-            save_train_state(last_path, model, optimizer, scheduler, scaler, 0, state,
-                             ckpt_config, model.config["model_size"])
+            "parameters": count_parameters(model),
+            "resumed_from": str(folder.resume_path or ""), **protocol})
+        MetricsJournal(run_dir / METRICS_NAME).truncate_from(run.start_epoch)
+        if folder.resume_path is None:  # a resume point before epoch 1: a stop there loses nothing
+            _save_last(run, 0, None)
     logger.info("%s: %s images train/val/test, MOS %.4g..%.4g, %s parameters, lr encoder %.3g "
                 "hyper %.3g, %d steps/epoch, device %s, amp %s", data.key,
                 "/".join(str(len(v)) for v in data.splits.values()), low, high,
-                f"{count_parameters(model):,}", encoder_lr, hyper_lr, steps_per_epoch, device, amp)
+                f"{count_parameters(model):,}", encoder_lr, hyper_lr, steps_per_epoch, device,
+                folder.amp)
+    return run
 
-    def evaluate(eval_model: torch.nn.Module, split: str, patches: int) -> dict:
-        pred = predict_rows(eval_model, data.splits[split], policy=data.policy, cache=data.cache,
-                            crop_size=args.crop_size, patches=patches,
-                            batch_size=eval_batch_size(args.eval_batch_size, args.batch_size,
-                                                       patches),
-                            device=device, amp=amp, num_workers=args.num_workers, info=info,
-                            desc=f"{split} ({data.key})")
-        return metrics_for(pred, data.splits[split], strict=False, logger=logger)
 
-    train_model = maybe_compile(wrap_ddp(model, info), args, device, amp, logger)
-    guard = NonFiniteGuard(skip=args.skip_nonfinite, last_checkpoint=str(last_path), info=info)
-    step = l1_step(device)
-    with GracefulStop(logger) as stop:
-        for epoch in range(start_epoch, args.epochs + 1):
-            if state["finished"]:
+def _save_last(run: FinetuneRun, epoch: int, rank_rngs: list[dict] | None) -> None:
+    """Main process: last.pkl after `epoch` (0: before the first)."""
+    save_train_state(run.last_path, run.model, run.optimizer, run.scheduler, run.scaler, epoch,
+                     asdict(run.state), run.config, run.model.config["model_size"], rank_rngs)
+
+
+def _score_split(run: FinetuneRun, args: argparse.Namespace, info: DistInfo,
+                 model: torch.nn.Module, split: str, patches: int) -> dict:
+    """Metrics of `model` on one split of the run's dataset, `patches` crops per image."""
+    data = run.data
+    pred = predict_rows(model, data.splits[split], policy=data.policy, cache=data.cache,
+                        crop_size=args.crop_size, patches=patches,
+                        batch_size=eval_batch_size(args.eval_batch_size, args.batch_size, patches),
+                        device=info.device, amp=run.amp, num_workers=args.num_workers, info=info,
+                        desc=f"{split} ({data.key})")
+    return metrics_for(pred, data.splits[split], strict=False, logger=run.logger)
+
+
+def _finish_epoch(run: FinetuneRun, args: argparse.Namespace, info: DistInfo, epoch: int,
+                  out: dict, epoch_time: float) -> None:
+    """Validation, best checkpoint, metrics line, early stopping and last.pkl of one epoch."""
+    state = run.state
+    val = _score_split(run, args, info, run.model, "val", args.val_patches)
+    # the epoch's training figures over every rank's shard, not rank 0's alone
+    train_loss = reduce_mean(torch.tensor(out["loss"], dtype=torch.float64), info).item()
+    train_pred = gather_arrays(out["predictions"], info)
+    train_mos = gather_arrays(out["targets"], info)
+    train_srcc = (evaluate_predictions(train_pred, train_mos, strict=False)["srcc"]
+                  if train_pred is not None else math.nan)
+    record = {"epoch": epoch, "train_loss": train_loss, "train_srcc": train_srcc,
+              "val_srcc": val["srcc"], "val_plcc": val["plcc"],
+              "lr": run.optimizer.param_groups[0]["lr"], "time_s": epoch_time}
+    run.logger.info("epoch %d | train loss %.4f | train SRCC %.4f | val SRCC %.4f | "
+                    "val PLCC %.4f | lr %.3g | time %.1fs", *record.values())
+    if out["skipped_batches"] or out["skipped_images"]:
+        run.logger.warning("epoch %d skipped %d batch(es) and %d unreadable image(s)",
+                           epoch, out["skipped_batches"], out["skipped_images"])
+    if info.is_main:
+        MetricsJournal(run.run_dir / METRICS_NAME).append(json_safe(record))
+    state.train_time_s += epoch_time
+    state.epochs_run = epoch
+    if math.isfinite(val["srcc"]) and (state.best_srcc is None or val["srcc"] > state.best_srcc):
+        state.best_srcc, state.best_epoch, state.bad_epochs = val["srcc"], epoch, 0
+        state.best_val = json_safe(val)
+        if info.is_main:
+            atomic_save(make_checkpoint("full", run.model.config["model_size"],
+                                        unwrap(run.model).state_dict(), run.config, epoch,
+                                        json_safe(val)), run.run_dir / BEST_NAME)
+    else:
+        state.bad_epochs += 1
+    if args.patience and state.bad_epochs >= args.patience:
+        state.finished = state.stopped_early = True
+        run.logger.info("early stopping: no validation SRCC gain for %d epoch(s) (best at epoch "
+                        "%d)", args.patience, state.best_epoch)
+    state.finished = state.finished or epoch == args.epochs
+    rank_rngs = all_rank_rngs(info)
+    if info.is_main:
+        _save_last(run, epoch, rank_rngs)
+    barrier(info)
+
+
+def finetune(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
+    """Train one run per the flags; returns the results.json dict (rank 0 writes the files)."""
+    run = setup_run(args, info)
+    train_model = maybe_compile(wrap_ddp(run.model, info), args, info.device, run.amp, run.logger)
+    guard = NonFiniteGuard(skip=args.skip_nonfinite, last_checkpoint=str(run.last_path),
+                           info=info)
+    step = l1_step(info.device)
+    with GracefulStop(run.logger) as stop:
+        for epoch in range(run.start_epoch, args.epochs + 1):
+            if run.state.finished:
                 break
             epoch_start = time.perf_counter()
-            out = train_one_epoch(train_model, loader, optimizer, scheduler, scaler, step,
-                                  device=device, amp=amp, accum_steps=args.accum_steps,
-                                  guard=guard, stop=stop, epoch=epoch, desc=f"epoch {epoch}",
-                                  is_main=info.is_main, max_steps=args.max_steps_per_epoch,
-                                  info=info)
+            out = train_one_epoch(train_model, run.loader, run.optimizer, run.scheduler,
+                                  run.scaler, step, device=info.device, amp=run.amp,
+                                  accum_steps=args.accum_steps, guard=guard, stop=stop,
+                                  epoch=epoch, desc=f"epoch {epoch}", is_main=info.is_main,
+                                  max_steps=args.max_steps_per_epoch, info=info)
             if out["stopped"]:
-                _interrupted(stop, logger, last_path, epoch - 1, command)
+                _stopped(run, stop, epoch - 1, command)
             if args.scheduler == "hyperiqa":
-                reset_moments(optimizer)  # HyperIQA's solver rebuilds Adam after every epoch
-            val = evaluate(model, "val", args.val_patches)
-            # the epoch's training figures over every rank's shard, not rank 0's alone
-            train_loss = reduce_mean(torch.tensor(out["loss"], dtype=torch.float64), info).item()
-            train_pred = gather_arrays(out["predictions"], info)
-            train_mos = gather_arrays(out["targets"], info)
-            train_srcc = (evaluate_predictions(train_pred, train_mos, strict=False)["srcc"]
-                          if train_pred is not None else math.nan)
-            epoch_time = time.perf_counter() - epoch_start
-            record = {"epoch": epoch, "train_loss": train_loss, "train_srcc": train_srcc,
-                      "val_srcc": val["srcc"], "val_plcc": val["plcc"],
-                      "lr": optimizer.param_groups[0]["lr"], "time_s": epoch_time}
-            logger.info("epoch %d | train loss %.4f | train SRCC %.4f | val SRCC %.4f | "
-                        "val PLCC %.4f | lr %.3g | time %.1fs", *record.values())
-            if out["skipped_batches"] or out["skipped_images"]:
-                logger.warning("epoch %d skipped %d batch(es) and %d unreadable image(s)",
-                               epoch, out["skipped_batches"], out["skipped_images"])
-            if info.is_main:
-                journal.append(json_safe(record))
-            state["train_time_s"] += epoch_time
-            state["epochs_run"] = epoch
-            if math.isfinite(val["srcc"]) and (state["best_srcc"] is None
-                                               or val["srcc"] > state["best_srcc"]):
-                state.update(best_srcc=val["srcc"], best_epoch=epoch, bad_epochs=0,
-                             best_val=json_safe(val))
-                if info.is_main:
-                    atomic_save(make_checkpoint("full", model.config["model_size"],
-                                                unwrap(model).state_dict(), ckpt_config, epoch,
-                                                json_safe(val)), best_path)
-            else:
-                state["bad_epochs"] += 1
-            if args.patience and state["bad_epochs"] >= args.patience:
-                state.update(finished=True, stopped_early=True)
-                logger.info("early stopping: no validation SRCC gain for %d epoch(s) (best "
-                            "at epoch %d)", args.patience, state["best_epoch"])
-            state["finished"] = state["finished"] or epoch == args.epochs
-            rank_rngs = all_rank_rngs(info)
-            if info.is_main:
-                save_train_state(last_path, model, optimizer, scheduler, scaler, epoch, state,
-                                 ckpt_config, model.config["model_size"], rank_rngs)
-            barrier(info)
-            if not state["finished"] and stop.any_rank_requested(info):
-                _interrupted(stop, logger, last_path, epoch, command)
-    return _final_test(args, data, state, run_dir, evaluate, device, logger, info)
+                reset_moments(run.optimizer)  # HyperIQA's solver rebuilds Adam after every epoch
+            _finish_epoch(run, args, info, epoch, out, time.perf_counter() - epoch_start)
+            if not run.state.finished and stop.any_rank_requested(info):
+                _stopped(run, stop, epoch, command)
+    return _final_test(run, args, info)
 
 
-def _interrupted(stop: GracefulStop, logger: logging.Logger, last_path: Path, epoch: int,
-                 command: str) -> None:
-    """Log how to resume and raise TrainingInterrupted."""
-    message = f"{stop.resume_message(last_path, epoch)}: {command} --resume"
-    logger.warning(message)
-    raise TrainingInterrupted(message, stop.signal_name)
+def _stopped(run: FinetuneRun, stop: GracefulStop, epoch: int, command: str) -> None:
+    """Log how to resume and raise RunStopped."""
+    message = f"{stop.resume_message(run.last_path, epoch)}: {command} --resume"
+    run.logger.warning(message)
+    raise RunStopped(message, stop.exit_code)
 
 
-def _final_test(args, data, state, run_dir, evaluate, device, logger, info) -> dict:
+def _final_test(run: FinetuneRun, args: argparse.Namespace, info: DistInfo) -> dict:
     """Score the test split once with best_model.pkl and write results.json."""
     barrier(info)
-    if not state["best_epoch"]:
+    state = run.state
+    if not state.best_epoch:
         raise MetricError("no epoch gave a finite validation SRCC, so there is no best model to "
                           "test; check the labels, lower the learning rate or train longer")
-    best = load_model_for_eval(run_dir / BEST_NAME, device)
-    test = evaluate(best.model, "test", args.test_patches)
+    best = load_model_for_eval(run.run_dir / BEST_NAME, info.device)
+    test = _score_split(run, args, info, best.model, "test", args.test_patches)
     results = json_safe({
-        "model_name": args.model_name, "dataset": data.key, "best_epoch": state["best_epoch"],
-        "epochs_run": state["epochs_run"],
-        "stopped_early": state["stopped_early"], "train_time_s": state["train_time_s"],
-        "val": state["best_val"], "test": test})
+        "model_name": args.model_name, "dataset": run.data.key, "best_epoch": state.best_epoch,
+        "epochs_run": state.epochs_run,
+        "stopped_early": state.stopped_early, "train_time_s": state.train_time_s,
+        "val": state.best_val, "test": test})
     if info.is_main:
-        atomic_write_json(results, run_dir / RESULTS_NAME)
-    logger.info("test (best epoch %d, selected on validation): SRCC %.4f PLCC %.4f KRCC %.4f "
-                "RMSE %.4g n %d -> %s", state["best_epoch"], test["srcc"], test["plcc"],
-                test["krcc"], test["rmse"], test["n"], run_dir / RESULTS_NAME)
+        atomic_write_json(results, run.run_dir / RESULTS_NAME)
+    run.logger.info("test (best epoch %d, selected on validation): SRCC %.4f PLCC %.4f KRCC %.4f "
+                    "RMSE %.4g n %d -> %s", state.best_epoch, test["srcc"], test["plcc"],
+                    test["krcc"], test["rmse"], test["n"], run.run_dir / RESULTS_NAME)
     return results
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,22 +21,15 @@ from common.distributed import (
     DistInfo,
     barrier,
     broadcast_object,
-    check_shared_folder,
-    cleanup,
-    init_distributed,
     reduce_mean,
     wrap_ddp,
 )
-from common.errors import CheckpointError, InvalidValueError
-from common.files import check_writable
-from common.runlog import MetricsJournal, setup_logger
+from common.errors import CheckpointError, InvalidValueError, RunStopped
+from common.runlog import MetricsJournal
 from common.runtime import (
     compile_or_eager,
-    configure_backends,
     count_parameters,
     make_grad_scaler,
-    resolve_amp,
-    seed_everything,
 )
 from common.vocabulary import EXIT_COLLAPSE
 from data.degradations import parse_distortions
@@ -57,14 +49,14 @@ from engine.pretrain_setup import (
     pretrain_images,
     resolve_size_defaults,
 )
-from engine.resume_check import check_resume_flags, note_epochs_change
+from engine.resume_check import note_epochs_change
+from engine.run_setup import open_run
 from engine.train_state import (
     LAST_STATE_NAME,
     GracefulStop,
     NonFiniteGuard,
     all_rank_rngs,
     load_train_state,
-    resolve_resume_path,
     save_train_state,
 )
 from models import clip_anchors
@@ -170,12 +162,11 @@ class PretrainRun:
         """The train state written after every epoch."""
         return self.run_dir / LAST_STATE_NAME
 
-    def summary(self, epochs_done: int, final: Path | None = None, exit_code: int = 0) -> dict:
-        """What run_pretraining returns (exit_code 128 + signal number after a stop)."""
+    def summary(self, epochs_done: int, final: Path) -> dict:
+        """What a finished pretraining returns: run folder, final checkpoint, metrics."""
         metrics = MetricsJournal(self.run_dir / METRICS_NAME).read()
-        return {"run_dir": str(self.run_dir), "stopped": exit_code != 0, "exit_code": exit_code,
-                "epochs_done": epochs_done, "final_checkpoint": str(final) if final else None,
-                "metrics": metrics}
+        return {"run_dir": str(self.run_dir), "epochs_done": epochs_done,
+                "final_checkpoint": str(final), "metrics": metrics}
 
 
 def setup_run(args: argparse.Namespace, info: DistInfo) -> PretrainRun:
@@ -187,22 +178,10 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> PretrainRun:
     if args.loss_type == "full" and args.train_prompt_pairs > len(pairs):
         raise InvalidValueError(f"--train_prompt_pairs {args.train_prompt_pairs} exceeds the "
                                 f"{len(pairs)} prompt pairs; use at most {len(pairs)}")
-    name = _run_name(args, info)
-    run_dir = Path(args.output_dir) / name
-    if info.is_main:  # fail in the first second, not after an epoch, when outputs cannot be written
-        check_writable(run_dir)
-        check_writable(args.log_dir)
-    check_shared_folder(run_dir, info)
-    logger = setup_logger(name, args.log_dir, info.is_main)
-    state_path = resolve_resume_path(args.resume, run_dir)
-    saved = check_resume_flags(args, state_path, CONFIG_NAME, logger)
-    if state_path is None and (run_dir / LAST_STATE_NAME).is_file():
-        raise CheckpointError(f"{run_dir} already holds a run ({LAST_STATE_NAME}); add --resume to "
-                              "continue it or choose another --model_name")
-    seed_everything(args.seed + info.rank)
-    configure_backends(info.device)
-    amp = resolve_amp(args.amp, info.device)
-
+    folder = open_run(args, info, _run_name(args, info), config_name=CONFIG_NAME,
+                      markers=(LAST_STATE_NAME,), seed=args.seed + info.rank)
+    name, run_dir, logger, amp = folder.name, folder.run_dir, folder.logger, folder.amp
+    state_path = folder.resume_path
     images = pretrain_images(args, logger)
     cache = ImageCache(args.cache_dir)
     dataset = UnlabeledPairDataset(images.train, images.policy, cache, crop_size=args.crop_size,
@@ -228,8 +207,8 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> PretrainRun:
         state = load_train_state(state_path, model, optimizer, scheduler, scaler, info.rank)
         run.start_epoch = state["epoch"] + 1
         logger.info("resumed from %s after epoch %d", state_path, state["epoch"])
-        note_epochs_change(saved, args.epochs, optimizer, scheduler, "cosine", state["epoch"],
-                           logger)
+        note_epochs_change(folder.saved_args, args.epochs, optimizer, scheduler, "cosine",
+                           state["epoch"], logger)
     if info.is_main:
         MetricsJournal(run_dir / METRICS_NAME).truncate_from(run.start_epoch)  # redo, never twice
         save_args(args, run_dir / CONFIG_NAME, extra={
@@ -269,7 +248,7 @@ def _validate(run: PretrainRun, record: dict) -> bool:
     return all(value is None or record["val_srcc"] > value for value in earlier)
 
 
-def _save_epoch(run: PretrainRun, args: argparse.Namespace, epoch: int, record: dict,
+def _finish_epoch(run: PretrainRun, args: argparse.Namespace, epoch: int, record: dict,
                 rank_rngs: list[dict] | None) -> str | None:
     """Main process: validation, epoch and best checkpoints, metrics line, last.pkl, log line;
     returns the collapse warning of this epoch, if any."""
@@ -298,33 +277,25 @@ def _save_epoch(run: PretrainRun, args: argparse.Namespace, epoch: int, record: 
 
 
 def _stopped(run: PretrainRun, stop: GracefulStop, epochs_done: int, command: str | None,
-             info: DistInfo) -> dict:
-    """After SIGTERM/SIGINT: say how to resume, return the summary with exit code 128 + signal."""
-    if info.is_main and run.last_path.is_file():
-        run.logger.warning("%s; for example: %s --resume %s",
-                           stop.resume_message(run.last_path, epochs_done),
-                           command or "python pretrain_qualiclip.py <same flags>", run.last_path)
-    elif info.is_main:
-        run.logger.warning("stopped by %s before the first epoch ended: nothing to resume, run the "
-                           "command again", stop.signal_name)
-    signum = signal.Signals[stop.signal_name] if stop.signal_name else signal.SIGTERM
-    return run.summary(epochs_done, exit_code=128 + int(signum))
+             info: DistInfo) -> None:
+    """After SIGTERM/SIGINT: say how to resume and raise RunStopped (exit code 128 + signal)."""
+    if run.last_path.is_file():
+        message = (f"{stop.resume_message(run.last_path, epochs_done)}; for example: "
+                   f"{command or 'python pretrain_qualiclip.py <same flags>'} --resume "
+                   f"{run.last_path}")
+    else:
+        message = (f"stopped by {stop.signal_name} before the first epoch ended: nothing to "
+                   "resume, run the command again")
+    if info.is_main:
+        run.logger.warning(message)
+    raise RunStopped(message, stop.exit_code)
 
 
-def run_pretraining(args: argparse.Namespace, command: str | None = None) -> dict:
+def pretrain(args: argparse.Namespace, info: DistInfo, command: str | None = None) -> dict:
     """Run (or resume) QualiCLIP pretraining; returns the run folder, final checkpoint, metrics.
 
     `command` (the command line) is quoted in the message that tells how to resume after a stop.
     """
-    info = init_distributed(args.device)
-    try:
-        return _pretrain(args, info, command)
-    finally:
-        cleanup(info)
-
-
-def _pretrain(args: argparse.Namespace, info: DistInfo, command: str | None) -> dict:
-    """Epoch loop of run_pretraining inside the process group."""
     run = setup_run(args, info)
     ddp_model = wrap_ddp(run.model, info)
     if args.compile:  # checkpoints save run.model, so their keys carry no compile prefix
@@ -347,18 +318,19 @@ def _pretrain(args: argparse.Namespace, info: DistInfo, command: str | None) -> 
             )
             if result["stopped"]:  # the partial epoch is not saved: a resume redoes it whole
                 run.logger.warning("stopped during epoch %d, which a resume redoes", epoch)
-                return _stopped(run, stop, epoch - 1, command, info)
+                _stopped(run, stop, epoch - 1, command, info)
             record = _epoch_record(epoch, result, run.optimizer.param_groups[0]["lr"], info)
             rank_rngs = all_rank_rngs(info)
-            warning = _save_epoch(run, args, epoch, record, rank_rngs) if info.is_main else None
+            warning = _finish_epoch(run, args, epoch, record, rank_rngs) if info.is_main else None
             guard.last_checkpoint = str(run.last_path)
             if broadcast_object(warning, info) and args.stop_on_collapse:
+                message = f"stopped after epoch {epoch}: collapse (--stop_on_collapse)"
                 if info.is_main:
-                    run.logger.error("stopped after epoch %d: collapse (--stop_on_collapse)", epoch)
-                return run.summary(epoch, exit_code=EXIT_COLLAPSE)
+                    run.logger.error(message)
+                raise RunStopped(message, EXIT_COLLAPSE)
             barrier(info)
             if stop.any_rank_requested(info):
-                return _stopped(run, stop, epoch, command, info)
+                _stopped(run, stop, epoch, command, info)
 
     final = run.run_dir / final_checkpoint_name(run.model.encoder.model_size)
     if info.is_main:
@@ -370,4 +342,4 @@ def _pretrain(args: argparse.Namespace, info: DistInfo, command: str | None) -> 
                         "fine-tuning: train_swin.py --pretrained_encoder %s)", state, final, final,
                         final)
     barrier(info)
-    return run.summary(args.epochs, final=final)
+    return run.summary(args.epochs, final)

@@ -92,7 +92,7 @@ def build_pretrain_model(
 ) -> QualityPretrainModel:
     """Swin encoder plus the head of --loss_type (scalar, or CLIP prompt anchors)."""
     encoder = build_encoder(
-        args.model_size, imagenet_weights=args.imagenet_weights, img_size=args.crop_size
+        args.model_size, imagenet_weights=args.imagenet_weights, crop_size=args.crop_size
     )
     encoder.set_grad_checkpointing(args.grad_checkpointing)
     width = pooled_features(encoder, args.pooling)

@@ -181,6 +181,11 @@ class GracefulStop:
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item())
 
+    @property
+    def exit_code(self) -> int:
+        """Exit status after the stop: 128 + the signal's number (SIGTERM's when another rank's)."""
+        return 128 + int(signal.Signals[self.signal_name] if self.signal_name else signal.SIGTERM)
+
     def resume_message(self, state_path: str | os.PathLike, epoch: int) -> str:
         """The line to print on exit: what was saved and how to continue."""
         cause = self.signal_name or "a signal to another rank"

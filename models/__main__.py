@@ -10,6 +10,7 @@ import torch
 
 from common.cli import build_parser
 from common.runtime import count_parameters
+from common.vocabulary import DEFAULT_CROP_SIZE
 from models.swin_encoder import MODEL_SIZE_ALIASES, MODEL_SIZES
 from models.swin_hyperiqa import build_swin_hyperiqa
 
@@ -21,7 +22,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--imagenet_weights", default="none", help="auto, none or a PATH")
     parser.add_argument("--use_multiscale", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--use_attention", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--img_size", type=int, default=224)
+    parser.add_argument("--crop_size", type=int, default=DEFAULT_CROP_SIZE)
     return parser
 
 
@@ -33,9 +34,9 @@ def describe(args: argparse.Namespace) -> dict:
         use_multiscale=args.use_multiscale,
         use_attention=args.use_attention,
         imagenet_weights=args.imagenet_weights,
-        img_size=args.img_size,
+        crop_size=args.crop_size,
     ).eval()
-    x = torch.rand(1, 3, args.img_size, args.img_size)
+    x = torch.rand(1, 3, args.crop_size, args.crop_size)
     with torch.inference_mode():
         stages = model.encoder(x)
         details = model.head.forward_details(stages)

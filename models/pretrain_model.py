@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.checkpoint import make_checkpoint
+from common.checkpoint import crop_size_of, make_checkpoint
 from common.errors import InvalidValueError
 from common.vocabulary import POOLINGS
 from models.errors import EncoderMismatchError
@@ -68,7 +68,7 @@ def make_encoder_checkpoint(
 ) -> dict:
     """Kind "encoder" checkpoint: encoder weights, head weights and config["head"]."""
     encoder = model.encoder
-    full_config = {**config, "head": model.head_config, "img_size": encoder.img_size}
+    full_config = {**config, "head": model.head_config, "crop_size": encoder.crop_size}
     return make_checkpoint(
         "encoder",
         encoder.model_size,
@@ -94,7 +94,7 @@ def pretrain_model_from_checkpoint(ckpt: dict) -> QualityPretrainModel:
             "head_state_dict), so it cannot score images zero-shot; fine-tune it with "
             "train_swin.py --pretrained_encoder instead"
         )
-    encoder = SwinEncoder(ckpt["model_size"], img_size=int(config.get("img_size", 224)))
+    encoder = SwinEncoder(ckpt["model_size"], crop_size=crop_size_of(config))
     encoder.load_state_dict(strip_wrapper_prefixes(ckpt["state_dict"]), strict=True)
     head = build_pretrain_head(config["head"])
     head.load_state_dict(strip_wrapper_prefixes(ckpt["head_state_dict"]), strict=True)

@@ -14,6 +14,7 @@ from torch import nn
 
 from common.checkpoint import load_weights
 from common.errors import InvalidValueError
+from common.vocabulary import DEFAULT_CROP_SIZE
 from models.errors import WeightsUnavailableError
 from models.weights import hub_file, load_matching, strip_wrapper_prefixes
 
@@ -58,7 +59,8 @@ def canonical_model_size(name: str) -> str:
 class SwinEncoder(nn.Module):
     """Swin encoder: float images in [0, 1] -> four NCHW stage maps (strides 4, 8, 16, 32)."""
 
-    def __init__(self, model_size: str, drop_path: float = 0.0, img_size: int = 224) -> None:
+    def __init__(self, model_size: str, drop_path: float = 0.0,
+                 crop_size: int = DEFAULT_CROP_SIZE) -> None:
         super().__init__()
         self.model_size = canonical_model_size(model_size)
         spec = MODEL_SIZES[self.model_size]
@@ -68,7 +70,7 @@ class SwinEncoder(nn.Module):
             pretrained=False,
             num_classes=0,
             drop_path_rate=drop_path,
-            img_size=img_size,
+            img_size=crop_size,
             **spec["overrides"],
         )
         # The classifier and the final norm act after the last stage only; the stage maps do not
@@ -77,7 +79,7 @@ class SwinEncoder(nn.Module):
         self.backbone = backbone
         self.stage_channels = tuple(int(info["num_chs"]) for info in backbone.feature_info)
         self.num_features = self.stage_channels[-1]
-        self.img_size = img_size
+        self.crop_size = crop_size
         mean = torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1)
         std = torch.tensor(IMAGENET_DEFAULT_STD).view(1, 3, 1, 1)
         self.register_buffer("mean", mean, persistent=False)
@@ -155,7 +157,7 @@ def build_encoder(
     model_size: str,
     drop_path: float = 0.0,
     imagenet_weights: str = "none",
-    img_size: int = 224,
+    crop_size: int = DEFAULT_CROP_SIZE,
 ) -> SwinEncoder:
     """Swin encoder of `model_size` initialised per `imagenet_weights`: "auto", "none" or a PATH."""
     size = canonical_model_size(model_size)
@@ -172,7 +174,7 @@ def build_encoder(
                 f"--imagenet_weights {source!r}: no such file; expected 'auto', 'none' or the path "
                 "of a timm .safetensors/.pth/.bin file"
             )
-    encoder = SwinEncoder(size, drop_path=drop_path, img_size=img_size)
+    encoder = SwinEncoder(size, drop_path=drop_path, crop_size=crop_size)
     if path is not None:
         load_imagenet_weights(encoder, path)
     return encoder

@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from common.checkpoint import load_checkpoint
+from common.checkpoint import crop_size_of, load_checkpoint
+from common.vocabulary import DEFAULT_CROP_SIZE
 from models.errors import EncoderMismatchError
 from models.hyper_net import HyperIQAHead
 from models.swin_encoder import SwinEncoder, build_encoder, canonical_model_size
@@ -53,12 +54,12 @@ def build_swin_hyperiqa(
     dropout: float = 0.0,
     drop_path: float = 0.0,
     imagenet_weights: str = "none",
-    img_size: int = 224,
+    crop_size: int = DEFAULT_CROP_SIZE,
     attention_scope: str = "hyper",
 ) -> SwinHyperIQA:
     """Swin-HyperIQA of `model_size` with the encoder initialised per `imagenet_weights`."""
     encoder = build_encoder(
-        model_size, drop_path=drop_path, imagenet_weights=imagenet_weights, img_size=img_size
+        model_size, drop_path=drop_path, imagenet_weights=imagenet_weights, crop_size=crop_size
     )
     head = HyperIQAHead(
         encoder.stage_channels,
@@ -74,7 +75,7 @@ def build_swin_hyperiqa(
         "attention_scope": head.attention_scope,
         "dropout": float(dropout),
         "drop_path": float(drop_path),
-        "img_size": int(img_size),
+        "crop_size": int(crop_size),
     }
     return SwinHyperIQA(encoder, head, config)
 
@@ -144,7 +145,7 @@ def model_from_checkpoint(ckpt: dict) -> SwinHyperIQA:
         dropout=float(config.get("dropout", 0.0)),
         drop_path=float(config.get("drop_path", 0.0)),
         imagenet_weights="none",
-        img_size=int(config.get("img_size", 224)),
+        crop_size=crop_size_of(config),
         # checkpoints written before the option existed scaled the LDA vector too
         attention_scope=str(config.get("attention_scope", LEGACY_ATTENTION_SCOPE)),
     )

@@ -51,7 +51,7 @@ def sample_rows(dataset: str, data_root: Path, n: int) -> list:
 
 def crop_side(models: dict) -> int:
     """The largest input side among the models (each was trained at its own crop size)."""
-    return max(int(model.encoder.img_size) for model in models.values())
+    return max(int(model.encoder.crop_size) for model in models.values())
 
 
 def _center(images: np.ndarray, size: int) -> np.ndarray:
@@ -71,7 +71,7 @@ def center_crops(rows: list, dataset: str, size: int) -> np.ndarray:
 
 def _model_crops(model: object, crops: np.ndarray) -> np.ndarray:
     """The centre of `crops` at the model's own input size."""
-    return _center(crops, int(model.encoder.img_size))
+    return _center(crops, int(model.encoder.crop_size))
 
 
 def _features(model: object, crops: np.ndarray) -> list:

@@ -16,7 +16,7 @@ import sys
 
 import torch
 
-from common.checkpoint import load_checkpoint
+from common.checkpoint import crop_size_of, load_checkpoint
 from common.cli import positive_int
 from common.vocabulary import DEFAULT_TEST_PATCHES
 from data.degradations import parse_distortions
@@ -49,7 +49,7 @@ def level_srcc(args: argparse.Namespace) -> dict:
     """Mean within-image level SRCC of the checkpoint on the chosen split and types."""
     ckpt = load_checkpoint(args.model_path, expected_kind="encoder")
     model = pretrain_model_from_checkpoint(ckpt)
-    crop = args.crop_size or int(ckpt["config"].get("crop_size") or ckpt["config"]["img_size"])
+    crop = args.crop_size or crop_size_of(ckpt["config"])
     key = canonical_key(args.dataset)
     rows = read_rows(key, args.data_root, split="official")
     paths = sorted({row.path for row in rows if row.split == args.split})[: args.max_images]

@@ -55,21 +55,21 @@ def build_probe_encoder(spec: str, model_size: str, crop_size: int, seed: int,
     size = canonical_model_size(model_size)
     if spec == "random":
         torch.manual_seed(seed)
-        return "random", SwinEncoder(size, img_size=crop_size)
+        return "random", SwinEncoder(size, crop_size=crop_size)
     if spec == "imagenet":
         if size in RANDOM_ONLY_SIZES:
             return "imagenet", f"not available: the {size} model has no ImageNet weights"
         if imagenet_weights == "none":
             return "imagenet", "not available: --imagenet_weights none"
         return "imagenet", build_encoder(size, imagenet_weights=imagenet_weights,
-                                         img_size=crop_size)
+                                         crop_size=crop_size)
     name, sep, path = spec.partition("=")
     if not sep or not name or not path:
         raise InvalidValueError(
             f"--encoders entry {spec!r}: expected random, imagenet or NAME=CHECKPOINT")
     if not Path(path).is_file():
         raise FileNotFoundError(f"--encoders {name}: checkpoint not found: {path}")
-    holder = _Holder(SwinEncoder(size, img_size=crop_size))
+    holder = _Holder(SwinEncoder(size, crop_size=crop_size))
     load_encoder(holder, path, LOGGER)
     return name, holder.encoder
 

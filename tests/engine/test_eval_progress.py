@@ -30,7 +30,7 @@ def test_evaluation_reports_progress_when_stdout_is_not_a_terminal(
     err = io.StringIO()
     monkeypatch.setattr("sys.stdout", io.StringIO())  # as under tee, nohup or a batch system
     monkeypatch.setattr("sys.stderr", err)
-    model = build_swin_hyperiqa("micro", img_size=64).eval()
+    model = build_swin_hyperiqa("micro", crop_size=64).eval()
     for rank in (1, 0):
         info = DistInfo(rank=rank, world_size=2, local_rank=rank, device=CPU, is_main=rank == 0)
         monkeypatch.setattr("engine.evaluate.gather_predictions", lambda i, p, n, info: np.zeros(n))

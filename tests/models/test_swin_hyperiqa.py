@@ -8,7 +8,7 @@ import logging
 import pytest
 import torch
 
-from common.checkpoint import atomic_save, load_checkpoint, make_checkpoint
+from common.checkpoint import atomic_save, crop_size_of, load_checkpoint, make_checkpoint
 from models import (
     EncoderMismatchError,
     QualityPretrainModel,
@@ -18,6 +18,7 @@ from models import (
     load_encoder,
     make_encoder_checkpoint,
     model_from_checkpoint,
+    pretrain_model_from_checkpoint,
 )
 from models.__main__ import main
 
@@ -99,7 +100,7 @@ def test_single_scale_config_round_trips() -> None:
         "attention_scope": "hyper",
         "dropout": 0.3,
         "drop_path": 0.0,
-        "img_size": 224,
+        "crop_size": 224,
     }
     ckpt = make_checkpoint("full", "micro", model.state_dict(), model.config, epoch=0, metrics={})
     assert model_from_checkpoint(ckpt).head.lda is None
@@ -119,3 +120,23 @@ def test_checkpoint_without_attention_scope_loads_the_old_placement(micro_model)
     config = {k: v for k, v in micro_model.config.items() if k != "attention_scope"}
     ckpt = make_checkpoint("full", "micro", micro_model.state_dict(), config, epoch=1, metrics={})
     assert model_from_checkpoint(ckpt).head.attention_scope == "hyper_lda"
+
+
+def test_checkpoint_config_stores_the_crop_size_once() -> None:
+    model = build_swin_hyperiqa("micro", crop_size=64)
+    assert model.config["crop_size"] == 64 and "img_size" not in model.config
+    assert model.encoder.crop_size == 64
+
+
+def test_old_checkpoints_naming_the_crop_size_img_size_still_load(micro_model) -> None:
+    """Checkpoints written before one name stored the crop size as img_size only."""
+    small = build_swin_hyperiqa("micro", crop_size=64)
+    config = {k: v for k, v in small.config.items() if k != "crop_size"} | {"img_size": 64}
+    ckpt = make_checkpoint("full", "micro", small.state_dict(), config, epoch=1, metrics={})
+    assert model_from_checkpoint(ckpt).encoder.crop_size == 64
+    assert crop_size_of(config) == 64 and crop_size_of({}) == 224
+    encoder = SwinEncoder("micro", crop_size=96)
+    pretrain = QualityPretrainModel(encoder, ScalarQualityHead(encoder.num_features))
+    old = make_encoder_checkpoint(pretrain, {}, epoch=1, metrics={})
+    old["config"] = {k: v for k, v in old["config"].items() if k != "crop_size"} | {"img_size": 96}
+    assert pretrain_model_from_checkpoint(old).encoder.crop_size == 96

@@ -37,6 +37,7 @@ def _tiny_pretraining(image_dir: Path, out: Path) -> list[str]:
 def _stop_worker(info, argv: list[str], out: Path) -> None:
     import engine.loop
     import engine.pretrain
+    from common.errors import RunStopped
     from pretrain_qualiclip import main
 
     engine.loop.STOP_CHECK_EVERY = STOP_CHECK_EVERY
@@ -50,10 +51,11 @@ def _stop_worker(info, argv: list[str], out: Path) -> None:
         return step(self, model, batch)
 
     engine.pretrain.QualiCLIPStep.__call__ = counted
-    summary = main(argv)
-    (out / f"rank{info.rank}.json").write_text(json.dumps(
-        {"calls": len(calls), "exit_code": summary["exit_code"],
-         "epochs_done": summary["epochs_done"]}))
+    try:
+        main(argv)
+    except RunStopped as stopped:  # the only way the run may end here
+        (out / f"rank{info.rank}.json").write_text(json.dumps(
+            {"calls": len(calls), "exit_code": stopped.exit_code, "message": str(stopped)}))
 
 
 def test_sigterm_on_one_rank_stops_every_rank(two_ranks, tmp_path: Path) -> None:
@@ -69,7 +71,7 @@ def test_sigterm_on_one_rank_stops_every_rank(two_ranks, tmp_path: Path) -> None
     steps_per_epoch = IMAGES // 2
     assert r0["calls"] == r1["calls"] == steps_per_epoch + STOP_CHECK_EVERY
     assert r0["exit_code"] == r1["exit_code"] == 128 + signal.SIGTERM
-    assert r0["epochs_done"] == r1["epochs_done"] == 1
+    assert "after epoch 1;" in r0["message"] and "after epoch 1;" in r1["message"]
     log = (tmp_path / "logs" / "stop.log").read_text()
     assert "stopped during epoch 2" in log and "stopped by a signal to another rank" in log
     assert f"--resume {tmp_path / 'runs' / 'stop' / 'last.pkl'}" in log

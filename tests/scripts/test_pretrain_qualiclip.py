@@ -19,7 +19,7 @@ import torch.nn.functional as F
 import engine.pretrain
 import pretrain_qualiclip
 from common.checkpoint import load_checkpoint
-from common.errors import CheckpointError
+from common.errors import CheckpointError, RunExistsError
 from common.runlog import MetricsJournal
 from data.images import ImageCache
 from data.rows import DatasetError
@@ -138,7 +138,7 @@ def test_simplified_loss_falls(simplified_run: dict) -> None:
 
 def test_checkpoint_loads_as_encoder_and_scores_zero_shot(simplified_run: dict) -> None:
     path = simplified_run["run_dir"] / "swin_micro_qualiclip_pretrained.pkl"
-    model = build_swin_hyperiqa("micro", img_size=CROP)
+    model = build_swin_hyperiqa("micro", crop_size=CROP)
     report = load_encoder(model, path)
     assert report["missing"] == 0 and report["unexpected"] == 0
     assert report["matched"] == len(model.encoder.state_dict())
@@ -251,8 +251,8 @@ def test_kill_sigterm_and_resume_keep_each_epoch_once(demo_root: Path, tmp_path:
     assert "stopped by SIGTERM" in text and "--resume" in text
 
     # 3. Resume to the end: every epoch recorded once.
-    summary = pretrain_qualiclip.main([*args, "--resume"])
-    assert summary["exit_code"] == 0 and not summary["stopped"]
+    summary = pretrain_qualiclip.main([*args, "--resume"])  # a stop would raise RunStopped
+    assert summary["epochs_done"] == 3
     assert _epochs(run_dir) == [1, 2, 3]
     assert load_checkpoint(run_dir / "last.pkl", "train_state")["epoch"] == 3
     assert (run_dir / "swin_micro_qualiclip_pretrained.pkl").is_file()
@@ -264,7 +264,7 @@ def test_kill_sigterm_and_resume_keep_each_epoch_once(demo_root: Path, tmp_path:
 
 def test_existing_run_needs_resume(simplified_run: dict, demo_root: Path) -> None:
     out = simplified_run["out"]
-    with pytest.raises(CheckpointError, match="add --resume"):
+    with pytest.raises(RunExistsError, match="pass --resume"):
         pretrain_qualiclip.main(_args(demo_root, out, "simple", "--epochs", "3"))
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import pretrain_qualiclip
+from common.cli import run_script
 from common.runlog import MetricsJournal
 from engine.resume_check import ResumeMismatchError
 from train_swin import main
@@ -65,7 +66,7 @@ def test_pretraining_resume_with_other_distortions_is_refused(demo_root: Path,
             "--output_dir", str(tmp_path / "runs"), "--log_dir", str(tmp_path / "logs"),
             "--cache_dir", str(tmp_path / "cache"), "--model_name", "pre", "--epochs", "1",
             "--max_steps_per_epoch", "1", "--distortions", "blur", "--num_levels", "2"]
-    assert pretrain_qualiclip.main(argv)["exit_code"] == 0
+    assert run_script(lambda: pretrain_qualiclip.exit_status(argv)) == 0
     with pytest.raises(ResumeMismatchError) as caught:
         pretrain_qualiclip.main([*argv, "--distortions", "jpeg", "--lr", "0.01", "--epochs", "2",
                                  "--resume"])

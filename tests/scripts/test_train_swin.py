@@ -16,7 +16,8 @@ import torch
 
 import engine.finetune
 from common.checkpoint import atomic_save, load_checkpoint
-from common.errors import CheckpointError
+from common.cli import run_script
+from common.errors import CheckpointError, RunExistsError
 from common.runlog import MetricsJournal
 from data.rows import DatasetError
 from engine.protocols import apply_protocol
@@ -130,7 +131,7 @@ def test_sigterm_saves_then_resume_runs_each_epoch_once(
         return real_epoch(*args, **kwargs)
 
     monkeypatch.setattr(engine.finetune, "train_one_epoch", epoch_with_signal)
-    assert main(argv) == 128 + signal.SIGTERM
+    assert run_script(lambda: main(argv)) == 128 + signal.SIGTERM
     run_dir = tmp_path / "runs" / "term"
     assert epochs_of(run_dir) == [1] and load_checkpoint(run_dir / "last.pkl")["epoch"] == 1
     assert "--resume" in (tmp_path / "logs" / "term.log").read_text()
@@ -196,7 +197,7 @@ def test_existing_run_needs_resume_and_repeats_summarise(tmp_path: Path, script_
     assert [r["split_seed"] for r in summary["runs"]] == [0, 1]
     assert set(summary["test_srcc"]) == {"median", "mean", "std", "min", "max"}
     assert (tmp_path / "runs" / "rep_r1" / "best_model.pkl").is_file()
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(RunExistsError, match="--resume"):
         main(argv)
 
 

@@ -18,7 +18,7 @@ from tools import level_srcc
 @pytest.fixture(scope="module")
 def untrained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
-    encoder = SwinEncoder("micro", img_size=32)
+    encoder = SwinEncoder("micro", crop_size=32)
     model = QualityPretrainModel(encoder, ScalarQualityHead(pooled_features(encoder, "stages")),
                                  "stages")
     path = tmp_path_factory.mktemp("level_srcc") / "encoder.pkl"

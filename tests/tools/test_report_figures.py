@@ -21,12 +21,12 @@ def small_crop_run(tmp_path: Path, demo_root: Path) -> Path:
     for name in ("baseline", "pretrained"):
         folder = run / "checkpoints" / name
         write_finetune(folder, 0.7, demo_root, pretrained=name == "pretrained")
-        model = build_swin_hyperiqa("micro", img_size=64)
+        model = build_swin_hyperiqa("micro", crop_size=64)
         config = {**model.config, "dataset": "koniq10k", "mos_range": [0.0, 100.0]}
         atomic_save(make_checkpoint("full", "micro", model.state_dict(), config, 1, {}),
                     folder / "best_model.pkl")
     write_pretrain(run / "checkpoints" / "pretrain")
-    encoder = SwinEncoder("micro", img_size=96)
+    encoder = SwinEncoder("micro", crop_size=96)
     pretrained = QualityPretrainModel(encoder, ScalarQualityHead(encoder.num_features))
     atomic_save(make_encoder_checkpoint(pretrained, {}, 1, {}),
                 run / "checkpoints" / "pretrain" / "swin_micro_qualiclip_pretrained.pkl")

@@ -1,0 +1,113 @@
+"""test_swin.py's cross-dataset test: each test set scored once, a table, JSON and predictions."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from common.distributed import DistInfo
+from common.files import atomic_write_json, file_key, json_safe, write_csv
+from common.runtime import resolve_amp
+from data.images import ImageCache
+from data.readers.kadid10k import DISTORTION_TYPES, distortion_type, parse_distortion_types
+from data.registry import canonical_key, drop_missing, read_rows, resize_policy
+from data.rows import DatasetError, Row
+from engine.evaluate import EvalModel, eval_settings, metrics_for, predict_rows, score_text
+
+
+def dataset_rows(name: str, eval_model: EvalModel, data_root: str | Path) -> tuple[list[Row], str]:
+    """Rows to test on: the test split of the training dataset (same split), else every image."""
+    key = canonical_key(name)
+    config = eval_model.config
+    if eval_model.mode == "finetuned" and config.get("dataset") == key:
+        rows = read_rows(key, data_root, config["split"], int(config["split_seed"]),
+                         tuple(config["split_ratios"]))
+        return [row for row in rows if row.split == "test"], "test split"
+    return read_rows(key, data_root), "all images"
+
+
+def kadid_subset(rows: list[Row], types_text: str) -> tuple[list[Row], str]:
+    """The KADID-10k rows of the --kadid_types types (e.g. types held out of pretraining)."""
+    wanted = parse_distortion_types(types_text)
+    chosen = [row for row in rows if distortion_type(row.name) in wanted]
+    if not chosen:
+        raise DatasetError(f"kadid10k has no images of the types {', '.join(wanted)}")
+    return chosen, f"{len(wanted)} types"
+
+
+def metrics_by_distortion(pred: np.ndarray, rows: Sequence[Row]) -> dict[str, dict]:
+    """KADID-10k metrics per distortion type, in KADID order (undefined ones NaN)."""
+    types = [distortion_type(row.name) for row in rows]
+    by_type = {}
+    for name in DISTORTION_TYPES:
+        mask = np.array([t == name for t in types])
+        if mask.any():
+            chosen = [row for row, keep in zip(rows, mask, strict=True) if keep]
+            by_type[name] = metrics_for(pred[mask], chosen, strict=False)
+    return by_type
+
+
+def format_table(results: dict[str, dict], subsets: dict[str, str],
+                 label: str = "dataset") -> str:
+    """Plain-text table of the metrics per dataset (or per distortion type)."""
+    width = max([12, *(len(key) for key in results)])
+    lines = [f"{label:<{width}} {'subset':<11} {'n':>6} {'SRCC':>7} {'PLCC':>7} {'KRCC':>7} "
+             f"{'RMSE':>9}"]
+    for key, m in results.items():
+        lines.append(f"{key:<{width}} {subsets.get(key, ''):<11} {m['n']:>6d} {m['srcc']:>7.4f} "
+                     f"{m['plcc']:>7.4f} {m['krcc']:>7.4f} {m['rmse']:>9.4g}")
+    return "\n".join(lines)
+
+
+def cross_dataset(args: argparse.Namespace, eval_model: EvalModel, info: DistInfo,
+                  logger: logging.Logger) -> dict:
+    """Score every --test_datasets entry; print a table, write the JSON and prediction CSVs."""
+    output = Path(args.output or Path(args.model_path).parent / "cross_dataset_results.json")
+    crop_size, patches = eval_settings(args, eval_model)
+    results, subsets, skipped, by_distortion = {}, {}, {}, {}
+    if args.kadid_types and "kadid10k" not in {canonical_key(n) for n in args.test_datasets}:
+        raise DatasetError("--kadid_types restricts KADID-10k, which is not among "
+                           "--test_datasets; add kadid10k or leave --kadid_types out")
+    for name in args.test_datasets:
+        key = canonical_key(name)
+        try:
+            rows, subsets[key] = dataset_rows(key, eval_model, args.data_root)
+            if key == "kadid10k" and args.kadid_types:
+                rows, subsets[key] = kadid_subset(rows, args.kadid_types)
+            rows = drop_missing(key, rows, skip_missing=False, logger=logger)
+        except DatasetError as exc:
+            if not args.skip_missing_datasets:
+                raise
+            logger.warning("skipping %s (--skip_missing_datasets): %s", key, exc)
+            skipped[key] = str(exc)
+            subsets.pop(key, None)
+            continue
+        # a model trained on squashed images (--resize squash) is tested on squashed images
+        geometry = str(eval_model.config.get("resize", "aspect"))
+        pred = predict_rows(eval_model.model, rows, policy=resize_policy(key, geometry),
+                            cache=ImageCache(args.cache_dir), crop_size=crop_size,
+                            patches=patches, batch_size=args.batch_size, device=info.device,
+                            amp=resolve_amp(args.amp, info.device),
+                            num_workers=args.num_workers, info=info, desc=f"test {key}")
+        results[key] = metrics_for(pred, rows, strict=False, logger=logger)
+        if key == "kadid10k":
+            by_distortion[key] = metrics_by_distortion(pred, rows)
+            logger.info("kadid10k by distortion type:\n%s",
+                        format_table(by_distortion[key], {}, label="distortion"))
+        if info.is_main:
+            write_csv(output.with_name(f"{output.stem}_{file_key(key)}_predictions.csv"),
+                      ("image", "mos", "prediction"),
+                      [(r.name, f"{r.mos:.6g}", score_text(p))
+                       for r, p in zip(rows, pred, strict=True)])
+    report = {"results": results, "model": str(args.model_path), "mode": eval_model.mode,
+              "config": eval_model.config, "subsets": subsets, "crop_size": crop_size,
+              "test_patches": patches, "skipped": skipped, "by_distortion": by_distortion}
+    if info.is_main:
+        atomic_write_json(json_safe(report), output)
+        logger.info("%s (%s, %d crops per image)\n%s\nwritten to %s", args.model_path,
+                    eval_model.mode, patches, format_table(results, subsets), output)
+    return report

@@ -223,7 +223,6 @@ COMMON=(--data_root "$DATA_ROOT" --model_size "$MODEL_SIZE" --device "$DEVICE" -
 # ---------------------------------------------------------------- stage machinery
 STAGE=""
 RAN_ANY=0
-RAN_STAGE=0
 GPU_SAMPLER=""
 
 timing() { "$PYTHON" -m tools.timings "$RUN_DIR/timings.json" "$1" "$2"; }
@@ -283,17 +282,26 @@ stop_gpu_sampler() {
   fi
 }
 
-# run_stage NAME RUN_FOLDER|- CLEAN_PATHS [KEY=VALUE...] -- COMMAND...
+# run_stage NAME RUN_FOLDER|- CLEAN_PATHS [--feeds "STAGE..."] [KEY=VALUE...] -- COMMAND...
 #   The stage's settings are the flags of COMMAND plus the KEY=VALUE pairs it declares (for what
 #   COMMAND does not show). A stage with a marker is skipped when the marker records the same
 #   settings and stops the chain, naming the differences, when not. Otherwise runs COMMAND
 #   (adding --resume when RUN_FOLDER holds a last.pkl of an interrupted attempt), tees its output
 #   to logs/NAME.log and writes the marker with the settings. A forced stage first deletes
-#   CLEAN_PATHS (space separated) so it starts from scratch.
+#   CLEAN_PATHS (space separated) so it starts from scratch. --feeds names the stages that use
+#   this one's output: when it runs, they are redone too (invalidate), whatever their markers say.
 run_stage() {
-  local name=$1 folder=$2 clean=$3 declared=() verdict
+  local name=$1 folder=$2 clean=$3 feeds="" declared=() verdict
   shift 3
-  while [[ $1 != -- ]]; do declared+=("$1"); shift; done
+  while [[ $1 != -- ]]; do
+    if [[ $1 == --feeds ]]; then
+      feeds=$2
+      shift 2
+    else
+      declared+=("$1")
+      shift
+    fi
+  done
   shift
   is_stage "$name" || die "stage '$name' is not declared in STAGES at the top of $0"
   local marker=$DONE/$name settings=("${declared[@]+"${declared[@]}"}" -- "$@")
@@ -302,7 +310,6 @@ run_stage() {
     local p
     for p in $clean; do rm -rf "$p"; done
   fi
-  RAN_STAGE=0
   if [[ -f $marker ]]; then
     if verdict=$("$PYTHON" -m tools.stage_settings check "$marker" "${settings[@]}"); then
       echo "[skip] $name: $verdict; --force $name redoes it"
@@ -320,7 +327,6 @@ run_stage() {
   echo "[run] $name: ${cmd[*]}"
   STAGE=$name
   RAN_ANY=1
-  RAN_STAGE=1
   timing "$name" start
   start_gpu_sampler "$name"
   {
@@ -332,9 +338,11 @@ run_stage() {
   timing "$name" "done"
   "$PYTHON" -m tools.stage_settings record "$marker" "${settings[@]}"
   STAGE=""
+  # shellcheck disable=SC2086  # a list of stage names
+  invalidate $feeds
 }
 
-# force STAGE...: the stages using the output of a stage that just ran must be redone as well.
+# invalidate STAGE...: force the stages that use the output of a stage that just ran.
 invalidate() {
   local s
   for s in "$@"; do is_forced "$s" || FORCE+=("$s"); done
@@ -450,8 +458,7 @@ run_label_fractions() {
       fi
       CMD+=(--label_fraction "$frac" --label_seed "$SEED")
       run_stage "labels_f${pct}_$name" "$CKPT/labels_f${pct}_$name" \
-        "$CKPT/labels_f${pct}_$name" -- "${CMD[@]}"
-      if [[ $RAN_STAGE == 1 ]]; then invalidate "test_labels_f${pct}_$name"; fi
+        "$CKPT/labels_f${pct}_$name" --feeds "test_labels_f${pct}_$name" -- "${CMD[@]}"
       test_cmd "$CKPT/labels_f${pct}_$name/best_model.pkl" "$EVAL/labels_f${pct}_$name.json" \
         koniq10k
       run_stage "test_labels_f${pct}_$name" - \
@@ -474,12 +481,12 @@ encoder_of() { # encoder_of RUN_FOLDER: the final encoder checkpoint of a pretra
 pretrain_finetune_test() {
   local prefix=$1 name=$2 encoder
   pretrain_cmd "${name}_pretrain" "$3" "$4" "$5"
-  run_stage "${prefix}_pretrain" "$CKPT/${name}_pretrain" "$CKPT/${name}_pretrain" -- "${CMD[@]}"
-  if [[ $RAN_STAGE == 1 ]]; then invalidate "${prefix}_finetune"; fi
+  run_stage "${prefix}_pretrain" "$CKPT/${name}_pretrain" "$CKPT/${name}_pretrain" \
+    --feeds "${prefix}_finetune" -- "${CMD[@]}"
   encoder=$(encoder_of "$CKPT/${name}_pretrain")
   finetune_cmd "$name" "$SEED" 0 "$encoder"
-  run_stage "${prefix}_finetune" "$CKPT/$name" "$CKPT/$name" -- "${CMD[@]}"
-  if [[ $RAN_STAGE == 1 ]]; then invalidate "${prefix}_test"; fi
+  run_stage "${prefix}_finetune" "$CKPT/$name" "$CKPT/$name" --feeds "${prefix}_test" \
+    -- "${CMD[@]}"
   test_cmd "$CKPT/$name/best_model.pkl" "$EVAL/$name.json"
   run_stage "${prefix}_test" - "$EVAL/$name.json $EVAL/${name}_*_predictions.csv" -- "${CMD[@]}"
 }
@@ -520,34 +527,31 @@ if [[ $DEMO == 1 ]]; then
   if [[ -f $DATA_ROOT/koniq10k/koniq10k_distributions_sets.csv && ! -f $DONE/demo_data ]]; then
     echo "[skip] demo_data: $DATA_ROOT already holds datasets"
   else
-    run_stage demo_data - "" -- "$PYTHON" -m data.demo --out "$DATA_ROOT"
-    if [[ $RAN_STAGE == 1 ]]; then invalidate data; fi
+    run_stage demo_data - "" --feeds data -- "$PYTHON" -m data.demo --out "$DATA_ROOT"
   fi
 fi
 run_stage data - "" DATA_ROOT="$DATA_ROOT" MODEL_SIZE="$MODEL_SIZE" -- stage_data
 present_test_sets
 
+PRETRAIN_FEEDS="test_zero_shot pretrained probe"
+for ((i = 1; i < REPEATS; i++)); do PRETRAIN_FEEDS+=" pretrained_r$i"; done
+for pct in $LABEL_FRACTIONS; do PRETRAIN_FEEDS+=" labels_f${pct}_pretrained"; done
 pretrain_cmd pretrain "$PRETRAIN_EPOCHS" "$DISTORTIONS" "$LOSS_TYPE"
-run_stage pretrain "$CKPT/pretrain" "$CKPT/pretrain" -- "${CMD[@]}"
-if [[ $RAN_STAGE == 1 ]]; then
-  invalidate test_zero_shot pretrained probe
-  for ((i = 1; i < REPEATS; i++)); do invalidate "pretrained_r$i"; done
-  for pct in $LABEL_FRACTIONS; do invalidate "labels_f${pct}_pretrained"; done
-fi
+run_stage pretrain "$CKPT/pretrain" "$CKPT/pretrain" --feeds "$PRETRAIN_FEEDS" -- "${CMD[@]}"
 ENCODER=$(encoder_of "$CKPT/pretrain")
 pretrain_cmd untrained 0 "$DISTORTIONS" "$LOSS_TYPE"
-run_stage untrained "$CKPT/untrained" "$CKPT/untrained" -- "${CMD[@]}"
-if [[ $RAN_STAGE == 1 ]]; then invalidate test_zero_shot_untrained; fi
+run_stage untrained "$CKPT/untrained" "$CKPT/untrained" --feeds test_zero_shot_untrained \
+  -- "${CMD[@]}"
 
 for ((i = 0; i < REPEATS; i++)); do
   suffix=""
   if [[ $i -gt 0 ]]; then suffix=_r$i; fi
   finetune_cmd "baseline$suffix" $((SEED + i)) "$i"
-  run_stage "baseline$suffix" "$CKPT/baseline$suffix" "$CKPT/baseline$suffix" -- "${CMD[@]}"
-  if [[ $RAN_STAGE == 1 ]]; then invalidate "test_baseline$suffix"; fi
+  run_stage "baseline$suffix" "$CKPT/baseline$suffix" "$CKPT/baseline$suffix" \
+    --feeds "test_baseline$suffix" -- "${CMD[@]}"
   finetune_cmd "pretrained$suffix" $((SEED + i)) "$i" "$ENCODER"
-  run_stage "pretrained$suffix" "$CKPT/pretrained$suffix" "$CKPT/pretrained$suffix" -- "${CMD[@]}"
-  if [[ $RAN_STAGE == 1 ]]; then invalidate "test_pretrained$suffix"; fi
+  run_stage "pretrained$suffix" "$CKPT/pretrained$suffix" "$CKPT/pretrained$suffix" \
+    --feeds "test_pretrained$suffix" -- "${CMD[@]}"
 done
 
 for ((i = 0; i < REPEATS; i++)); do

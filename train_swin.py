@@ -84,6 +84,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     model.add_argument("--lda_group", choices=("encoder", "hyper"), default=None,
                        help="learning rate of the LDA (content vector) layers: the encoder's, "
                        "as both references, or the hyper network's " + preset_help("lda_group"))
+    model.add_argument("--score_norm", choices=("mean", "standardize"), default="mean",
+                       help="mean: the head regresses the MOS, starting at the training mean "
+                       "(HyperIQA); standardize: it regresses (MOS - mean) / SD of the training "
+                       "labels, mapped back to the MOS scale")
     model.add_argument("--pretrained_encoder", default=None,
                        help="Stage-1 encoder checkpoint (or a best_model.pkl) to start from")
 

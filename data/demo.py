@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,19 @@ def _quality_image(
     return image, name, severity, float(np.clip(quality + rng.normal(0.0, 0.03), 0.0, 1.0))
 
 
+def _mixture_image(
+    sources: list, size: tuple[int, int], types: tuple[str, ...], count: int,
+    rng: np.random.Generator,
+) -> tuple:
+    """A scene with `count` different distortions in turn; quality is the product of theirs."""
+    names = [types[int(i)] for i in rng.choice(len(types), size=count, replace=False)]
+    image, quality = make_scene(sources, size, rng), 1.0
+    for name in names:
+        image, part = degrade(image, name, float(rng.beta(1.2, 1.2)), rng)
+        quality *= part
+    return image, quality + rng.normal(0.0, 0.03)
+
+
 def _fmt(value: float) -> str:
     return f"{value:.6f}"
 
@@ -89,16 +103,32 @@ def _koniq_distribution(mos_100: float, rng: np.random.Generator) -> tuple[list[
     return fractions.tolist(), sd
 
 
-def build_koniq(out: Path, sources: list, rng: np.random.Generator) -> int:
-    """koniq10k/1024x768/*.jpg (512x384 files) + the sets and the scores files."""
+def koniq_sizes(total: int) -> dict[str, int]:
+    """Images per KonIQ set for `total` images, in the official 7,058 / 1,000 / 2,015 ratio."""
+    if total < 10:
+        raise ValueError(f"a KonIQ-layout set needs at least 10 images, got {total}")
+    validation = max(1, round(total * 1000 / 10073))
+    test = max(1, round(total * 2015 / 10073))
+    return {"training": total - validation - test, "validation": validation, "test": test}
+
+
+def build_koniq(out: Path, sources: list, rng: np.random.Generator,
+                sizes: dict[str, int] = KONIQ_SIZES, mix: int = 1) -> int:
+    """koniq10k/1024x768/*.jpg (512x384 files) + the sets and the scores files.
+
+    mix > 1 gives every image that many different distortions (quality: their product).
+    """
     images = out / "1024x768"
     images.mkdir(parents=True, exist_ok=True)
-    sets = [s for s, n in KONIQ_SIZES.items() for _ in range(n)]
+    sets = [s for s, n in sizes.items() for _ in range(n)]
     sets = [sets[i] for i in rng.permutation(len(sets))]
     ids = 10**8 + rng.choice(10**10 - 10**8, size=len(sets), replace=False)
     sets_rows, score_rows = [], []
     for image_id, set_name in zip(ids, sets, strict=True):
-        image, _, _, quality = _quality_image(sources, (512, 384), WILD_TYPES, rng)
+        if mix == 1:
+            image, _, _, quality = _quality_image(sources, (512, 384), WILD_TYPES, rng)
+        else:
+            image, quality = _mixture_image(sources, (512, 384), WILD_TYPES, mix, rng)
         name = f"{image_id}.jpg"
         image.save(images / name, quality=92)
         mos = float(np.clip(5.0 + 85.0 * quality, 1.0, 99.0))
@@ -241,15 +271,21 @@ BUILDERS: dict[str, Callable[[Path, list, np.random.Generator], int]] = {
 }
 
 
-def build_demo(out_dir: str | Path, seed: int = 0) -> dict:
-    """Write the five demo datasets under out_dir/<key>/; return the number of scored images."""
+def build_demo(out_dir: str | Path, seed: int = 0, koniq_images: int | None = None,
+               koniq_mix: int = 1) -> dict:
+    """Write the five demo datasets under out_dir/<key>/; return the number of scored images.
+
+    koniq_images / koniq_mix change the KonIQ set's size and distortions per image.
+    """
     out = Path(out_dir).expanduser()
     sources = load_sources()
+    sizes = koniq_sizes(koniq_images) if koniq_images else KONIQ_SIZES
+    builders = {**BUILDERS, "koniq10k": partial(build_koniq, sizes=sizes, mix=koniq_mix)}
 
     def build(number: int, key: str) -> int:
         # one random stream per dataset: each dataset is stable on its own and builds in parallel
         rng = np.random.default_rng([int(seed) % 2**32, number])
-        return BUILDERS[key](out / key, sources, rng)
+        return builders[key](out / key, sources, rng)
 
     workers = max(1, min(len(BUILDERS), os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -265,8 +301,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", required=True, help="folder to write <key>/ datasets into")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--koniq_images", type=int, default=None,
+                        help="images in the KonIQ set, split in KonIQ's official ratio "
+                        f"(default: {sum(KONIQ_SIZES.values())} as {KONIQ_SIZES})")
+    parser.add_argument("--koniq_mix", type=int, choices=(1, 2, 3), default=1,
+                        help="different distortions per KonIQ image; MOS from the product of "
+                        "their qualities (default: 1)")
     args = parser.parse_args(argv)
-    counts = build_demo(args.out, seed=args.seed)
+    counts = build_demo(args.out, seed=args.seed, koniq_images=args.koniq_images,
+                        koniq_mix=args.koniq_mix)
     print(json.dumps({"out": str(Path(args.out).resolve()), "datasets": counts}, indent=2))
     return 0
 

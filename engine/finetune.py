@@ -125,8 +125,12 @@ def build_model(args: argparse.Namespace, data: FinetuneData, logger: logging.Lo
     model.encoder.set_grad_checkpointing(args.grad_checkpointing)
     # L1 gives a ranking signal only where predictions fall inside the MOS range, and the head
     # starts near 0 whatever the scale (KonIQ 0-100): start every score at the mean training MOS.
-    with torch.no_grad():
-        model.head.last_bias_fc.bias.add_(float(np.mean([r.mos for r in data.splits["train"]])))
+    train_mos = np.array([r.mos for r in data.splits["train"]], dtype=np.float64)
+    if args.score_norm == "standardize":
+        model.set_score_scale(train_mos.mean(), max(train_mos.std(), 1e-6))
+    else:
+        with torch.no_grad():
+            model.head.last_bias_fc.bias.add_(float(train_mos.mean()))
     return model
 
 

@@ -25,15 +25,30 @@ LDA_OUT = 16  # LDA vector length of stages 1-3; the last stage fills the rest o
 LDA_CHANNELS = (16, 32, 64)
 LDA_GRIDS = (8, 4, 2)
 ATTENTION_HIDDEN = 256
+# mean: HyperIQA's average pooling; mean_std: each pooled cell also gives its spatial standard
+# deviation, the energy in which a randomly initialised encoder first shows noise and blur
+HEAD_POOLINGS = ("mean", "mean_std")
+
+
+def cell_statistics(x: torch.Tensor, grid: int, with_std: bool) -> torch.Tensor:
+    """(B, C, H, W) -> average over each cell of a grid x grid partition (B, C, g, g); with_std
+    appends each cell's spatial standard deviation (B, 2C, g, g)."""
+    mean = F.adaptive_avg_pool2d(x, grid)
+    if not with_std:
+        return mean
+    square = F.adaptive_avg_pool2d(x * x, grid)
+    return torch.cat([mean, (square - mean * mean).clamp_min(0).add(1e-6).sqrt()], dim=1)
 
 
 class LocalDistortionAware(nn.Module):
-    """LDA module of one early stage: 1x1 conv, average pool to a grid, FC to a short vector."""
+    """LDA module of one early stage: pool to a grid, 1x1 conv, FC to a short vector."""
 
-    def __init__(self, in_channels: int, mid_channels: int, grid: int, out_features: int) -> None:
+    def __init__(self, in_channels: int, mid_channels: int, grid: int, out_features: int,
+                 with_std: bool = False) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, mid_channels, kernel_size=1, bias=False)
-        self.pool = nn.AdaptiveAvgPool2d(grid)
+        self.grid, self.with_std = grid, with_std
+        self.conv = nn.Conv2d(in_channels * (2 if with_std else 1), mid_channels, kernel_size=1,
+                              bias=False)
         self.fc = nn.Linear(mid_channels * grid * grid, out_features)
         nn.init.kaiming_normal_(self.conv.weight)
         nn.init.kaiming_normal_(self.fc.weight)
@@ -42,7 +57,7 @@ class LocalDistortionAware(nn.Module):
         """(B, C, H, W) -> (B, out_features)."""
         # Pooling before the bias-free 1x1 conv gives the same result (both are linear) with far
         # less memory, the trick the official code uses with its strided average pool.
-        return self.fc(self.conv(self.pool(x)).flatten(1))
+        return self.fc(self.conv(cell_statistics(x, self.grid, self.with_std)).flatten(1))
 
 
 class StageAttention(nn.Module):
@@ -91,8 +106,11 @@ class HyperIQAHead(nn.Module):
         use_attention: bool = True,
         dropout: float = 0.0,
         attention_scope: str = "hyper",
+        pooling: str = "mean",
     ) -> None:
         super().__init__()
+        if pooling not in HEAD_POOLINGS:
+            raise ValueError(f"pooling must be one of {HEAD_POOLINGS}, got {pooling!r}")
         if attention_scope not in ATTENTION_SCOPES:
             raise InvalidValueError(
                 f"attention_scope must be one of {ATTENTION_SCOPES}, got {attention_scope!r}"
@@ -110,19 +128,22 @@ class HyperIQAHead(nn.Module):
         self.use_multiscale = bool(use_multiscale)
         self.use_attention = bool(use_attention and use_multiscale)
         self.attention_scope = attention_scope
+        self.pooling = pooling
+        self.with_std = pooling == "mean_std"
+        width = 2 if self.with_std else 1  # channels per stage channel after pooling
         target_in = TARGET_SIZES[0]
 
         if self.use_multiscale:
             self.lda = nn.ModuleList(
-                LocalDistortionAware(c, mid, grid, LDA_OUT)
+                LocalDistortionAware(c, mid, grid, LDA_OUT, self.with_std)
                 for c, mid, grid in zip(channels[:3], LDA_CHANNELS, LDA_GRIDS, strict=True)
             )
-            self.last_fc = nn.Linear(channels[3], target_in - 3 * LDA_OUT)  # 176 for 224
-            hyper_in = sum(channels)
+            self.last_fc = nn.Linear(width * channels[3], target_in - 3 * LDA_OUT)  # 176 for 224
+            hyper_in = width * sum(channels)
         else:
             self.lda = None
-            self.last_fc = nn.Linear(channels[3], target_in)
-            hyper_in = channels[3]
+            self.last_fc = nn.Linear(width * channels[3], target_in)
+            hyper_in = width * channels[3]
         nn.init.kaiming_normal_(self.last_fc.weight)
         self.attention = StageAttention(channels[3]) if self.use_attention else None
 
@@ -164,7 +185,7 @@ class HyperIQAHead(nn.Module):
 
         The attention scales the four parts only with attention_scope "hyper_lda".
         """
-        last = features[-1].mean(dim=(2, 3))
+        last = cell_statistics(features[-1], 1, self.with_std).flatten(1)
         if self.lda is None:
             return self.last_fc(last)
         parts = [lda(f) for lda, f in zip(self.lda, features[:3], strict=True)]
@@ -178,8 +199,8 @@ class HyperIQAHead(nn.Module):
     ) -> torch.Tensor:
         """Hyper network feature map (B, 112, 7, 7)."""
         if not self.use_multiscale:
-            return self.hyper_in(F.adaptive_avg_pool2d(features[-1], FEATURE_SIZE))
-        pooled = [F.adaptive_avg_pool2d(f, FEATURE_SIZE) for f in features]
+            return self.hyper_in(cell_statistics(features[-1], FEATURE_SIZE, self.with_std))
+        pooled = [cell_statistics(f, FEATURE_SIZE, self.with_std) for f in features]
         if attention is not None:
             pooled = [p * attention[:, i].view(-1, 1, 1, 1) for i, p in enumerate(pooled)]
         return self.hyper_in(torch.cat(pooled, dim=1))

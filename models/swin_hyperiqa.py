@@ -30,6 +30,15 @@ class SwinHyperIQA(nn.Module):
         self.encoder = encoder
         self.head = head
         self.config = dict(config)
+        # score = offset + scale x head output; (0, 1) for models written before the option
+        self.config.setdefault("score_offset", 0.0)
+        self.config.setdefault("score_scale", 1.0)
+
+    def set_score_scale(self, offset: float, scale: float) -> None:
+        """Map the head's output to scores as offset + scale x output (e.g. MOS mean and SD)."""
+        if not scale > 0:
+            raise ValueError(f"the score scale must be positive, got {scale}")
+        self.config["score_offset"], self.config["score_scale"] = float(offset), float(scale)
 
     def forward(self, x01: torch.Tensor) -> torch.Tensor:
         """Quality score per image (B,), float32."""
@@ -44,7 +53,9 @@ class SwinHyperIQA(nn.Module):
         """
         features = self.encoder(x01)
         with torch.autocast(x01.device.type, enabled=False):
-            return self.head.forward_details([f.float() for f in features])
+            details = self.head.forward_details([f.float() for f in features])
+        details["score"] = self.config["score_offset"] + self.config["score_scale"] * details["score"]
+        return details
 
 
 def build_swin_hyperiqa(
@@ -56,6 +67,7 @@ def build_swin_hyperiqa(
     imagenet_weights: str = "none",
     crop_size: int = DEFAULT_CROP_SIZE,
     attention_scope: str = "hyper",
+    head_pooling: str = "mean",
 ) -> SwinHyperIQA:
     """Swin-HyperIQA of `model_size` with the encoder initialised per `imagenet_weights`."""
     encoder = build_encoder(
@@ -67,12 +79,14 @@ def build_swin_hyperiqa(
         use_attention=use_attention,
         dropout=dropout,
         attention_scope=attention_scope,
+        pooling=head_pooling,
     )
     config = {
         "model_size": encoder.model_size,
         "use_multiscale": head.use_multiscale,
         "use_attention": head.use_attention,
         "attention_scope": head.attention_scope,
+        "head_pooling": head.pooling,
         "dropout": float(dropout),
         "drop_path": float(drop_path),
         "crop_size": int(crop_size),
@@ -148,6 +162,8 @@ def model_from_checkpoint(ckpt: dict) -> SwinHyperIQA:
         crop_size=crop_size_of(config),
         # checkpoints written before the option existed scaled the LDA vector too
         attention_scope=str(config.get("attention_scope", LEGACY_ATTENTION_SCOPE)),
+        head_pooling=str(config.get("head_pooling", "mean")),
     )
+    model.set_score_scale(config.get("score_offset", 0.0), config.get("score_scale", 1.0))
     model.load_state_dict(strip_wrapper_prefixes(ckpt["state_dict"]), strict=True)
     return model

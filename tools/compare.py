@@ -19,6 +19,7 @@ from pathlib import Path
 from common.files import json_safe
 from tools.convergence import convergence
 from tools.markdown import is_number
+from tools.power import power_summary
 from tools.probe import prediction_file
 from tools.rundata import EvalResult, FinetuneRun, RunData, load_run, read_predictions
 from tools.stats import (
@@ -227,6 +228,24 @@ def verdicts(comp: dict) -> dict:
     return out
 
 
+# The experiment plan's expected gains (SRCC) per answer: what the power section measures against
+EXPECTED_GAINS = {f"{IN_DOMAIN}_srcc": (0.01, 0.03), "cross_mean_srcc": (0.01, 0.05)}
+
+
+def power_comparisons(comp: dict) -> dict:
+    """Smallest detectable gain (95 %, 80 % power) of the KonIQ and cross-dataset answers, from
+    the per-seed differences (>= 2 repeats) or else the one-run bootstrap interval."""
+    seeds = comp.get("seeds") or {}
+    koniq = (comp["finetuned"].get(IN_DOMAIN) or {}).get("srcc", {}).get("diff")
+    cross = (comp.get("finetuned_cross_mean") or {}).get("srcc")
+    out = {}
+    for key, boot in ((f"{IN_DOMAIN}_srcc", koniq), ("cross_mean_srcc", cross)):
+        diffs = (seeds.get(key) or {}).get("diff")
+        interval = (boot["low"], boot["high"]) if boot else None
+        out[key] = {**power_summary(diffs, interval), "expected": list(EXPECTED_GAINS[key])}
+    return out
+
+
 def build_comparisons(run: RunData, resamples: int = DEFAULT_RESAMPLES,
                       seed: int = DEFAULT_SEED) -> dict:
     """Every comparison of the run folder (absent pieces are left out or say why)."""
@@ -242,6 +261,7 @@ def build_comparisons(run: RunData, resamples: int = DEFAULT_RESAMPLES,
             "convergence": convergence([(b, p) for b, p, _ in seed_pairs(run)]),
             "probe": probe_comparisons(run, resamples, seed),
             "labels": label_comparisons(run, fine, resamples, seed)}
+    comp["power"] = power_comparisons(comp)
     comp["verdicts"] = verdicts(comp)
     return comp
 

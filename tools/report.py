@@ -36,6 +36,7 @@ from tools.verdicts import (
     help_section,
     interval,
     labels_section,
+    power_section,
     probe_section,
     uncertainty_section,
 )
@@ -297,6 +298,7 @@ def render(run: RunData, figures: dict[str, Path | str], comp: dict) -> str:
              "the run's files; rows marked *published figure* are quoted from papers or public "
              f"code and were not measured here.\n\n{headline(run, comp)}\n",
              section("Does pretraining help?", help_section(comp, _model_size(run) in CPU_SIZES)),
+             section("Could this run have seen the expected gain?", power_section(comp)),
              setup_section(run), hardware_section(run), datasets_section(run),
              section("Main results: KonIQ-10k", main_table(run, comp["finetuned"].get("koniq10k")),
                      "Our runs select the checkpoint on the validation split and score the test "

@@ -4,6 +4,7 @@ key findings and recommendations, the uncertainty tables, the linear probe and l
 from __future__ import annotations
 
 from tools.markdown import duration, is_number, num, table
+from tools.power import power_sentence
 from tools.reference import PROBE_PUBLISHED, dataset_name
 
 QUESTIONS = {
@@ -133,6 +134,44 @@ def help_section(comp: dict, demo: bool) -> str:
             "**Key findings**\n\n" + "\n".join(f"- {x}" for x in findings(comp, demo)),
             "**Recommendations**\n\n" + "\n".join(f"- {x}" for x in recommendations(comp))]
     return "\n\n".join(body)
+
+
+POWER_ROWS = {"koniq10k_srcc": "KonIQ-10k test SRCC", "cross_mean_srcc": "cross-dataset mean SRCC"}
+
+
+def power_section(comp: dict) -> str:
+    """"Could this run have seen the expected gain?": minimum detectable effect per answer and
+    the repeats that +0.01 / +0.02 / +0.03 would need."""
+    power = comp.get("power") or {}
+    if not power:
+        return "Not computed (comparisons.json predates the power analysis)."
+    rows, sentences = [], []
+    for key, name in POWER_ROWS.items():
+        p = power.get(key)
+        if not p:
+            continue
+        low, high = p["expected"]
+        mde = p.get("mde")
+        seen = ("not estimable" if mde is None else "yes" if mde <= low else
+                "only its upper end" if mde <= high else "no")
+        needs = [str(p["repeats_needed"][t]) if p["repeats_needed"][t] is not None else
+                 ("unknown" if p["basis"] == "bootstrap" else f"> {p['max_repeats']}")
+                 for t in p["repeats_needed"]]
+        rows.append([name, p["basis"] or "none", str(p.get("n") or "-"),
+                     f"+{mde:.4f}" if mde is not None else "-", *needs,
+                     f"+{low:g} to +{high:g}", seen])
+        sentences.append(f"- {name}: " + (power_sentence(p) if mde is not None else
+                         "not estimable: no pair of fine-tuned models was scored with a spread "
+                         "between them"))
+    targets = [f"repeats for +{t}" for t in next(iter(power.values()))["repeats_needed"]]
+    head = ["Answer", "Basis", "Runs", "Smallest detectable gain", *targets,
+            "Plan's expected gain", "Expected gain detectable?"]
+    return "\n\n".join([
+        "The smallest gain each fine-tuning answer could have detected (95 % two-sided, 80 % "
+        "power): from the spread of the per-seed differences (paired t, exact, noncentral t) "
+        "with `--repeats N >= 2`, else from the one-run bootstrap interval over test images, "
+        "which leaves out seed-to-seed variance and so understates it.",
+        table(head, rows), "\n".join(sentences)])
 
 
 def differences_table(results: dict, ref: str, new: str) -> str:

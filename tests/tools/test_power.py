@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from tools.compare import power_comparisons
 from tools.power import (
     ALPHA,
     POWER,
@@ -23,6 +24,7 @@ from tools.power import (
     se_from_interval,
     unpaired_sd,
 )
+from tools.verdicts import power_section
 
 SIMS = 4000
 SD = 0.02
@@ -194,3 +196,22 @@ def test_sentences() -> None:
     boot = power_sentence(power_summary(None, (0.0, 0.04)))
     assert boot.startswith("With one run per model (bootstrap se 0.010")
     assert "--repeats >= 2" in boot
+
+
+def test_comparisons_carry_power_from_seeds_or_else_the_bootstrap():
+    """comparisons.json "power": seed differences when repeated, else the one-run interval."""
+    boot = {"low": -0.02, "high": 0.04}
+    one_run = {"finetuned": {"koniq10k": {"srcc": {"diff": boot}}},
+               "finetuned_cross_mean": {"srcc": boot}, "seeds": {"repeats": 1}}
+    power = power_comparisons(one_run)
+    assert power["koniq10k_srcc"]["basis"] == "bootstrap"
+    assert power["koniq10k_srcc"]["mde"] == pytest.approx(mde_bootstrap(0.06 / (2 * 1.959964)))
+    assert power["cross_mean_srcc"]["expected"] == [0.01, 0.05]
+
+    diffs = [0.01, 0.03, -0.01, 0.02]
+    repeated = {**one_run, "seeds": {"koniq10k_srcc": {"diff": diffs}}}
+    koniq = power_comparisons(repeated)["koniq10k_srcc"]
+    assert koniq["basis"] == "seeds" and koniq["n"] == 4
+    assert koniq["mde"] == pytest.approx(mde_paired(float(np.std(diffs, ddof=1)), 4))
+    text = power_section({"power": power_comparisons(repeated)})
+    assert "KonIQ-10k test SRCC | seeds | 4 |" in text and "cross-dataset mean SRCC" in text

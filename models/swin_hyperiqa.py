@@ -54,7 +54,8 @@ class SwinHyperIQA(nn.Module):
         features = self.encoder(x01)
         with torch.autocast(x01.device.type, enabled=False):
             details = self.head.forward_details([f.float() for f in features])
-        details["score"] = self.config["score_offset"] + self.config["score_scale"] * details["score"]
+        offset, scale = self.config["score_offset"], self.config["score_scale"]
+        details["score"] = offset + scale * details["score"]
         return details
 
 

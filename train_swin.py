@@ -22,7 +22,13 @@ from common.cli import (
     run_script,
     split_ratios,
 )
-from common.vocabulary import ATTENTION_SCOPES, GEOMETRIES, OPTIMIZER_CHOICES, SCHEDULER_CHOICES
+from common.vocabulary import (
+    ATTENTION_SCOPES,
+    GEOMETRIES,
+    HEAD_POOLINGS,
+    OPTIMIZER_CHOICES,
+    SCHEDULER_CHOICES,
+)
 from engine.protocols import DEFAULT_PROTOCOL, PROTOCOL_CHOICES, preset_help
 
 
@@ -84,10 +90,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     model.add_argument("--lda_group", choices=("encoder", "hyper"), default=None,
                        help="learning rate of the LDA (content vector) layers: the encoder's, "
                        "as both references, or the hyper network's " + preset_help("lda_group"))
-    model.add_argument("--score_norm", choices=("mean", "standardize"), default="mean",
+    model.add_argument("--head_pooling", choices=HEAD_POOLINGS, default=None,
+                       help="mean: the hyper network and LDA layers read average-pooled stage "
+                       "maps (HyperIQA); mean_std: each pooled cell also gives its spatial "
+                       "standard deviation " + preset_help("head_pooling"))
+    model.add_argument("--score_norm", choices=("mean", "standardize"), default=None,
                        help="mean: the head regresses the MOS, starting at the training mean "
                        "(HyperIQA); standardize: it regresses (MOS - mean) / SD of the training "
-                       "labels, mapped back to the MOS scale")
+                       "labels, mapped back to the MOS scale " + preset_help("score_norm"))
     model.add_argument("--pretrained_encoder", default=None,
                        help="Stage-1 encoder checkpoint (or a best_model.pkl) to start from")
 

@@ -19,3 +19,7 @@ DEFAULT_CROP_SIZE = 224  # Swin's input size at 224 px: a crop size nobody set
 DEFAULT_TEST_PATCHES = 25  # HyperIQA averages 25 crops per test image
 SCORES_NAME = "image_scores.csv"
 TRACEBACK_ENV = "QUALICLIP_TRACEBACK"
+# Pooling of the HyperIQA head's inputs: mean is HyperIQA's average pooling; mean_std also gives
+# each pooled cell's spatial standard deviation, the energy in which a randomly initialised
+# encoder first shows noise and blur (README "Stage 2 at the CPU sizes")
+HEAD_POOLINGS = ("mean", "mean_std")

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.errors import InvalidValueError
-from common.vocabulary import ATTENTION_SCOPES
+from common.vocabulary import ATTENTION_SCOPES, HEAD_POOLINGS
 
 TARGET_SIZES = (224, 112, 56, 28, 14)  # target network widths; a last linear layer maps 14 -> 1
 HYPER_CHANNELS = 112
@@ -25,9 +25,6 @@ LDA_OUT = 16  # LDA vector length of stages 1-3; the last stage fills the rest o
 LDA_CHANNELS = (16, 32, 64)
 LDA_GRIDS = (8, 4, 2)
 ATTENTION_HIDDEN = 256
-# mean: HyperIQA's average pooling; mean_std: each pooled cell also gives its spatial standard
-# deviation, the energy in which a randomly initialised encoder first shows noise and blur
-HEAD_POOLINGS = ("mean", "mean_std")
 
 
 def cell_statistics(x: torch.Tensor, grid: int, with_std: bool) -> torch.Tensor:
@@ -110,7 +107,7 @@ class HyperIQAHead(nn.Module):
     ) -> None:
         super().__init__()
         if pooling not in HEAD_POOLINGS:
-            raise ValueError(f"pooling must be one of {HEAD_POOLINGS}, got {pooling!r}")
+            raise InvalidValueError(f"pooling must be one of {HEAD_POOLINGS}, got {pooling!r}")
         if attention_scope not in ATTENTION_SCOPES:
             raise InvalidValueError(
                 f"attention_scope must be one of {ATTENTION_SCOPES}, got {attention_scope!r}"

@@ -101,6 +101,9 @@ def test_single_scale_config_round_trips() -> None:
         "dropout": 0.3,
         "drop_path": 0.0,
         "crop_size": 224,
+        "head_pooling": "mean",
+        "score_offset": 0.0,
+        "score_scale": 1.0,
     }
     ckpt = make_checkpoint("full", "micro", model.state_dict(), model.config, epoch=0, metrics={})
     assert model_from_checkpoint(ckpt).head.lda is None

@@ -90,7 +90,8 @@ def test_training_raises_validation_srcc(trained_run: dict, flat_run: Path) -> N
     assert 0.0 <= low < 10.0 and 90.0 < high <= 100.0  # the native 0-100 MOS scale
     log = (trained_run["out"] / "logs" / "demo.log").read_text()
     assert EPOCH_LINE.search(log), log[-2000:]
-    assert "protocol plan; overrides: " in log and "--train_patches 1 (preset 25)" in log
+    assert "protocol plan; model-size defaults: " in log and "--head_pooling mean_std" in log
+    assert "; overrides: " in log and "--train_patches 1 (preset 25)" in log
 
 
 def test_pretrained_encoder_sets_the_start_and_its_learning_rate(
@@ -102,7 +103,8 @@ def test_pretrained_encoder_sets_the_start_and_its_learning_rate(
     ckpt_path = tmp_path / "swin_micro_qualiclip_pretrained.pkl"
     atomic_save(make_encoder_checkpoint(pretrained, {}, 3, {}), ckpt_path)
     argv = script_argv(tmp_path, *QUICK, "--epochs", "1", "--model_name", "pre", "--lr", "1e-3",
-                       "--pretrained_encoder", str(ckpt_path), "--lr_encoder_pretrained", "0")
+                       "--lr_ratio", "10", "--pretrained_encoder", str(ckpt_path),
+                       "--lr_encoder_pretrained", "0")
     assert main(argv) == 0
     run_dir = tmp_path / "runs" / "pre"
     groups = {g["name"]: g["initial_lr"] for g in

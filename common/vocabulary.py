@@ -1,6 +1,7 @@
 """Names and values the whole project shares: flag choices, defaults, file names (no imports)."""
 
 MODEL_SIZE_CHOICES = ("micro", "test", "mini", "tiny", "small", "base")
+MODEL_SIZE_ALIASES = {"test": "micro"}
 AMP_CHOICES = ("auto", "bf16", "fp16", "off")
 SCHEDULER_CHOICES = ("cosine", "step", "none", "hyperiqa")
 OPTIMIZER_CHOICES = ("adamw", "adam")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from common.errors import InvalidValueError
-from models.swin_encoder import canonical_model_size
+from common.vocabulary import MODEL_SIZE_ALIASES
 
 PROTOCOL_CHOICES = ("plan", "hyperiqa", "smart")
 DEFAULT_PROTOCOL = "plan"
@@ -77,7 +77,7 @@ def apply_protocol(args: argparse.Namespace) -> dict:
         raise InvalidValueError(
             f"--protocol must be one of {PROTOCOL_CHOICES}, got {args.protocol!r}")
     preset = PROTOCOLS[args.protocol]
-    sized = SIZE_DEFAULTS.get(canonical_model_size(args.model_size), {})
+    sized = SIZE_DEFAULTS.get(MODEL_SIZE_ALIASES.get(args.model_size, args.model_size), {})
     overrides, size_defaults = {}, {}
     for flag, value in preset.items():
         given = getattr(args, flag)
@@ -93,8 +93,8 @@ def apply_protocol(args: argparse.Namespace) -> dict:
 
 def describe(record: dict) -> str:
     """One log line: the protocol, the model size's defaults and each override (preset value)."""
-    sized = ", ".join(f"--{flag} {value}" for flag, value in record.get("size_defaults", {})
-                      .items())
+    sized = ", ".join(f"--{flag} {'= --lr' if value is None else value}"
+                      for flag, value in record.get("size_defaults", {}).items())
     changes = ", ".join(f"--{flag} {v['given']} (preset {v['preset']})"
                         for flag, v in record["overrides"].items())
     return (f"protocol {record['protocol']}" + (f"; model-size defaults: {sized}" if sized else "")

@@ -10,8 +10,8 @@ import torch
 
 from common.cli import build_parser
 from common.runtime import count_parameters
-from common.vocabulary import DEFAULT_CROP_SIZE
-from models.swin_encoder import MODEL_SIZE_ALIASES, MODEL_SIZES
+from common.vocabulary import DEFAULT_CROP_SIZE, MODEL_SIZE_ALIASES
+from models.swin_encoder import MODEL_SIZES
 from models.swin_hyperiqa import build_swin_hyperiqa
 
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from common.checkpoint import load_weights
 from common.errors import InvalidValueError
-from common.vocabulary import DEFAULT_CROP_SIZE
+from common.vocabulary import DEFAULT_CROP_SIZE, MODEL_SIZE_ALIASES
 from models.errors import WeightsUnavailableError
 from models.weights import hub_file, load_matching, strip_wrapper_prefixes
 
@@ -38,7 +38,6 @@ MODEL_SIZES: dict[str, dict] = {
     "small": {"arch": "swin_small_patch4_window7_224", "overrides": {}},
     "base": {"arch": "swin_base_patch4_window7_224", "overrides": {}},
 }
-MODEL_SIZE_ALIASES = {"test": "micro"}
 RANDOM_ONLY_SIZES = ("micro", "mini")  # shrunk configs: no published ImageNet weights
 NUM_STAGES = 4
 _IMAGENET_HINT = (

@@ -5,7 +5,7 @@ set -Eeuo pipefail
 
 usage() {
   cat <<'EOF'
-Usage: bash run_qualiclip_experiments.sh [--demo] [--force STAGE]... [--repeats N]
+Usage: bash run_qualiclip_experiments.sh [--demo] [--force STAGE]... [--repeats N] [--controls]
            [--ablation epochs|distortions|loss|labels|all]... [--KNOB VALUE]...
 
 Runs, each stage once. A finished stage's marker RUN_DIR/.done/<stage> records its settings (the
@@ -29,14 +29,22 @@ otherwise stops, naming the differences (--force STAGE redoes it, or use another
   abl_<kind>_<variant>_{pretrain,finetune,test}     ablation variants (--ablation)
   labels_f<pct>_{baseline,pretrained}, test_labels_f<pct>_{baseline,pretrained}
                     --ablation labels: fine-tuning on PCT % of the training labels, KonIQ-10k test
+  ctl_scratch_s<i>, ctl_positive_s<i>, ctl_sham_s<i>    --controls, i = 0..CONTROL_SEEDS-1
+                    (seed SEED+i): train_swin.py on CONTROL_FRACTION % of the training labels
+                    from the usual initialisation (scratch), from the baseline run's
+                    best_model.pkl encoder (positive control: a real gain) and from the untrained
+                    stage's encoder (sham control: no gain); KonIQ-10k test SRCC from results.json
   report            python -m tools.report --runs_dir RUN_DIR (writes comparisons.json first:
-                    paired bootstrap intervals, seed tests and the four verdicts)
+                    paired bootstrap intervals, seed tests, the four verdicts and the controls)
 
 Options:
   --demo              demo data, mini model at 64 px, CPU: the whole chain in a few minutes
   --force STAGE       redo a stage from scratch (repeatable; `all` redoes every stage); the stages
                       that use its output are redone too. An unknown stage name is an error
   --repeats N         fine-tune N times (seeds / random splits) and report median and spread
+  --controls          also run a positive and a sham control with known answers (yes / no gain),
+                      CONTROL_SEEDS seeds each on CONTROL_FRACTION % of the training labels: can
+                      this experiment detect a gain, and does it invent one?
   --ablation KIND     epochs (0/5/10/20 pretraining epochs), distortions (blur / jpeg / all four),
                       loss (simplified / full), labels (LABEL_FRACTIONS % of the training labels,
                       both models, the same seeded subsets), or all; repeatable
@@ -77,6 +85,8 @@ Knobs: each is an environment variable and a flag (--data_root DIR is DATA_ROOT=
                                                   100 % is the main pair; the demo's batch of 16
                                                   needs at least 16 of its 112 training images)
   PROBE_PATCHES          [5; 2]                   fixed crops per image of the linear probe
+  CONTROL_SEEDS          [3]                      seeds of each control arm (--controls; >= 2)
+  CONTROL_FRACTION       [25]                     percent of training labels of the controls
   NUM_WORKERS            [4; 0]                   DEVICE [auto; cpu]     AMP [auto; off]
   SEED                   [42]                     REPEATS [1]
   GPUS                   [1]                      >1: torchrun --standalone --nproc_per_node GPUS
@@ -100,7 +110,8 @@ KNOBS=(EXP_NAME RUN_DIR DATA_ROOT MODEL_SIZE CROP_SIZE PROTOCOL PRETRAIN_EPOCHS 
   PRETRAIN_BATCH FINETUNE_BATCH PRETRAIN_LR PRETRAIN_VIEWS FINETUNE_LR LR_RATIO
   LR_ENCODER_PRETRAINED DISTORTIONS LOSS_TYPE
   NUM_LEVELS PATIENCE TRAIN_PATCHES TEST_PATCHES VAL_PATCHES PRETRAIN_STEPS FINETUNE_STEPS SPLIT
-  TEST_DATASETS ABLATION_EPOCHS LABEL_FRACTIONS PROBE_PATCHES NUM_WORKERS DEVICE AMP SEED REPEATS
+  TEST_DATASETS ABLATION_EPOCHS LABEL_FRACTIONS PROBE_PATCHES CONTROL_SEEDS CONTROL_FRACTION
+  NUM_WORKERS DEVICE AMP SEED REPEATS
   GPUS IMAGENET_WEIGHTS CLIP_WEIGHTS EXTRA_PRETRAIN_ARGS EXTRA_FINETUNE_ARGS PYTHON REPORT_OUT
   STRICT_REPORT)
 # Every stage name run_stage may be given (shell patterns): --force checks its argument against
@@ -110,7 +121,8 @@ STAGES=(demo_data data pretrain untrained baseline pretrained 'baseline_r[1-9]*'
   'test_baseline_r[1-9]*' 'test_pretrained_r[1-9]*' probe
   'abl_*_pretrain' 'abl_*_finetune' 'abl_*_test'
   'labels_f[1-9]*_baseline' 'labels_f[1-9]*_pretrained' 'test_labels_f[1-9]*_baseline'
-  'test_labels_f[1-9]*_pretrained' report)
+  'test_labels_f[1-9]*_pretrained' 'ctl_scratch_s[0-9]*' 'ctl_positive_s[0-9]*'
+  'ctl_sham_s[0-9]*' report)
 
 die() { echo "error: $*" >&2; exit 2; }
 
@@ -124,12 +136,14 @@ is_stage() { # is_stage NAME: NAME matches a declared stage
 }
 
 DEMO=0
+CONTROLS=0
 FORCE=()
 ABLATIONS=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     -h|--help) usage; exit 0 ;;
     --demo) DEMO=1; shift ;;
+    --controls) CONTROLS=1; shift ;;
     --force) [[ $# -ge 2 ]] || die "--force needs a stage name (or all)"; FORCE+=("$2"); shift 2 ;;
     --ablation)
       [[ $# -ge 2 ]] || die "--ablation needs epochs, distortions, loss, labels or all"
@@ -183,12 +197,19 @@ fi
 : "${DISTORTIONS:=blur,jpeg,noise,brightness}" "${LOSS_TYPE:=simplified}" "${NUM_LEVELS:=5}"
 : "${PRETRAIN_STEPS:=}" "${FINETUNE_STEPS:=}" "${SPLIT:=official}"
 : "${TEST_DATASETS:=spaq kadid10k agiqa3k livec koniq10k}" "${ABLATION_EPOCHS:=5 10 20}"
-: "${LABEL_FRACTIONS:=10 25 50}" "${PROBE_PATCHES:=5}"
+: "${LABEL_FRACTIONS:=10 25 50}" "${PROBE_PATCHES:=5}" "${CONTROL_SEEDS:=3}"
+: "${CONTROL_FRACTION:=25}"
 : "${NUM_WORKERS:=4}" "${DEVICE:=auto}" "${AMP:=auto}" "${SEED:=42}" "${REPEATS:=1}" "${GPUS:=1}"
 : "${IMAGENET_WEIGHTS:=auto}" "${CLIP_WEIGHTS:=openai}" "${EXTRA_PRETRAIN_ARGS:=}"
 : "${EXTRA_FINETUNE_ARGS:=}" "${REPORT_OUT:=}" "${STRICT_REPORT:=0}"
 [[ $REPEATS =~ ^[1-9][0-9]*$ ]] || die "REPEATS must be an integer >= 1, got '$REPEATS'"
 [[ $GPUS =~ ^[1-9][0-9]*$ ]] || die "GPUS must be an integer >= 1, got '$GPUS'"
+[[ $CONTROL_SEEDS =~ ^[1-9][0-9]*$ && $CONTROL_SEEDS -ge 2 ]] || die "CONTROL_SEEDS must be an \
+integer >= 2 (a paired t interval needs two seeds), got '$CONTROL_SEEDS'"
+for pct in $LABEL_FRACTIONS $CONTROL_FRACTION; do
+  [[ $pct =~ ^[1-9][0-9]?$ ]] || die "LABEL_FRACTIONS and CONTROL_FRACTION take percents 1..99, \
+got '$pct'"
+done
 [[ $PROTOCOL =~ ^(plan|hyperiqa|smart)$ ]] || die "PROTOCOL must be plan, hyperiqa or smart, \
 got '$PROTOCOL'"
 
@@ -443,20 +464,22 @@ test_cmd() { # test_cmd MODEL_PATH OUTPUT_JSON [DATASET...] (default: the presen
   add_flag --test_patches "$TEST_PATCHES"  # else a fine-tuned model's own, from its checkpoint
 }
 
+# add_label_fraction PCT LABEL_SEED: append to CMD the flags that fine-tune on PCT % of the
+# training labels (the same seeded subset for every model given the same LABEL_SEED).
+add_label_fraction() { CMD+=(--label_fraction "$(printf '0.%02d' "$1")" --label_seed "$2"); }
+
 # run_label_fractions: baseline and pretrained on LABEL_FRACTIONS % of the training labels (the
 # same --label_seed subset for both), each tested on the KonIQ-10k test split.
 run_label_fractions() {
-  local pct name frac
+  local pct name
   for pct in $LABEL_FRACTIONS; do
-    [[ $pct =~ ^[1-9][0-9]?$ ]] || die "LABEL_FRACTIONS takes percents 1..99, got '$pct'"
-    frac=$(printf '0.%02d' "$pct")
     for name in baseline pretrained; do
       if [[ $name == baseline ]]; then
         finetune_cmd "labels_f${pct}_$name" "$SEED" 0
       else
         finetune_cmd "labels_f${pct}_$name" "$SEED" 0 "$ENCODER"
       fi
-      CMD+=(--label_fraction "$frac" --label_seed "$SEED")
+      add_label_fraction "$pct" "$SEED"
       run_stage "labels_f${pct}_$name" "$CKPT/labels_f${pct}_$name" \
         "$CKPT/labels_f${pct}_$name" --feeds "test_labels_f${pct}_$name" -- "${CMD[@]}"
       test_cmd "$CKPT/labels_f${pct}_$name/best_model.pkl" "$EVAL/labels_f${pct}_$name.json" \
@@ -464,6 +487,29 @@ run_label_fractions() {
       run_stage "test_labels_f${pct}_$name" - \
         "$EVAL/labels_f${pct}_$name.json $EVAL/labels_f${pct}_${name}_*_predictions.csv" \
         -- "${CMD[@]}"
+    done
+  done
+}
+
+# run_controls: --controls. Per seed i, fine-tuning on CONTROL_FRACTION % of the training labels
+# (the same subset for the three arms of a seed) from the usual initialisation (scratch, the
+# reference), from the encoder of the baseline run, which was fine-tuned on all training labels
+# (positive control: it certainly carries quality signal), and from the untrained stage's Stage-1
+# encoder (sham control: saved by the pretraining code, no quality signal). The test split is
+# never seen by any of them; each run scores it once in its results.json.
+run_controls() {
+  local i arm name start=()
+  for ((i = 0; i < CONTROL_SEEDS; i++)); do
+    for arm in scratch positive sham; do
+      case $arm in
+        scratch) start=() ;;
+        positive) start=("$CKPT/baseline/best_model.pkl") ;;
+        sham) start=("$(encoder_of "$CKPT/untrained")") ;;
+      esac
+      name=ctl_${arm}_s$i
+      finetune_cmd "$name" $((SEED + i)) "$i" "${start[@]+"${start[@]}"}"
+      add_label_fraction "$CONTROL_FRACTION" $((SEED + i))
+      run_stage "$name" "$CKPT/$name" "$CKPT/$name" --feeds report -- "${CMD[@]}"
     done
   done
 }
@@ -539,16 +585,23 @@ for pct in $LABEL_FRACTIONS; do PRETRAIN_FEEDS+=" labels_f${pct}_pretrained"; do
 pretrain_cmd pretrain "$PRETRAIN_EPOCHS" "$DISTORTIONS" "$LOSS_TYPE"
 run_stage pretrain "$CKPT/pretrain" "$CKPT/pretrain" --feeds "$PRETRAIN_FEEDS" -- "${CMD[@]}"
 ENCODER=$(encoder_of "$CKPT/pretrain")
+# The controls (--controls) start from the baseline's and the untrained stage's encoders.
+BASELINE_FEEDS=test_baseline UNTRAINED_FEEDS=test_zero_shot_untrained
+for ((i = 0; i < CONTROL_SEEDS; i++)); do
+  BASELINE_FEEDS+=" ctl_positive_s$i" UNTRAINED_FEEDS+=" ctl_sham_s$i"
+done
 pretrain_cmd untrained 0 "$DISTORTIONS" "$LOSS_TYPE"
-run_stage untrained "$CKPT/untrained" "$CKPT/untrained" --feeds test_zero_shot_untrained \
+run_stage untrained "$CKPT/untrained" "$CKPT/untrained" --feeds "$UNTRAINED_FEEDS" \
   -- "${CMD[@]}"
 
 for ((i = 0; i < REPEATS; i++)); do
   suffix=""
   if [[ $i -gt 0 ]]; then suffix=_r$i; fi
+  feeds=test_baseline$suffix
+  if [[ $i == 0 ]]; then feeds=$BASELINE_FEEDS; fi
   finetune_cmd "baseline$suffix" $((SEED + i)) "$i"
   run_stage "baseline$suffix" "$CKPT/baseline$suffix" "$CKPT/baseline$suffix" \
-    --feeds "test_baseline$suffix" -- "${CMD[@]}"
+    --feeds "$feeds" -- "${CMD[@]}"
   finetune_cmd "pretrained$suffix" $((SEED + i)) "$i" "$ENCODER"
   run_stage "pretrained$suffix" "$CKPT/pretrained$suffix" "$CKPT/pretrained$suffix" \
     --feeds "test_pretrained$suffix" -- "${CMD[@]}"
@@ -580,6 +633,7 @@ run_stage probe - "$RUN_DIR/probe" -- "$PYTHON" -m tools.probe --data_root "$DAT
 for kind in "${ABLATIONS[@]+"${ABLATIONS[@]}"}"; do
   run_ablation "$kind"
 done
+if [[ $CONTROLS == 1 ]]; then run_controls; fi
 
 if [[ $RAN_ANY == 1 ]]; then invalidate report; fi
 REPORT_CMD=("$PYTHON" -m tools.report --runs_dir "$RUN_DIR" --data_root "$DATA_ROOT")

@@ -5,8 +5,8 @@
 Paired bootstrap over the test images for pretrained minus baseline (each test set, and their
 mean over the cross-dataset sets), zero-shot minus the untrained control, the linear probe of the
 QualiCLIP encoder minus the encoder it started from, and each label fraction; with repeats, a
-paired test across seeds; epochs and time to reach 95 % of the best validation SRCC; and the four
-verdicts of "Does pretraining help?".
+paired test across seeds; epochs and time to reach 95 % of the best validation SRCC; the four
+verdicts of "Does pretraining help?"; and the positive and sham controls (tools.controls).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from common.files import json_safe
+from tools.controls import control_comparisons
 from tools.convergence import convergence
 from tools.markdown import is_number
 from tools.power import power_summary
@@ -260,7 +261,8 @@ def build_comparisons(run: RunData, resamples: int = DEFAULT_RESAMPLES,
             "seeds": seed_comparisons(run),
             "convergence": convergence([(b, p) for b, p, _ in seed_pairs(run)]),
             "probe": probe_comparisons(run, resamples, seed),
-            "labels": label_comparisons(run, fine, resamples, seed)}
+            "labels": label_comparisons(run, fine, resamples, seed),
+            "controls": control_comparisons(run)}
     comp["power"] = power_comparisons(comp)
     comp["verdicts"] = verdicts(comp)
     return comp

@@ -18,6 +18,7 @@ from engine.protocols import describe
 from tools import plots
 from tools.ablation import ablation_sections
 from tools.compare import write_comparisons
+from tools.controls import POWER_TITLE, controls_section
 from tools.markdown import count, duration, is_number, num, section, size_bytes, table
 from tools.reference import DATASET_NAMES, dataset_name
 from tools.results_tables import (
@@ -298,7 +299,8 @@ def render(run: RunData, figures: dict[str, Path | str], comp: dict) -> str:
              "the run's files; rows marked *published figure* are quoted from papers or public "
              f"code and were not measured here.\n\n{headline(run, comp)}\n",
              section("Does pretraining help?", help_section(comp, _model_size(run) in CPU_SIZES)),
-             section("Could this run have seen the expected gain?", power_section(comp)),
+             section("Can this experiment detect a gain?", controls_section(comp)),
+             section(POWER_TITLE, power_section(comp)),
              setup_section(run), hardware_section(run), datasets_section(run),
              section("Main results: KonIQ-10k", main_table(run, comp["finetuned"].get("koniq10k")),
                      "Our runs select the checkpoint on the validation split and score the test "

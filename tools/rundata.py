@@ -11,6 +11,8 @@ Layout (RUN_DIR):
   eval/<name>.json (+ <name>_<dataset>_predictions.csv)   test_swin.py outputs
   eval/<main>_r<i>.json                   cross-dataset tests of the repeats
   checkpoints/labels_f<pct>_<main>/, eval/labels_f<pct>_<main>.json   label-efficiency runs
+  checkpoints/ctl_<arm>_s<i>/              controls (--controls): scratch, positive and sham
+                                          fine-tuning on a fraction of the labels, seed i
   probe/probe.json (+ per-image CSVs)     linear probe of frozen encoders (tools.probe)
   data/<key>.json or data/<key>.missing.txt              `python -m data` summary or why it failed
   model_info.json                         `python -m models` output
@@ -37,6 +39,7 @@ ENV_KEYS = ("python", "torch", "cuda", "cudnn", "gpu_name", "gpu_count", "cpu", 
 _ABLATION_RE = re.compile(r"^ablation_(epochs|distortions|loss)_(.+?)(_pretrain)?$")
 _REPEAT_RE = re.compile(r"^(baseline|pretrained)_r(\d+)$")
 _LABELS_RE = re.compile(r"^labels_f(\d+)_(baseline|pretrained)$")
+_CONTROL_RE = re.compile(r"^ctl_(scratch|positive|sham)_s(\d+)$")
 
 
 def load_json(path: Path) -> dict | None:
@@ -157,6 +160,7 @@ class RunData:
     label_runs: dict[int, dict[str, tuple[FinetuneRun | None, EvalResult | None]]] = field(
         default_factory=dict)  # percent of training labels -> model -> (run, KonIQ test)
     probe: dict | None = None
+    controls: dict[str, dict[int, FinetuneRun]] = field(default_factory=dict)  # arm -> seed -> run
 
     def environment(self) -> dict:
         """Environment info of the first config that carries one."""
@@ -293,6 +297,11 @@ def load_run(run_dir: str | Path) -> RunData:
             if m := _LABELS_RE.match(path.name):
                 label_runs.setdefault(int(m.group(1)), {})[m.group(2)] = (
                     read_finetune(path), read_eval(eval_dir / f"{path.name}.json"))
+    controls: dict[str, dict[int, FinetuneRun]] = {}
+    if ckpt.is_dir():
+        for path in sorted(ckpt.iterdir()):
+            if (m := _CONTROL_RE.match(path.name)) and (ft := read_finetune(path)) is not None:
+                controls.setdefault(m.group(1), {})[int(m.group(2))] = ft
     gpu = {p.stem[len("gpu_"):]: read_gpu_samples(p)
            for p in sorted((run_dir / "logs").glob("gpu_*.csv"))}
     return RunData(
@@ -309,4 +318,5 @@ def load_run(run_dir: str | Path) -> RunData:
         repeat_evals=repeat_evals,
         label_runs=label_runs,
         probe=load_json(run_dir / "probe" / "probe.json"),
+        controls=controls,
     )

@@ -61,18 +61,21 @@ Knobs: each is an environment variable and a flag (--data_root DIR is DATA_ROOT=
                                                   hyperiqa or smart (README, "Fine-tuning
                                                   protocols"); a fine-tuning knob marked
                                                   "protocol" below overrides it only when set
-  PRETRAIN_EPOCHS        [10]                     FINETUNE_EPOCHS [protocol; 6]
-  PRETRAIN_BATCH         [8]                      FINETUNE_BATCH  [protocol; 16] crops per step
-  PRETRAIN_LR            [the model size's]       FINETUNE_LR     [protocol; 3e-4]
+                                                  (micro and mini: the size's own defaults
+                                                  replace part of the preset, README "Stage 2
+                                                  at the CPU sizes")
+  PRETRAIN_EPOCHS        [10]                     FINETUNE_EPOCHS [protocol; 8]
+  PRETRAIN_BATCH         [8]                      FINETUNE_BATCH  [protocol] crops per step
+  PRETRAIN_LR            [the model size's]       FINETUNE_LR     [protocol]
   PRETRAIN_VIEWS         [the model size's; 1]    crop pairs per image and pretraining epoch
                                                   (--views_per_image: mini 3, others 1)
   CROP_SIZE              [224; 64]                crop side of pretraining and fine-tuning
   LR_RATIO               [protocol]               head learning rate = FINETUNE_LR x LR_RATIO
-  LR_ENCODER_PRETRAINED  [protocol; 3e-4]         encoder rate of the pretrained fine-tuning
+  LR_ENCODER_PRETRAINED  [protocol]               encoder rate of the pretrained fine-tuning
   DISTORTIONS            [blur,jpeg,noise,brightness]
   LOSS_TYPE              [simplified]             simplified or full
   NUM_LEVELS             [5; 3]                   PATIENCE [protocol]
-  TRAIN_PATCHES          [protocol; 1]            random crops per training image and epoch
+  TRAIN_PATCHES          [protocol; 9]            random crops per training image and epoch
   TEST_PATCHES           [protocol; 5]            crops per image at test time
   VAL_PATCHES            [protocol; 5]            crops per validation image (model selection)
   PRETRAIN_STEPS         [no cap]                 optimizer steps per pretraining epoch
@@ -82,8 +85,7 @@ Knobs: each is an environment variable and a flag (--data_root DIR is DATA_ROOT=
   TEST_DATASETS          [spaq kadid10k agiqa3k livec koniq10k]
   ABLATION_EPOCHS        [5 10 20; 4 8]           pretraining epochs of the epochs ablation
   LABEL_FRACTIONS        [10 25 50; 25 50]        percent of training labels (labels ablation;
-                                                  100 % is the main pair; the demo's batch of 16
-                                                  needs at least 16 of its 112 training images)
+                                                  100 % is the main pair)
   PROBE_PATCHES          [5; 2]                   fixed crops per image of the linear probe
   CONTROL_SEEDS          [3]                      seeds of each control arm (--controls; >= 2)
   CONTROL_FRACTION       [25]                     percent of training labels of the controls
@@ -181,9 +183,10 @@ if [[ $DEMO == 1 ]]; then
   # Demo: the random mini model at 64 px learns the four default types in CPU minutes
   # (docs/DEMO_FINDINGS.md); the zero-shot rows show transfer to types it never saw.
   : "${EXP_NAME:=qualiclip_demo}" "${MODEL_SIZE:=mini}" "${CROP_SIZE:=64}"
-  : "${FINETUNE_EPOCHS:=6}"
-  : "${FINETUNE_BATCH:=16}" "${FINETUNE_LR:=3e-4}" "${LR_ENCODER_PRETRAINED:=3e-4}"
-  : "${TRAIN_PATCHES:=1}" "${TEST_PATCHES:=5}" "${VAL_PATCHES:=5}" "${ABLATION_EPOCHS:=4 8}" "${NUM_WORKERS:=0}"
+  # Fine-tuning takes the mini size's defaults (train_swin.py, README "Stage 2 at the CPU
+  # sizes"), fewer crops per image and epoch to stay within minutes.
+  : "${FINETUNE_EPOCHS:=8}" "${TRAIN_PATCHES:=9}" "${TEST_PATCHES:=5}" "${VAL_PATCHES:=5}"
+  : "${ABLATION_EPOCHS:=4 8}" "${NUM_WORKERS:=0}"
   : "${LABEL_FRACTIONS:=25 50}" "${PROBE_PATCHES:=2}" "${PRETRAIN_VIEWS:=1}"
   : "${DEVICE:=cpu}" "${AMP:=off}" "${IMAGENET_WEIGHTS:=none}" "${CLIP_WEIGHTS:=none}"
 fi

@@ -94,6 +94,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                        help="mean: the hyper network and LDA layers read average-pooled stage "
                        "maps (HyperIQA); mean_std: each pooled cell also gives its spatial "
                        "standard deviation " + preset_help("head_pooling"))
+    model.add_argument("--generator_gain", type=float, default=None,
+                       help="scale of the initial weights of the layers generating the target "
+                       "network (1: HyperIQA's kaiming init) " + preset_help("generator_gain"))
     model.add_argument("--score_norm", choices=("mean", "standardize"), default=None,
                        help="mean: the head regresses the MOS, starting at the training mean "
                        "(HyperIQA); standardize: it regresses (MOS - mean) / SD of the training "

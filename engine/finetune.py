@@ -120,7 +120,8 @@ def build_model(args: argparse.Namespace, data: FinetuneData, logger: logging.Lo
                                 use_attention=args.use_attention, dropout=args.dropout,
                                 drop_path=args.drop_path, imagenet_weights=args.imagenet_weights,
                                 crop_size=args.crop_size, attention_scope=args.attention_scope,
-                                head_pooling=args.head_pooling)
+                                head_pooling=args.head_pooling,
+                                generator_gain=args.generator_gain)
     if args.pretrained_encoder:
         load_encoder(model, args.pretrained_encoder, logger)
     model.encoder.set_grad_checkpointing(args.grad_checkpointing)

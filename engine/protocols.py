@@ -41,6 +41,7 @@ _TABLE = (
     ("lda_group", "encoder", "encoder", "encoder"),
     ("head_pooling", "mean", "mean", "mean"),
     ("score_norm", "mean", "mean", "mean"),
+    ("generator_gain", 1.0, 1.0, 1.0),
 )
 PROTOCOLS: dict[str, dict[str, object]] = {
     name: {row[0]: row[1 + i] for row in _TABLE} for i, name in enumerate(PROTOCOL_CHOICES)
@@ -50,7 +51,8 @@ PROTOCOLS: dict[str, dict[str, object]] = {
 # demo and mixture sets, README "Stage 2 at the CPU sizes"); they replace the preset's values,
 # and a flag given on the command line still wins. ImageNet-initialised sizes keep the preset.
 SIZE_DEFAULTS: dict[str, dict[str, object]] = {
-    "mini": {"head_pooling": "mean_std", "score_norm": "standardize", "batch_size": 32,
+    "mini": {"head_pooling": "mean_std", "generator_gain": 8.0, "score_norm": "standardize",
+             "batch_size": 32,
              "lr": 1e-3, "lr_ratio": 1.0, "lr_encoder_pretrained": None, "train_patches": 16,
              "val_patches": 10, "test_patches": 25, "warmup_epochs": 0.5, "drop_path": 0.0,
              "dropout": 0.0},

@@ -69,6 +69,7 @@ def build_swin_hyperiqa(
     crop_size: int = DEFAULT_CROP_SIZE,
     attention_scope: str = "hyper",
     head_pooling: str = "mean",
+    generator_gain: float = 1.0,
 ) -> SwinHyperIQA:
     """Swin-HyperIQA of `model_size` with the encoder initialised per `imagenet_weights`."""
     encoder = build_encoder(
@@ -81,6 +82,7 @@ def build_swin_hyperiqa(
         dropout=dropout,
         attention_scope=attention_scope,
         pooling=head_pooling,
+        generator_gain=generator_gain,
     )
     config = {
         "model_size": encoder.model_size,
@@ -88,6 +90,7 @@ def build_swin_hyperiqa(
         "use_attention": head.use_attention,
         "attention_scope": head.attention_scope,
         "head_pooling": head.pooling,
+        "generator_gain": head.generator_gain,  # init only; recorded for provenance
         "dropout": float(dropout),
         "drop_path": float(drop_path),
         "crop_size": int(crop_size),
@@ -164,6 +167,7 @@ def model_from_checkpoint(ckpt: dict) -> SwinHyperIQA:
         # checkpoints written before the option existed scaled the LDA vector too
         attention_scope=str(config.get("attention_scope", LEGACY_ATTENTION_SCOPE)),
         head_pooling=str(config.get("head_pooling", "mean")),
+        generator_gain=float(config.get("generator_gain", 1.0)),
     )
     model.set_score_scale(config.get("score_offset", 0.0), config.get("score_scale", 1.0))
     model.load_state_dict(strip_wrapper_prefixes(ckpt["state_dict"]), strict=True)

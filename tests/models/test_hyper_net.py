@@ -132,3 +132,23 @@ def test_attention_scope_decides_whether_the_content_vector_is_weighted(scope: s
         torch.testing.assert_close(details["target_in"], expected)
     with pytest.raises(ValueError, match="attention_scope"):
         HyperIQAHead(STAGES, attention_scope="lda")
+
+
+def test_generator_gain_scales_the_generators_only() -> None:
+    torch.manual_seed(0)
+    plain = HyperIQAHead(STAGES)
+    torch.manual_seed(0)
+    default = HyperIQAHead(STAGES, generator_gain=1.0)
+    torch.manual_seed(0)
+    scaled = HyperIQAHead(STAGES, generator_gain=8.0)
+    generators = ("weight_convs", "bias_fcs", "last_weight_fc", "last_bias_fc")
+    for (name, p), q, r in zip(
+        plain.named_parameters(), default.parameters(), scaled.parameters(), strict=True
+    ):
+        torch.testing.assert_close(p, q)  # the default draws exactly the old init
+        if name.startswith(generators) and name.endswith("weight"):
+            torch.testing.assert_close(r, 8.0 * p)
+        else:
+            torch.testing.assert_close(r, p)
+    with pytest.raises(ValueError, match="generator_gain"):
+        HyperIQAHead(STAGES, generator_gain=0.0)

@@ -98,10 +98,11 @@ def test_single_scale_config_round_trips() -> None:
         "use_multiscale": False,
         "use_attention": False,
         "attention_scope": "hyper",
+        "head_pooling": "mean",
+        "generator_gain": 1.0,
         "dropout": 0.3,
         "drop_path": 0.0,
         "crop_size": 224,
-        "head_pooling": "mean",
         "score_offset": 0.0,
         "score_scale": 1.0,
     }

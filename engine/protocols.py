@@ -52,10 +52,9 @@ PROTOCOLS: dict[str, dict[str, object]] = {
 # and a flag given on the command line still wins. ImageNet-initialised sizes keep the preset.
 SIZE_DEFAULTS: dict[str, dict[str, object]] = {
     "mini": {"head_pooling": "mean_std", "generator_gain": 8.0, "score_norm": "standardize",
-             "batch_size": 32,
-             "lr": 1e-3, "lr_ratio": 1.0, "lr_encoder_pretrained": None, "train_patches": 16,
-             "val_patches": 10, "test_patches": 25, "warmup_epochs": 0.5, "drop_path": 0.0,
-             "dropout": 0.0},
+             "batch_size": 32, "lr": 1e-3, "lr_ratio": 1.0, "lr_encoder_pretrained": None,
+             "train_patches": 10, "val_patches": 10, "test_patches": 25, "warmup_epochs": 0.5,
+             "drop_path": 0.0, "dropout": 0.0},
 }
 SIZE_DEFAULTS["micro"] = SIZE_DEFAULTS["mini"]
 

@@ -11,7 +11,7 @@ import numpy as np
 from openpyxl import load_workbook
 from scipy.io import loadmat
 
-from data.demo import BUILDERS, KADID_DEMO_TYPES, build_demo
+from data.demo import BUILDERS, KADID_DEMO_TYPES, build_demo, build_koniq, koniq_sizes
 from data.demo_photos import load_sources
 from data.images import ImageCache
 from data.registry import check_images, read_rows, resize_policy
@@ -120,3 +120,17 @@ def test_another_seed_gives_other_labels(demo_root, tmp_path):
     BUILDERS["agiqa3k"](tmp_path / "agiqa3k", load_sources(), rng)
     other = (tmp_path / "agiqa3k" / "data.csv").read_bytes()
     assert other != (demo_root / "agiqa3k" / "data.csv").read_bytes()
+
+
+def test_koniq_mixture_set_in_the_official_ratio(tmp_path):
+    """--koniq_images / --koniq_mix: an independent KonIQ-layout set of distortion mixtures."""
+    assert koniq_sizes(190) == {"training": 133, "validation": 19, "test": 38}
+    mixed, single = tmp_path / "mixed", tmp_path / "single"
+    build_koniq(mixed / "koniq10k", load_sources(), np.random.default_rng(7),
+                sizes=koniq_sizes(30), mix=2)
+    rows = read_rows("koniq10k", mixed)
+    assert split_counts(rows) == {"train": 21, "val": 3, "test": 6}
+    build_koniq(single / "koniq10k", load_sources(), np.random.default_rng(7),
+                sizes=koniq_sizes(30))
+    # two distortions lower quality more than one: the mixture set's MOS sits lower
+    assert np.mean([r.mos for r in rows]) < np.mean([r.mos for r in read_rows("koniq10k", single)])

@@ -6,6 +6,8 @@ import csv
 import shutil
 from pathlib import Path
 
+import pytest
+
 from test_swin import main
 
 
@@ -39,7 +41,9 @@ def test_an_image_scores_the_same_at_any_position(trained_run: dict, script_argv
     assert len(copies) == 1, whole
     assert len(set(whole.values())) == 4  # the other photos score differently
     reordered = score(tmp_path / "list.csv", folder / "g.jpg", folder / "f.jpg", folder / "a.jpg")
-    assert reordered == {name: whole[name] for name in ("g.jpg", "f.jpg", "a.jpg")}
+    # the same crops; only float32 rounding of another batch composition may differ
+    expected = {name: whole[name] for name in ("g.jpg", "f.jpg", "a.jpg")}
+    assert reordered == pytest.approx(expected, rel=1e-6, abs=1e-6)
 
 
 def test_scoring_images_writes_no_cache_unless_asked(trained_run: dict, script_argv,

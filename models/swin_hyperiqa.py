@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from common.checkpoint import crop_size_of, load_checkpoint
+from common.errors import InvalidValueError
 from common.vocabulary import DEFAULT_CROP_SIZE
 from models.errors import EncoderMismatchError
 from models.hyper_net import HyperIQAHead
@@ -37,7 +38,7 @@ class SwinHyperIQA(nn.Module):
     def set_score_scale(self, offset: float, scale: float) -> None:
         """Map the head's output to scores as offset + scale x output (e.g. MOS mean and SD)."""
         if not scale > 0:
-            raise ValueError(f"the score scale must be positive, got {scale}")
+            raise InvalidValueError(f"the score scale must be positive, got {scale}")
         self.config["score_offset"], self.config["score_scale"] = float(offset), float(scale)
 
     def forward(self, x01: torch.Tensor) -> torch.Tensor:

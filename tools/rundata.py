@@ -292,15 +292,13 @@ def load_run(run_dir: str | Path) -> RunData:
         for path in sorted(eval_dir.glob("*.json")):
             if (m := _REPEAT_RE.match(path.stem)) and (ev := read_eval(path)) is not None:
                 repeat_evals.setdefault(m.group(1), {})[int(m.group(2))] = ev
+    controls: dict[str, dict[int, FinetuneRun]] = {}
     if ckpt.is_dir():
         for path in sorted(ckpt.iterdir()):
             if m := _LABELS_RE.match(path.name):
                 label_runs.setdefault(int(m.group(1)), {})[m.group(2)] = (
                     read_finetune(path), read_eval(eval_dir / f"{path.name}.json"))
-    controls: dict[str, dict[int, FinetuneRun]] = {}
-    if ckpt.is_dir():
-        for path in sorted(ckpt.iterdir()):
-            if (m := _CONTROL_RE.match(path.name)) and (ft := read_finetune(path)) is not None:
+            elif (m := _CONTROL_RE.match(path.name)) and (ft := read_finetune(path)) is not None:
                 controls.setdefault(m.group(1), {})[int(m.group(2))] = ft
     gpu = {p.stem[len("gpu_"):]: read_gpu_samples(p)
            for p in sorted((run_dir / "logs").glob("gpu_*.csv"))}

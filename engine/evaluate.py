@@ -24,6 +24,7 @@ from data.images import ImageCache, ResizePolicy
 from data.iqa_dataset import IQACropDataset, collate_crops
 from data.rows import Row
 from engine.loop import to_device_images
+from engine.run_kind import kind_of_config, wrong_kind_message
 from models.swin_encoder import canonical_model_size
 from models.swin_hyperiqa import model_from_checkpoint
 
@@ -59,6 +60,9 @@ def load_model_for_eval(path: str | Path, device: torch.device | str = "cpu",
 
         config = dict(ckpt["config"])
         model, mode, score_range = pretrain_model_from_checkpoint(ckpt), "zero_shot", (0.0, 1.0)
+    elif kind == "train_state":
+        found = kind_of_config(ckpt.get("config") or {})
+        raise CheckpointError(wrong_kind_message(Path(path), found, "a model to score"))
     else:
         raise CheckpointError(
             f"{path} is a checkpoint of kind {kind!r}; expected a fine-tuned model ('full', e.g. "

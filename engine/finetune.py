@@ -52,9 +52,9 @@ from engine.optim import (
 )
 from engine.protocols import apply_protocol, describe
 from engine.resume_check import note_epochs_change
+from engine.run_kind import FINETUNE, LAST_STATE_NAME
 from engine.run_setup import open_run
 from engine.train_state import (
-    LAST_STATE_NAME,
     GracefulStop,
     NonFiniteGuard,
     all_rank_rngs,
@@ -65,7 +65,7 @@ from models.swin_hyperiqa import SwinHyperIQA, build_swin_hyperiqa, load_encoder
 
 BEST_NAME = "best_model.pkl"
 RESULTS_NAME = "results.json"
-CONFIG_NAME = "finetune_config.json"
+CONFIG_NAME = FINETUNE.config_name
 METRICS_NAME = "metrics.jsonl"
 # best, last (weights + two AdamW moments) and a temp copy while writing: ~7x the weights
 CHECKPOINT_BYTES_PER_PARAM = 4 * 7
@@ -231,7 +231,7 @@ class FinetuneRun:
 def setup_run(args: argparse.Namespace, info: DistInfo) -> FinetuneRun:
     """Check flags and outputs, then build data, model, optimizer and schedule (and resume)."""
     protocol = apply_protocol(args)
-    folder = open_run(args, info, args.model_name, config_name=CONFIG_NAME,
+    folder = open_run(args, info, args.model_name, kind=FINETUNE,
                       markers=(LAST_STATE_NAME, BEST_NAME), seed=args.seed)
     logger, run_dir, device = folder.logger, folder.run_dir, info.device
     logger.info("%s", describe(protocol))
@@ -261,7 +261,7 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> FinetuneRun:
                       scheduler, scaler, folder.amp, start_epoch=1, state=FinetuneState())
     if folder.resume_path is not None:
         restored = load_train_state(folder.resume_path, model, optimizer, scheduler, scaler,
-                                    info.rank)
+                                    info.rank, expected=FINETUNE)
         run.state = FinetuneState(**restored["extra"])
         run.start_epoch = restored["epoch"] + 1
         # a run that reached its --epochs continues when resumed with more of them

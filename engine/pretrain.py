@@ -50,9 +50,9 @@ from engine.pretrain_setup import (
     resolve_size_defaults,
 )
 from engine.resume_check import note_epochs_change
+from engine.run_kind import LAST_STATE_NAME, PRETRAIN, PRETRAIN_STAGE
 from engine.run_setup import open_run
 from engine.train_state import (
-    LAST_STATE_NAME,
     GracefulStop,
     NonFiniteGuard,
     all_rank_rngs,
@@ -64,7 +64,7 @@ from models.pretrain_model import QualityPretrainModel, make_encoder_checkpoint
 from models.swin_encoder import canonical_model_size
 
 RUN_PREFIX = "qualiclip_pretrain"
-CONFIG_NAME = "pretrain_config.json"
+CONFIG_NAME = PRETRAIN.config_name
 METRICS_NAME = "metrics.jsonl"
 # Flags recorded in every checkpoint's config (with model size, distortions, prompts, data).
 CONFIG_FLAGS = ("loss_type", "score_activation", "pooling", "crop_size", "num_levels",
@@ -114,7 +114,7 @@ def _run_config(args: argparse.Namespace, distortions: list[str], pairs: Sequenc
     """The JSON-able description of the run stored in every checkpoint."""
     full = args.loss_type == "full"
     return {
-        "stage": "qualiclip_pretrain",
+        "stage": PRETRAIN_STAGE,
         "model_size": canonical_model_size(args.model_size),
         **{flag: getattr(args, flag) for flag in CONFIG_FLAGS},
         "distortions": distortions,
@@ -178,7 +178,7 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> PretrainRun:
     if args.loss_type == "full" and args.train_prompt_pairs > len(pairs):
         raise InvalidValueError(f"--train_prompt_pairs {args.train_prompt_pairs} exceeds the "
                                 f"{len(pairs)} prompt pairs; use at most {len(pairs)}")
-    folder = open_run(args, info, _run_name(args, info), config_name=CONFIG_NAME,
+    folder = open_run(args, info, _run_name(args, info), kind=PRETRAIN,
                       markers=(LAST_STATE_NAME,), seed=args.seed + info.rank)
     name, run_dir, logger, amp = folder.name, folder.run_dir, folder.logger, folder.amp
     state_path = folder.resume_path
@@ -204,7 +204,8 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> PretrainRun:
     run = PretrainRun(name, run_dir, logger, config, distortions, model, loader, optimizer,
                       scheduler, scaler, amp, start_epoch=1, validation=validation)
     if state_path is not None:
-        state = load_train_state(state_path, model, optimizer, scheduler, scaler, info.rank)
+        state = load_train_state(state_path, model, optimizer, scheduler, scaler, info.rank,
+                                 expected=PRETRAIN)
         run.start_epoch = state["epoch"] + 1
         logger.info("resumed from %s after epoch %d", state_path, state["epoch"])
         note_epochs_change(folder.saved_args, args.epochs, optimizer, scheduler, "cosine",

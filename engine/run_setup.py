@@ -14,7 +14,7 @@ from common.files import check_writable
 from common.runlog import setup_logger
 from common.runtime import configure_backends, resolve_amp, seed_everything
 from engine.resume_check import check_resume_flags
-from engine.train_state import resolve_resume_path
+from engine.run_kind import RunKind, resume_state
 
 
 @dataclass
@@ -29,18 +29,19 @@ class RunFolder:
     amp: str
 
 
-def open_run(args: argparse.Namespace, info: DistInfo, name: str, *, config_name: str,
+def open_run(args: argparse.Namespace, info: DistInfo, name: str, *, kind: RunKind,
              markers: Sequence[str], seed: int) -> RunFolder:
-    """Check the outputs are writable and shared, open the log, find the resume point and check
-    its flags, refuse a run folder holding one of `markers` without --resume, then seed."""
+    """Find the resume point (a run of `kind`), check the outputs are writable and shared, open
+    the log, check the resumed run's flags, refuse a run folder holding one of `markers` without
+    --resume, then seed. Nothing is created before the resume point is found valid."""
     run_dir = Path(args.output_dir) / name
+    resume_path = resume_state(args.resume, run_dir, kind)
     if info.is_main:  # fail in the first second, not after an epoch, when outputs cannot be written
         check_writable(run_dir)
         check_writable(args.log_dir)
     check_shared_folder(run_dir, info)
     logger = setup_logger(name, args.log_dir, info.is_main)
-    resume_path = resolve_resume_path(args.resume, run_dir)
-    saved = check_resume_flags(args, resume_path, config_name, logger)
+    saved = check_resume_flags(args, resume_path, kind.config_name, logger)
     found = [marker for marker in markers if (run_dir / marker).exists()]
     if not args.resume and found:
         raise RunExistsError(f"{run_dir} already holds a run ({' and '.join(found)}); pass "

@@ -24,8 +24,8 @@ from common.checkpoint import (
 )
 from common.distributed import DistInfo, all_reduce_max, unwrap
 from common.errors import CheckpointError, InvalidValueError, UserError
+from engine.run_kind import RunKind, kind_of_config, wrong_kind_message
 
-LAST_STATE_NAME = "last.pkl"
 GUARD_CHECK_EVERY = 50  # batches between the NaN/Inf guard's host checks
 
 
@@ -80,13 +80,18 @@ def load_train_state(
     scheduler: Any,
     scaler: torch.amp.GradScaler | None,
     rank: int = 0,
+    expected: RunKind | None = None,
 ) -> dict:
     """Restore everything save_train_state wrote; returns {"epoch", "extra", "config"}.
 
     `rank` gets its own saved RNG stream; a rank the saving run did not have keeps the one it
-    was seeded with.
+    was seeded with. A train state of another kind of run than `expected` is refused.
     """
     ckpt = load_checkpoint(path, expected_kind="train_state")
+    found = kind_of_config(ckpt["config"])
+    if expected is not None and found != expected:
+        wanted = f"a {expected.name} run"
+        raise CheckpointError(f"--resume: {wrong_kind_message(Path(path), found, wanted)}")
     hint = (
         f"{path} was saved by a run with model_size {ckpt['model_size']!r} and config "
         f"{ckpt['config']}; resume with the same flags, or start a new run without --resume"
@@ -107,24 +112,6 @@ def load_train_state(
     if rank < len(streams):
         restore_rng_state(streams[rank])
     return {"epoch": int(ckpt["epoch"]), "extra": ckpt.get("extra", {}), "config": ckpt["config"]}
-
-
-def resolve_resume_path(resume: str | None, run_dir: str | os.PathLike) -> Path | None:
-    """--resume value -> train state to load: "auto" = <run_dir>/last.pkl if present, else None."""
-    if resume is None:
-        return None
-    if resume == "auto":
-        last = Path(run_dir) / LAST_STATE_NAME
-        return last if last.is_file() else None
-    path = Path(resume)
-    if path.is_dir():
-        path = path / LAST_STATE_NAME
-    if not path.is_file():
-        raise CheckpointError(
-            f"--resume {resume}: no train state found at {path} (expected a {LAST_STATE_NAME} "
-            "written by an earlier run, or use a bare --resume with the same --model_name)"
-        )
-    return path
 
 
 class GracefulStop:

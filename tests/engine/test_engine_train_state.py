@@ -13,12 +13,12 @@ from torch import nn
 from common.checkpoint import atomic_save, load_checkpoint
 from common.errors import CheckpointError
 from engine.optim import build_optimizer, build_scheduler, param_groups
+from engine.run_kind import FINETUNE, resume_state
 from engine.train_state import (
     GracefulStop,
     NonFiniteGuard,
     NonFiniteLossError,
     load_train_state,
-    resolve_resume_path,
     save_train_state,
 )
 
@@ -86,14 +86,14 @@ def test_resume_into_another_model_says_what_to_do(tmp_path: Path) -> None:
         load_train_state(tmp_path / "best.pkl", model, opt, sched, scaler)
 
 
-def test_resolve_resume_path(tmp_path: Path) -> None:
-    assert resolve_resume_path(None, tmp_path) is None
-    assert resolve_resume_path("auto", tmp_path) is None  # nothing to resume: fresh start
+def test_resume_state(tmp_path: Path) -> None:
+    assert resume_state(None, tmp_path, FINETUNE) is None
+    assert resume_state("auto", tmp_path, FINETUNE) is None  # nothing to resume: fresh start
     (tmp_path / "last.pkl").write_bytes(b"x")
-    assert resolve_resume_path("auto", tmp_path) == tmp_path / "last.pkl"
-    assert resolve_resume_path(str(tmp_path), "unused") == tmp_path / "last.pkl"
+    assert resume_state("auto", tmp_path, FINETUNE) == tmp_path / "last.pkl"
+    assert resume_state(str(tmp_path), Path("unused"), FINETUNE) == tmp_path / "last.pkl"
     with pytest.raises(CheckpointError, match=r"no train state found"):
-        resolve_resume_path(str(tmp_path / "missing.pkl"), tmp_path)
+        resume_state(str(tmp_path / "missing.pkl"), tmp_path, FINETUNE)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

@@ -463,7 +463,8 @@ test_cmd() { # test_cmd MODEL_PATH OUTPUT_JSON [DATASET...] (default: the presen
   if [[ $# -gt 2 ]]; then sets=("${@:3}"); fi
   CMD=("${LAUNCH[@]}" test_swin.py --data_root "$DATA_ROOT" --device "$DEVICE" --amp "$AMP"
     --num_workers "$NUM_WORKERS" --log_dir "$LOGS/runs" --seed "$SEED"
-    --model_path "$1" --output "$2" --test_datasets "${sets[@]}")
+    --model_path "$1" --output "$2" --test_datasets "${sets[@]}"
+    --overwrite)  # a stage redone (markers decide) replaces its own eval files
   add_flag --test_patches "$TEST_PATCHES"  # else a fine-tuned model's own, from its checkpoint
 }
 

@@ -35,23 +35,36 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="crop side (default: the checkpoint's)")
     parser.add_argument("--batch_size", type=positive_int, default=8, help="images per batch")
     parser.add_argument("--output", default=None,
-                        help="results JSON (default <model dir>/cross_dataset_results.json); "
-                        "predictions go to <output stem>_<dataset>_predictions.csv beside it")
+                        help="results JSON (default: cross_dataset_results.json in the current "
+                        "folder, or _2, _3, ... when taken); predictions go to <output "
+                        "stem>_<dataset>_predictions.csv beside it")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the files of an earlier call (without it, a given "
+                        "--output/--scores_csv that exists stops the script before scoring)")
     parser.add_argument("--kadid_types", default=None,
                         help="test KADID-10k on these distortion types only: a comma list of "
                         "codes 1-25 and/or names, e.g. 3,21,25 for types left out of pretraining "
                         "(per-type metrics are always reported)")
+    parser.add_argument("--skip_missing", action="store_true",
+                        help="test without the images a test set's labels list but the disk "
+                        "lacks (counted in the log); without it they stop the script")
     parser.add_argument("--skip_missing_datasets", action="store_true",
-                        help="report datasets missing under --data_root and go on with the rest")
+                        help="report test sets that cannot be read under --data_root and go on "
+                        "with the rest (an error when none is left)")
     parser.add_argument("--images", nargs="+", default=None,
-                        help="image files and/or folders to score (higher = better, on the "
-                        "training set's MOS scale; zero-shot: 0..1)")
+                        help="image files and/or folders to score, printed (one line, or a "
+                        "table) and written to --scores_csv. Higher = better: a fine-tuned "
+                        "model on its training set's MOS scale; a Stage-1 encoder zero-shot on "
+                        "an open scale (default scalar head: compare within one model) or in "
+                        "0..1 (sigmoid or CLIP-prompt head); the run says which")
     parser.add_argument("--cache_images", action="store_true",
                         help="also cache the decoded --images under --cache_dir (off: each is "
                         "decoded once per call and nothing is written; a cached full-resolution "
                         "12-MP photo takes about 36 MB)")
     parser.add_argument("--scores_csv", default=None,
-                        help=f"CSV image,score for --images (default <model dir>/{SCORES_NAME})")
+                        help=f"CSV image,score of --images; - writes it to stdout instead of the "
+                        f"table (default: {SCORES_NAME} beside --output, else in the current "
+                        "folder, or _2, _3, ... when taken)")
     add_common_args(parser, training=False)
     parser.set_defaults(model_size=None)  # the checkpoint decides; a given size is checked
     size = next(a for a in parser._actions if a.dest == "model_size")
@@ -64,20 +77,25 @@ def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     if args.test_datasets is None and not args.images:
         args.test_datasets = list(DEFAULT_TEST_DATASETS)
-    from common.distributed import cleanup, init_distributed
+    from common.distributed import cleanup, decided_on_main, init_distributed
     from common.runlog import setup_logger
-    from engine.cross_dataset import cross_dataset
+    from engine.cross_dataset import cross_dataset, results_output
     from engine.evaluate import load_model_for_eval
-    from engine.scoring import score_images
+    from engine.scoring import score_images, scores_output
 
     info = init_distributed(args.device)
     try:
-        logger = setup_logger("test_swin", args.log_dir, info.is_main)
+        # where results go, decided before scoring (never over an earlier call's files)
+        results = (decided_on_main(lambda: results_output(args), info)
+                   if args.test_datasets else None)
+        scores = decided_on_main(lambda: scores_output(args), info) if args.images else None
+        logger = setup_logger("test_swin", args.log_dir, info.is_main,
+                              console=sys.stderr if args.scores_csv == "-" else sys.stdout)
         eval_model = load_model_for_eval(args.model_path, info.device, args.model_size)
         if args.images:
-            score_images(args, eval_model, info, logger)
-        if args.test_datasets:
-            cross_dataset(args, eval_model, info, logger)
+            score_images(args, eval_model, info, logger, scores)
+        if results is not None:
+            cross_dataset(args, eval_model, info, logger, results)
     finally:
         cleanup(info)
     return 0

@@ -133,7 +133,7 @@ step load_on_cpu 120 "the $DEV-saved best_model.pkl scored with --device cpu" "$
   test_swin.py --device cpu --model_path "$RUNS/ft_bf16/best_model.pkl" --images "$WORK/few" \
   --test_patches 1 --batch_size 2 --num_workers 0 --log_dir "$OUT/logs" \
   --cache_dir "$WORK/cache" --output "$OUT/load_on_cpu.json" \
-  --scores_csv "$OUT/load_on_cpu_scores.csv"
+  --scores_csv "$OUT/load_on_cpu_scores.csv" --overwrite
 # last: compiling takes minutes, and the budget it leaves is all it may use
 if [[ $COMPILE == 1 ]]; then
   R bench_compile

@@ -8,6 +8,7 @@ answer at once; the heavy packages are imported after parsing.
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import math
 import os
@@ -50,9 +51,33 @@ def _run_log_files() -> set[logging.FileHandler]:
 
 
 def build_parser(description: str, prog: str | None = None) -> argparse.ArgumentParser:
-    """An ArgumentParser of this project: no abbreviated flags, every default in the help."""
-    return argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False,
-                                   formatter_class=DefaultsHelpFormatter)
+    """An ArgumentParser of this project: no abbreviated flags, every default in the help, and
+    flag errors in two lines with the closest flag for a mistyped one."""
+    return ProjectParser(prog=prog, description=description, allow_abbrev=False,
+                         formatter_class=DefaultsHelpFormatter)
+
+
+class ProjectParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors say what was wrong, suggest the flag a mistyped one was
+    probably meant to be, and point at --help instead of printing the whole usage."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """Print `prog: error: message` (+ "did you mean") and a pointer to --help; exit 2."""
+        self.exit(2, f"{self.prog}: error: {message}{self._suggestion(message)}\n"
+                     f"(run {self.prog} --help for every flag)\n")
+
+    def _suggestion(self, message: str) -> str:
+        """"; did you mean --epochs?" for each unknown flag of the message close to a known one."""
+        if not message.startswith("unrecognized arguments:"):
+            return ""
+        known = [flag for action in self._actions for flag in action.option_strings]
+        hints = []
+        for token in message.split(":", 1)[1].split():
+            flag = token.split("=", 1)[0]
+            close = difflib.get_close_matches(flag, known, n=1, cutoff=0.75)
+            if flag.startswith("--") and close:
+                hints.append(f"{flag}: did you mean {close[0]}?")
+        return f"; {'; '.join(hints)}" if hints else ""
 
 
 class DefaultsHelpFormatter(argparse.RawDescriptionHelpFormatter):

@@ -6,9 +6,10 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -16,10 +17,11 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from common.errors import CheckpointError, InvalidValueError
+from common.errors import CheckpointError, InvalidValueError, UserError
 from common.runtime import resolve_device
 
 BACKEND_ENV = "QUALICLIP_DIST_BACKEND"  # documented: gloo lets ranks share a GPU
+T = TypeVar("T")
 SHARED_CHECK_WAIT_S = 5.0  # how long a rank waits for rank 0's probe file to appear
 
 
@@ -153,6 +155,21 @@ def broadcast_object(obj: Any, info: DistInfo) -> Any:
     holder = [obj]
     dist.broadcast_object_list(holder, src=0, device=_comm_device(info))
     return holder[0]
+
+
+def decided_on_main(decide: Callable[[], T], info: DistInfo) -> T:
+    """Rank 0's result of `decide()` on every rank; a UserError it raises is raised on every
+    rank alike, so no rank goes on alone (e.g. the check of output files before scoring)."""
+    outcome: tuple[T | None, UserError | None] = (None, None)
+    if info.is_main:
+        try:
+            outcome = (decide(), None)
+        except UserError as exc:
+            outcome = (None, exc)
+    result, failure = broadcast_object(outcome, info)
+    if failure is not None:
+        raise failure
+    return result  # type: ignore[return-value]
 
 
 def gather_arrays(values: np.ndarray | None, info: DistInfo) -> np.ndarray | None:

@@ -27,6 +27,10 @@ class RunExistsError(CheckpointError, FileExistsError):
     """The run folder already holds a run and --resume was not given."""
 
 
+class OutputExistsError(UserError, FileExistsError):
+    """An output file of an earlier call is in the way and --overwrite was not given."""
+
+
 class RunStopped(UserError):
     """A run stopped before its end (a signal, a collapse check) after logging how to go on;
     `exit_code` is the exit status of the script."""

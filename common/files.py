@@ -15,11 +15,11 @@ import re
 import shutil
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from common.errors import CheckpointError
+from common.errors import CheckpointError, OutputExistsError
 
 
 def _temp_name(path: Path) -> Path:
@@ -134,13 +134,37 @@ def json_safe(value):
     return value
 
 
-def write_csv(path: str | Path, header: Sequence[str], records: Sequence[Sequence]) -> None:
-    """Write a CSV atomically (csv-module quoting)."""
+def csv_text(header: Sequence[str], records: Sequence[Sequence]) -> str:
+    """A CSV's text (csv-module quoting, "\\n" line ends)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(records)
-    atomic_write_text(buffer.getvalue(), path)
+    return buffer.getvalue()
+
+
+def write_csv(path: str | Path, header: Sequence[str], records: Sequence[Sequence]) -> None:
+    """Write a CSV atomically (csv-module quoting)."""
+    atomic_write_text(csv_text(header, records), path)
+
+
+def output_path(given: str | os.PathLike | None, default: str | os.PathLike, *, flag: str,
+                overwrite: bool, companions: Callable[[Path], list[Path]] = lambda _: []) -> Path:
+    """Where a result file goes: the `given` path (refused when it or one of its `companions`
+    exists, unless `overwrite`), else `default`, renamed NAME_2, NAME_3, ... while taken."""
+    if given is not None:
+        path = Path(given)
+        taken = [str(p) for p in (path, *companions(path)) if p.exists()]
+        if taken and not overwrite:
+            raise OutputExistsError(
+                f"{flag} {path}: {', '.join(taken)} already exist(s) from an earlier call; pass "
+                f"--overwrite to replace, or choose another {flag}")
+        return path
+    path, number = Path(default), 2
+    while not overwrite and any(p.exists() for p in (path, *companions(path))):
+        path = Path(default).with_name(f"{Path(default).stem}_{number}{Path(default).suffix}")
+        number += 1
+    return path
 
 
 def file_key(key: str) -> str:

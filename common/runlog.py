@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from tqdm import tqdm
 
@@ -23,8 +23,10 @@ DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 PACKAGE_LOGGERS = ("data", "models")  # their warnings belong in the run log too
 
 
-def setup_logger(name: str, log_dir: str | os.PathLike, is_main: bool = True) -> logging.Logger:
-    """Logger writing to stdout and appending to log_dir/<name>.log (main rank only).
+def setup_logger(name: str, log_dir: str | os.PathLike, is_main: bool = True,
+                 console: TextIO | None = None) -> logging.Logger:
+    """Logger writing to `console` (default stdout) and appending to log_dir/<name>.log (main
+    rank only; stderr when stdout carries a script's data, e.g. test_swin.py --scores_csv -).
 
     The warnings of the `data` and `models` packages (e.g. an unreadable image skipped) go to the
     same places. Calling it again for the same name replaces the handlers (no duplicated lines).
@@ -32,7 +34,7 @@ def setup_logger(name: str, log_dir: str | os.PathLike, is_main: bool = True) ->
     """
     formatter = logging.Formatter(LOG_FORMAT, DATE_FORMAT)
     if is_main:
-        stream = logging.StreamHandler(sys.stdout)
+        stream = logging.StreamHandler(console or sys.stdout)
         log_path = Path(log_dir) / f"{name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         handlers: list[logging.Handler] = [

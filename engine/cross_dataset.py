@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from common.distributed import DistInfo
-from common.files import atomic_write_json, file_key, json_safe, write_csv
+from common.files import atomic_write_json, file_key, json_safe, output_path, write_csv
 from common.runtime import resolve_amp
 from data.images import ImageCache
 from data.readers.kadid10k import DISTORTION_TYPES, distortion_type, parse_distortion_types
@@ -63,31 +63,78 @@ def format_table(results: dict[str, dict], subsets: dict[str, str],
     return "\n".join(lines)
 
 
-def cross_dataset(args: argparse.Namespace, eval_model: EvalModel, info: DistInfo,
-                  logger: logging.Logger) -> dict:
-    """Score every --test_datasets entry; print a table, write the JSON and prediction CSVs."""
-    output = Path(args.output or Path(args.model_path).parent / "cross_dataset_results.json")
-    crop_size, patches = eval_settings(args, eval_model)
-    results, subsets, skipped, by_distortion = {}, {}, {}, {}
-    if args.kadid_types and "kadid10k" not in {canonical_key(n) for n in args.test_datasets}:
-        raise DatasetError("--kadid_types restricts KADID-10k, which is not among "
-                           "--test_datasets; add kadid10k or leave --kadid_types out")
+RESULTS_NAME = "cross_dataset_results.json"
+
+
+def predictions_path(output: Path, key: str) -> Path:
+    """The predictions CSV of one test set, beside the results JSON `output`."""
+    return output.with_name(f"{output.stem}_{file_key(key)}_predictions.csv")
+
+
+def results_output(args: argparse.Namespace) -> Path:
+    """Where the results JSON goes: --output, else cross_dataset_results.json in the current
+    folder (a free name: an earlier call's files are never replaced without --overwrite)."""
+    keys = [file_key(name) for name in args.test_datasets]
+    return output_path(args.output, Path(RESULTS_NAME), flag="--output",
+                       overwrite=args.overwrite,
+                       companions=lambda out: [predictions_path(out, key) for key in keys])
+
+
+def _key(name: str) -> str:
+    """The dataset key of a name, or the name itself when it is no known dataset."""
+    try:
+        return canonical_key(name)
+    except DatasetError:
+        return name
+
+
+def read_test_sets(args: argparse.Namespace, eval_model: EvalModel, logger: logging.Logger
+              ) -> tuple[dict[str, list[Row]], dict[str, str], dict[str, str]]:
+    """Rows of every --test_datasets entry, read before any is scored: ({key: rows}, {key:
+    subset}, {key: why skipped}); every unusable set is named in one error, or skipped with
+    --skip_missing_datasets; none left to score is an error either way."""
+    sets, subsets, problems = {}, {}, {}
     for name in args.test_datasets:
-        key = canonical_key(name)
+        key = _key(name)
         try:
+            canonical_key(key)  # an unknown name is one of the problems
             rows, subsets[key] = dataset_rows(key, eval_model, args.data_root)
             if key == "kadid10k" and args.kadid_types:
                 rows, subsets[key] = kadid_subset(rows, args.kadid_types)
-            rows = drop_missing(key, rows, skip_missing=False, logger=logger)
+            sets[key] = drop_missing(key, rows, skip_missing=args.skip_missing, logger=logger)
         except DatasetError as exc:
-            if not args.skip_missing_datasets:
-                raise
-            logger.warning("skipping %s (--skip_missing_datasets): %s", key, exc)
-            skipped[key] = str(exc)
-            subsets.pop(key, None)
-            continue
-        # a model trained on squashed images (--resize squash) is tested on squashed images
-        geometry = str(eval_model.config.get("resize", "aspect"))
+            problems[key] = str(exc)
+    if problems and not args.skip_missing_datasets:
+        if len(problems) == 1:
+            raise DatasetError(next(iter(problems.values())))
+        raise DatasetError(
+            f"{len(problems)} of {len(args.test_datasets)} test sets cannot be used (--data_root "
+            f"{args.data_root}):\n" + "\n".join(f"- {k}: {v}" for k, v in problems.items())
+            + "\nFix --data_root or these sets, or pass --skip_missing_datasets to test on the "
+            "others")
+    for key, why in problems.items():
+        logger.warning("skipping %s (--skip_missing_datasets): %s", key, why)
+        subsets.pop(key, None)
+    if not sets:
+        raise DatasetError(f"none of the test sets {', '.join(args.test_datasets)} could be "
+                           "used, so nothing was scored; see the reasons above and fix "
+                           "--data_root or --test_datasets")
+    return sets, subsets, problems
+
+
+def cross_dataset(args: argparse.Namespace, eval_model: EvalModel, info: DistInfo,
+                  logger: logging.Logger, output: Path) -> dict:
+    """Score every --test_datasets entry; print a table, write the JSON (`output`) and the
+    prediction CSVs beside it."""
+    crop_size, patches = eval_settings(args, eval_model)
+    results, by_distortion = {}, {}
+    if args.kadid_types and "kadid10k" not in {_key(n) for n in args.test_datasets}:
+        raise DatasetError("--kadid_types restricts KADID-10k, which is not among "
+                           "--test_datasets; add kadid10k or leave --kadid_types out")
+    sets, subsets, skipped = read_test_sets(args, eval_model, logger)
+    # a model trained on squashed images (--resize squash) is tested on squashed images
+    geometry = str(eval_model.config.get("resize", "aspect"))
+    for key, rows in sets.items():
         pred = predict_rows(eval_model.model, rows, policy=resize_policy(key, geometry),
                             cache=ImageCache(args.cache_dir), crop_size=crop_size,
                             patches=patches, batch_size=args.batch_size, device=info.device,
@@ -99,8 +146,7 @@ def cross_dataset(args: argparse.Namespace, eval_model: EvalModel, info: DistInf
             logger.info("kadid10k by distortion type:\n%s",
                         format_table(by_distortion[key], {}, label="distortion"))
         if info.is_main:
-            write_csv(output.with_name(f"{output.stem}_{file_key(key)}_predictions.csv"),
-                      ("image", "mos", "prediction"),
+            write_csv(predictions_path(output, key), ("image", "mos", "prediction"),
                       [(r.name, f"{r.mos:.6g}", score_text(p))
                        for r, p in zip(rows, pred, strict=True)])
     report = {"results": results, "model": str(args.model_path), "mode": eval_model.mode,

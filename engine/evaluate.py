@@ -38,7 +38,7 @@ class EvalModel:
     model: torch.nn.Module
     mode: str  # "finetuned" | "zero_shot"
     config: dict
-    score_range: tuple[float, float]  # documented output scale (training MOS range, or 0..1)
+    score_range: tuple[float, float]  # output scale: training MOS range, 0..1, or open (+-inf)
 
 
 def load_model_for_eval(path: str | Path, device: torch.device | str = "cpu",
@@ -59,7 +59,8 @@ def load_model_for_eval(path: str | Path, device: torch.device | str = "cpu",
         from models.pretrain_model import pretrain_model_from_checkpoint
 
         config = dict(ckpt["config"])
-        model, mode, score_range = pretrain_model_from_checkpoint(ckpt), "zero_shot", (0.0, 1.0)
+        model, mode = pretrain_model_from_checkpoint(ckpt), "zero_shot"
+        score_range = zero_shot_range(config.get("head") or {})
     elif kind == "train_state":
         found = kind_of_config(ckpt.get("config") or {})
         raise CheckpointError(wrong_kind_message(Path(path), found, "a model to score"))
@@ -71,6 +72,14 @@ def load_model_for_eval(path: str | Path, device: torch.device | str = "cpu",
         )
     model = model.to(device, memory_format=torch.channels_last).eval()
     return EvalModel(model, mode, config, score_range)
+
+
+def zero_shot_range(head: dict) -> tuple[float, float]:
+    """Output range of a Stage-1 head: (0, 1) for CLIP prompts or a sigmoid scalar head, open
+    (-inf, inf) for the raw scalar head (activation "none", the default)."""
+    if head.get("type") == "scalar" and head.get("activation", "sigmoid") == "none":
+        return -math.inf, math.inf
+    return 0.0, 1.0
 
 
 def model_scores(model: torch.nn.Module, x: torch.Tensor, amp: str = "off") -> torch.Tensor:
@@ -155,9 +164,10 @@ def metrics_for(pred: np.ndarray, rows: Sequence[Row], strict: bool = True,
     return evaluate_predictions(pred[ok], mos[ok], strict=strict)
 
 
-def score_text(value: float) -> str:
-    """A score for a CSV cell: six decimals, empty for an image that could not be scored."""
-    return f"{value:.6f}" if np.isfinite(value) else ""
+def score_text(value: float, digits: int = 6) -> str:
+    """A score for a CSV cell or a table: `digits` decimals, empty for an image that could not be
+    scored."""
+    return f"{value:.{digits}f}" if np.isfinite(value) else ""
 
 
 def eval_settings(args: argparse.Namespace, eval_model: EvalModel) -> tuple[int, int]:

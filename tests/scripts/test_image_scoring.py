@@ -56,5 +56,5 @@ def test_scoring_images_writes_no_cache_unless_asked(trained_run: dict, script_a
     argv[argv.index("--cache_dir") + 1] = str(cache)
     assert main(argv) == 0
     assert not cache.exists() or not any(cache.rglob("*.npy"))
-    assert main([*argv, "--cache_images"]) == 0
+    assert main([*argv, "--cache_images", "--overwrite"]) == 0
     assert len(list(cache.rglob("*.npy"))) == 1

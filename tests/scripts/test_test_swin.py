@@ -99,7 +99,8 @@ def test_kadid_is_reported_per_distortion_type_and_can_be_restricted(
         encoder_checkpoint: Path, script_argv, tmp_path: Path) -> None:
     output = tmp_path / "kadid.json"
     argv = script_argv(tmp_path, "--model_path", str(encoder_checkpoint), "--output", str(output),
-                       "--test_datasets", "kadid", "--test_patches", "1", training=False)
+                       "--test_datasets", "kadid", "--test_patches", "1", "--overwrite",
+                       training=False)
     assert main(argv) == 0
     per_type = json.loads(output.read_text())["by_distortion"]["kadid10k"]
     assert list(per_type) == ["gaussian_blur", "motion_blur", "jpeg", "gaussian_noise",

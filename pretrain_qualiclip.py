@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
 from common.cli import (
     add_common_args,
@@ -35,7 +36,8 @@ from common.vocabulary import (
 
 def get_args_parser() -> argparse.ArgumentParser:
     """Flags of the pretraining stage (the common flags of common.cli included)."""
-    parser = build_parser("QualiCLIP pretraining of the Swin encoder (unlabeled images, no MOS)")
+    parser = build_parser("QualiCLIP pretraining of the Swin encoder (unlabeled images, no MOS)",
+                          prog=Path(__file__).name)
     add_common_args(parser, training=True)
 
     data = parser.add_argument_group("data")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from common.cli import add_common_args, build_parser, positive_int, run_script
 from common.vocabulary import DEFAULT_TEST_PATCHES, SCORES_NAME
@@ -20,7 +21,7 @@ DEFAULT_TEST_DATASETS = ("spaq", "kadid10k", "agiqa3k")
 
 def get_args_parser() -> argparse.ArgumentParser:
     """Flags of test_swin.py."""
-    parser = build_parser(__doc__.splitlines()[0])
+    parser = build_parser(__doc__.splitlines()[0], prog=Path(__file__).name)
     parser.add_argument("--model_path", required=True,
                         help="best_model.pkl of train_swin.py, or a Stage-1 encoder checkpoint "
                         "(swin_<size>_qualiclip_pretrained.pkl: zero-shot with its head)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
 from common.cli import (
     add_common_args,
@@ -34,7 +35,7 @@ from engine.protocols import DEFAULT_PROTOCOL, PROTOCOL_CHOICES, preset_help
 
 def get_args_parser() -> argparse.ArgumentParser:
     """Flags of train_swin.py (defaults from the experiment plan)."""
-    parser = build_parser(__doc__.splitlines()[0])
+    parser = build_parser(__doc__.splitlines()[0], prog=Path(__file__).name)
     parser.add_argument("--protocol", choices=PROTOCOL_CHOICES, default=DEFAULT_PROTOCOL,
                         help="preset of the flags marked 'default from --protocol' (README, "
                         "'Fine-tuning protocols'); plan: the experiment plan with the "

@@ -167,6 +167,14 @@ def output_path(given: str | os.PathLike | None, default: str | os.PathLike, *, 
     return path
 
 
+def renamed_note(path: Path, given: str | os.PathLike | None, default_name: str) -> str:
+    """" (NAME here is an earlier call's ...)" when output_path gave the default file another
+    name, else ""."""
+    if given is not None or path.name == default_name:
+        return ""
+    return f" ({default_name} here is an earlier call's; --overwrite replaces it)"
+
+
 def file_key(key: str) -> str:
     """A dataset key made safe for a file name (csv:PATH keys too)."""
     return re.sub(r"[^A-Za-z0-9]+", "_", key).strip("_")

@@ -93,8 +93,8 @@ def fit_logistic(pred: ArrayLike, target: ArrayLike) -> np.ndarray | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optimize.OptimizeWarning)
             params, _ = optimize.curve_fit(logistic_4, p, t, p0=p0, maxfev=10000)
-    except (RuntimeError, ValueError, optimize.OptimizeWarning):
-        return None
+    except (RuntimeError, ValueError, TypeError, optimize.OptimizeWarning):
+        return None  # TypeError: fewer items than the logistic's 4 parameters
     if not np.all(np.isfinite(params)):
         return None
     return params

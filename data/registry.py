@@ -9,9 +9,18 @@ from pathlib import Path
 from types import ModuleType
 
 from common.errors import InvalidValueError
+from common.files import file_key
 from common.vocabulary import GEOMETRIES
 from data.images import ResizePolicy
-from data.rows import DatasetError, Row, has_official_split, random_split, split_counts
+from data.rows import (
+    SPLITS,
+    DatasetError,
+    Row,
+    has_official_split,
+    min_groups,
+    random_split,
+    split_counts,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +28,8 @@ DATASET_KEYS = ("koniq10k", "spaq", "kadid10k", "agiqa3k", "livec")
 CSV_PREFIX = "csv:"
 SPLIT_MODES = ("official", "random")
 N_MISSING_NAMED = 5  # missing image names quoted in summaries and messages
+MIN_EVAL_IMAGES = 3  # validation and test: SRCC/PLCC need 3 images (common.metrics)
+EVEN_RATIOS = (0.4, 0.3, 0.3)  # the split suggested to a small dataset
 
 _ALIASES = {
     "koniq10k": "koniq10k",
@@ -62,6 +73,14 @@ def canonical_key(name: str) -> str:
         f"unknown dataset {name!r}: expected one of {', '.join(DATASET_KEYS)} (aliases such as "
         f"koniq, kadid, agiqa, live-c) or csv:PATH for a CSV with columns image,mos"
     )
+
+
+def dataset_label(name: str) -> str:
+    """A dataset's name in run folders and logs: its key, or csv-<file stem> for csv:PATH."""
+    key = canonical_key(name)
+    if key.startswith(CSV_PREFIX):
+        return f"csv-{file_key(Path(key[len(CSV_PREFIX):]).stem)}"
+    return key
 
 
 def _reader(key: str) -> ModuleType:
@@ -110,6 +129,36 @@ def read_rows(
             tuple(split_ratios),
         )
     return random_split(rows, split_seed, split_ratios)
+
+
+def check_split_sizes(key: str, data_root: str | Path, splits: dict[str, Sequence[Row]],
+                      split: str, split_ratios: Sequence[float]) -> None:
+    """Refuse, before training, a split with no training image or fewer than MIN_EVAL_IMAGES
+    validation or test images (no epoch could be selected, no test score computed), saying
+    how many images the split needs or how to split otherwise."""
+    counts = [len(splits[name]) for name in SPLITS]
+    if counts[0] >= 1 and min(counts[1:]) >= MIN_EVAL_IMAGES:
+        return
+    rows = [row for part in splits.values() for row in part]
+    found = (f"gives {'/'.join(map(str, counts))} train/val/test images, but training needs "
+             f"one and validation and test {MIN_EVAL_IMAGES} each (SRCC is undefined below "
+             f"{MIN_EVAL_IMAGES}, so no epoch could be selected)")
+    if split == "official" and has_official_split(_reader(key).read(dataset_location(key,
+                                                                                    data_root))):
+        raise DatasetError(f"{key}: the dataset's own split {found}; put at least "
+                           f"{MIN_EVAL_IMAGES} images in each of val and test, or pass --split "
+                           "random")
+    groups = len({row.group for row in rows})
+    unit = "images" if groups == len(rows) else "content groups"
+    ratios = ",".join(f"{r:g}" for r in split_ratios)
+    need = min_groups(split_ratios, MIN_EVAL_IMAGES)
+    fix = (f"use at least {need} {unit} at these ratios" if need else
+           "give train, val and test positive --split_ratios")
+    even = min_groups(EVEN_RATIOS, MIN_EVAL_IMAGES) or 0
+    if groups >= even:
+        fix += f", or --split_ratios {','.join(f'{r:g}' for r in EVEN_RATIOS)}"
+    raise DatasetError(f"{key}: the random split (--split_ratios {ratios}) of {groups} {unit} "
+                       f"{found}; {fix}")
 
 
 def resize_policy(name: str, geometry: str = "aspect") -> ResizePolicy:

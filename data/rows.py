@@ -64,6 +64,20 @@ def _group_counts(n_groups: int, ratios: tuple[float, float, float]) -> list[int
     return counts
 
 
+def min_groups(ratios: Sequence[float], minimum: int) -> int | None:
+    """Fewest content groups whose random split at `ratios` gives training one group and
+    validation and test `minimum` groups each (None when a ratio is 0)."""
+    normalised = check_ratios(ratios)
+    if min(normalised) == 0:
+        return None
+    n = 1
+    while True:
+        train, val, test = _group_counts(n, normalised)
+        if train >= 1 and min(val, test) >= minimum:
+            return n
+        n += 1
+
+
 def random_split(
     rows: Sequence[Row], seed: int, ratios: Sequence[float] = (0.7, 0.1, 0.2)
 ) -> list[Row]:

@@ -10,7 +10,14 @@ from pathlib import Path
 import numpy as np
 
 from common.distributed import DistInfo
-from common.files import atomic_write_json, file_key, json_safe, output_path, write_csv
+from common.files import (
+    atomic_write_json,
+    file_key,
+    json_safe,
+    output_path,
+    renamed_note,
+    write_csv,
+)
 from common.runtime import resolve_amp
 from data.images import ImageCache
 from data.readers.kadid10k import DISTORTION_TYPES, distortion_type, parse_distortion_types
@@ -154,6 +161,7 @@ def cross_dataset(args: argparse.Namespace, eval_model: EvalModel, info: DistInf
               "test_patches": patches, "skipped": skipped, "by_distortion": by_distortion}
     if info.is_main:
         atomic_write_json(json_safe(report), output)
-        logger.info("%s (%s, %d crops per image)\n%s\nwritten to %s", args.model_path,
-                    eval_model.mode, patches, format_table(results, subsets), output)
+        logger.info("%s (%s, %d crops per image)\n%s\nwritten to %s%s", args.model_path,
+                    eval_model.mode, patches, format_table(results, subsets), output,
+                    renamed_note(output, args.output, RESULTS_NAME))
     return report

@@ -39,7 +39,14 @@ from common.runtime import (
 )
 from data.images import ImageCache, ResizePolicy
 from data.iqa_dataset import IQACropSamples
-from data.registry import canonical_key, drop_missing, read_rows, resize_policy
+from data.registry import (
+    canonical_key,
+    check_split_sizes,
+    dataset_label,
+    drop_missing,
+    read_rows,
+    resize_policy,
+)
 from data.rows import SPLITS, DatasetError, Row, label_subset
 from engine.evaluate import eval_batch_size, load_model_for_eval, metrics_for, predict_rows
 from engine.loop import StepOutput, to_device_images, train_one_epoch, training_loader
@@ -69,6 +76,8 @@ CONFIG_NAME = FINETUNE.config_name
 METRICS_NAME = "metrics.jsonl"
 # best, last (weights + two AdamW moments) and a temp copy while writing: ~7x the weights
 CHECKPOINT_BYTES_PER_PARAM = 4 * 7
+# warnings of the data checks, made before the run's log exists (stderr)
+CHECKS_LOGGER = logging.getLogger(__name__)
 
 
 @dataclass
@@ -95,12 +104,7 @@ def load_data(args: argparse.Namespace, logger: logging.Logger) -> FinetuneData:
     splits = {name: [row for row in rows if row.split == name] for name in SPLITS}
     if args.label_fraction < 1:  # label efficiency: fewer training labels, val/test unchanged
         splits["train"] = label_subset(splits["train"], args.label_fraction, args.label_seed)
-    empty = [name for name, part in splits.items() if not part]
-    if empty:
-        raise DatasetError(
-            f"{key}: the {args.split} split leaves no images in {empty} ({len(rows)} images in "
-            f"all); use more images or --split random --split_ratios with three positive ratios"
-        )
+    check_split_sizes(key, args.data_root, splits, args.split, args.split_ratios)
     return FinetuneData(key, splits, resize_policy(key, args.resize), ImageCache(args.cache_dir))
 
 
@@ -232,10 +236,11 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> FinetuneRun:
     """Check flags and outputs, then build data, model, optimizer and schedule (and resume)."""
     protocol = apply_protocol(args)
     folder = open_run(args, info, args.model_name, kind=FINETUNE,
-                      markers=(LAST_STATE_NAME, BEST_NAME), seed=args.seed)
+                      markers=(LAST_STATE_NAME, BEST_NAME), seed=args.seed,
+                      checks=lambda: load_data(args, CHECKS_LOGGER))
     logger, run_dir, device = folder.logger, folder.run_dir, info.device
     logger.info("%s", describe(protocol))
-    data = load_data(args, logger)
+    data: FinetuneData = folder.checked
     model = build_model(args, data, logger).to(device, memory_format=torch.channels_last)
     if info.is_main:
         check_writable(run_dir, count_parameters(model) * CHECKPOINT_BYTES_PER_PARAM)
@@ -415,7 +420,7 @@ def _spread(values: list[float]) -> dict:
 
 def run(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
     """One run, or --repeats runs NAME_r{i} with split_seed+i and seed+i and a summary JSON."""
-    args.model_name = args.model_name or f"swin_{args.model_size}_{canonical_key(args.dataset)}"
+    args.model_name = args.model_name or f"swin_{args.model_size}_{dataset_label(args.dataset)}"
     if args.repeats <= 1:
         return finetune(args, info, command)
     runs = []

@@ -44,6 +44,7 @@ from engine.optim import (
 )
 from engine.pretrain_monitor import ZeroShotValidation, build_validation, collapse_message
 from engine.pretrain_setup import (
+    PretrainImages,
     QualiCLIPStep,
     build_pretrain_model,
     pretrain_images,
@@ -64,6 +65,8 @@ from models.pretrain_model import QualityPretrainModel, make_encoder_checkpoint
 from models.swin_encoder import canonical_model_size
 
 RUN_PREFIX = "qualiclip_pretrain"
+# warnings of the data checks, made before the run's log exists (stderr)
+CHECKS_LOGGER = logging.getLogger(__name__)
 CONFIG_NAME = PRETRAIN.config_name
 METRICS_NAME = "metrics.jsonl"
 # Flags recorded in every checkpoint's config (with model size, distortions, prompts, data).
@@ -179,10 +182,11 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> PretrainRun:
         raise InvalidValueError(f"--train_prompt_pairs {args.train_prompt_pairs} exceeds the "
                                 f"{len(pairs)} prompt pairs; use at most {len(pairs)}")
     folder = open_run(args, info, _run_name(args, info), kind=PRETRAIN,
-                      markers=(LAST_STATE_NAME,), seed=args.seed + info.rank)
+                      markers=(LAST_STATE_NAME,), seed=args.seed + info.rank,
+                      checks=lambda: pretrain_images(args, CHECKS_LOGGER))
     name, run_dir, logger, amp = folder.name, folder.run_dir, folder.logger, folder.amp
     state_path = folder.resume_path
-    images = pretrain_images(args, logger)
+    images: PretrainImages = folder.checked
     cache = ImageCache(args.cache_dir)
     dataset = UnlabeledPairDataset(images.train, images.policy, cache, crop_size=args.crop_size,
                                    seed=args.seed, views=args.views_per_image)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from common.distributed import DistInfo, check_shared_folder
 from common.errors import RunExistsError
@@ -27,15 +28,18 @@ class RunFolder:
     resume_path: Path | None
     saved_args: dict  # the flags the resumed run was started with ({} for a new run)
     amp: str
+    checked: Any  # what the run's first checks returned (e.g. its data)
 
 
 def open_run(args: argparse.Namespace, info: DistInfo, name: str, *, kind: RunKind,
-             markers: Sequence[str], seed: int) -> RunFolder:
-    """Find the resume point (a run of `kind`), check the outputs are writable and shared, open
-    the log, check the resumed run's flags, refuse a run folder holding one of `markers` without
-    --resume, then seed. Nothing is created before the resume point is found valid."""
+             markers: Sequence[str], seed: int, checks: Callable[[], Any]) -> RunFolder:
+    """Find the resume point (a run of `kind`) and run the run's first `checks` (its data)
+    before anything is created, so a run failing them leaves no folder and no log; then check
+    the outputs are writable and shared, open the log, check the resumed run's flags, refuse a
+    run folder holding one of `markers` without --resume, and seed."""
     run_dir = Path(args.output_dir) / name
     resume_path = resume_state(args.resume, run_dir, kind)
+    checked = checks()
     if info.is_main:  # fail in the first second, not after an epoch, when outputs cannot be written
         check_writable(run_dir)
         check_writable(args.log_dir)
@@ -50,5 +54,5 @@ def open_run(args: argparse.Namespace, info: DistInfo, name: str, *, kind: RunKi
     seed_everything(seed)
     configure_backends(info.device)
     return RunFolder(name, run_dir, logger, resume_path, saved,
-                     resolve_amp(args.amp, info.device))
+                     resolve_amp(args.amp, info.device), checked)
 

@@ -16,7 +16,7 @@ import torch
 from common.checkpoint import crop_size_of
 from common.distributed import DistInfo
 from common.errors import InvalidValueError
-from common.files import csv_text, output_path, write_csv
+from common.files import csv_text, output_path, renamed_note, write_csv
 from common.runtime import resolve_amp
 from common.vocabulary import DEFAULT_TEST_PATCHES, SCORES_NAME
 from data.images import ImageCache, ResizePolicy
@@ -129,8 +129,11 @@ def scores_output(args: argparse.Namespace) -> Path | None:
 
 def format_scores(scores: dict[Path, float]) -> str:
     """One image: "SCORE  PATH"; several: a table with a header line."""
+    if len(scores) == 1:
+        (path, score), = scores.items()
+        return f"{score_text(score, 4) or 'unreadable'}  {path}"
     lines = [f"{score_text(s, 4) or 'unreadable':>10}  {p}" for p, s in scores.items()]
-    return "\n".join(lines if len(lines) == 1 else [f"{'score':>10}  image", *lines])
+    return "\n".join([f"{'score':>10}  image", *lines])
 
 
 def score_images(args: argparse.Namespace, eval_model: EvalModel, info: DistInfo,
@@ -151,6 +154,7 @@ def score_images(args: argparse.Namespace, eval_model: EvalModel, info: DistInfo
             print(format_scores(scores))
             write_csv(out, ("image", "score"), records)
         unreadable = int(np.count_nonzero(~np.isfinite(values)))
+        where = f"{out}{renamed_note(out, args.scores_csv, SCORES_NAME)}" if out else "stdout"
         logger.info("scored %d image(s) (%d unreadable, left empty) -> %s; %s", len(scores),
-                    unreadable, out or "stdout", scale_note(eval_model))
+                    unreadable, where, scale_note(eval_model))
     return values

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from data.rows import DatasetError
@@ -31,14 +31,19 @@ def missing_label_file(paths: Sequence[Path], title: str, layout: str) -> Datase
     )
 
 
-def check_columns(path: Path, found: Sequence[str], required: Iterable[str]) -> None:
-    """Raise a DatasetError naming the file, the missing columns and the columns found."""
+OFFICIAL_FILE_ADVICE = "Use the dataset's official label file unchanged."
+
+
+def check_columns(path: Path, found: Sequence[str], required: Iterable[str],
+                  advice: Callable[[list[str], Sequence[str]], str] | None = None) -> None:
+    """Raise a DatasetError naming the file, the missing columns and the columns found, then
+    what to do: `advice(missing, found)`, or to use the official label file unchanged."""
     missing = [c for c in required if c not in found]
     if missing:
         raise DatasetError(
             f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}; "
             f"found columns {', '.join(repr(c) for c in found)}. "
-            f"Use the dataset's official label file unchanged."
+            f"{advice(missing, found) if advice else OFFICIAL_FILE_ADVICE}"
         )
 
 
@@ -56,12 +61,15 @@ def _record(header: Sequence[str], values: Sequence[object]) -> Record:
     return record
 
 
-def read_csv_records(path: Path, required: Iterable[str]) -> list[tuple[int, Record]]:
-    """Read a CSV with a header row; return (file line number, record) for non-blank rows."""
+def read_csv_records(path: Path, required: Iterable[str],
+                     advice: Callable[[list[str], Sequence[str]], str] | None = None
+                     ) -> list[tuple[int, Record]]:
+    """Read a CSV with a header row; return (file line number, record) for non-blank rows
+    (`advice`: what check_columns tells a file that lacks a required column)."""
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         header = [h.strip() for h in next(reader, [])]
-        check_columns(path, header, required)
+        check_columns(path, header, required, advice)
         records = []
         for values in reader:
             if _is_blank(values):

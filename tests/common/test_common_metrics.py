@@ -61,6 +61,13 @@ def test_logistic_fallback_warns_and_returns_raw_plcc(monkeypatch: pytest.Monkey
     assert value == pytest.approx(stats.pearsonr(pred, target)[0], abs=1e-12)
 
 
+def test_three_items_fall_back_to_raw_plcc() -> None:
+    pred, target = [0.1, 0.4, 0.3], [1.0, 3.0, 2.0]  # fewer items than the logistic's parameters
+    with pytest.warns(metrics.LogisticFitWarning, match=r"did not converge on 3 items"):
+        result = metrics.evaluate_predictions(pred, target)
+    assert result["plcc_logistic"] == pytest.approx(stats.pearsonr(pred, target)[0], abs=1e-12)
+
+
 def test_evaluate_predictions_keys_and_values() -> None:
     rng = np.random.default_rng(3)
     target = rng.normal(size=50)

@@ -27,6 +27,7 @@ from common.vocabulary import (
     ATTENTION_SCOPES,
     GEOMETRIES,
     HEAD_POOLINGS,
+    MODEL_SELECTIONS,
     OPTIMIZER_CHOICES,
     SCHEDULER_CHOICES,
 )
@@ -144,7 +145,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     optim.add_argument("--lr_gamma", type=float, default=0.1, help="step scheduler: decay factor")
     optim.add_argument("--patience", type=non_negative_int, default=None,
                        help="stop after this many epochs without a validation SRCC gain (0 = "
-                       "off) " + preset_help("patience"))
+                       "off; with --select val) " + preset_help("patience"))
+    optim.add_argument("--select", choices=MODEL_SELECTIONS, default=None,
+                       help="the epoch kept as best_model.pkl and tested: val = highest "
+                       "validation SRCC; last = the last epoch (a validation split of a few "
+                       "dozen images picks by noise: SRCC's standard error is ~0.2 at 20) "
+                       + preset_help("select"))
     optim.add_argument("--max_steps_per_epoch", type=positive_int, default=None,
                        help="cap optimizer steps per epoch (tests and benchmarks)")
     optim.add_argument("--repeats", type=positive_int, default=1,

@@ -24,3 +24,5 @@ TRACEBACK_ENV = "QUALICLIP_TRACEBACK"
 # each pooled cell's spatial standard deviation, the energy in which a randomly initialised
 # encoder first shows noise and blur (README "Stage 2 at the CPU sizes")
 HEAD_POOLINGS = ("mean", "mean_std")
+# which epoch a fine-tuning run keeps as best_model.pkl: highest validation SRCC, or the last
+MODEL_SELECTIONS = ("val", "last")

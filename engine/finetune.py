@@ -74,6 +74,7 @@ BEST_NAME = "best_model.pkl"
 RESULTS_NAME = "results.json"
 CONFIG_NAME = FINETUNE.config_name
 METRICS_NAME = "metrics.jsonl"
+SELECTED_BY = {"val": "selected on validation", "last": "the last epoch, --select last"}
 # best, last (weights + two AdamW moments) and a temp copy while writing: ~7x the weights
 CHECKPOINT_BYTES_PER_PARAM = 4 * 7
 # warnings of the data checks, made before the run's log exists (stderr)
@@ -336,7 +337,9 @@ def _finish_epoch(run: FinetuneRun, args: argparse.Namespace, info: DistInfo, ep
         MetricsJournal(run.run_dir / METRICS_NAME).append(json_safe(record))
     state.train_time_s += epoch_time
     state.epochs_run = epoch
-    if math.isfinite(val["srcc"]) and (state.best_srcc is None or val["srcc"] > state.best_srcc):
+    improved = math.isfinite(val["srcc"]) and (state.best_srcc is None
+                                               or val["srcc"] > state.best_srcc)
+    if improved or args.select == "last":
         state.best_srcc, state.best_epoch, state.bad_epochs = val["srcc"], epoch, 0
         state.best_val = json_safe(val)
         if info.is_main:
@@ -401,13 +404,14 @@ def _final_test(run: FinetuneRun, args: argparse.Namespace, info: DistInfo) -> d
     test = _score_split(run, args, info, best.model, "test", args.test_patches)
     results = json_safe({
         "model_name": args.model_name, "dataset": run.data.key, "best_epoch": state.best_epoch,
+        "selected_by": args.select,
         "epochs_run": state.epochs_run,
         "stopped_early": state.stopped_early, "train_time_s": state.train_time_s,
         "val": state.best_val, "test": test})
     if info.is_main:
         atomic_write_json(results, run.run_dir / RESULTS_NAME)
-    run.logger.info("test (best epoch %d, selected on validation): SRCC %.4f PLCC %.4f KRCC %.4f "
-                    "RMSE %.4g n %d -> %s", state.best_epoch, test["srcc"], test["plcc"],
+    run.logger.info("test (epoch %d, %s): SRCC %.4f PLCC %.4f KRCC %.4f RMSE %.4g n %d -> %s",
+                    state.best_epoch, SELECTED_BY[args.select], test["srcc"], test["plcc"],
                     test["krcc"], test["rmse"], test["n"], run.run_dir / RESULTS_NAME)
     return results
 

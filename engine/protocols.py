@@ -34,6 +34,7 @@ _TABLE = (
     ("scheduler", "cosine", "hyperiqa", "cosine"),
     ("warmup_epochs", 1.0, 0.0, 0.0),
     ("patience", 10, 0, 5),
+    ("select", "val", "val", "val"),
     ("drop_path", 0.2, 0.0, 0.3),
     ("dropout", 0.3, 0.0, 0.3),
     ("use_attention", True, False, True),

@@ -121,6 +121,23 @@ def test_early_stopping_stops(flat_run: Path) -> None:
     assert epochs_of(flat_run) == [1, 2]
 
 
+def test_select_last_keeps_the_last_epoch_whatever_validation_says(
+    tmp_path: Path, script_argv, learnable_dataset: str
+) -> None:
+    # zero rates: validation SRCC is the same every epoch, so "val" keeps epoch 1, "last" the 3rd
+    argv = script_argv(tmp_path, "--dataset", learnable_dataset, "--model_name", "last",
+                       "--batch_size", "8", "--max_steps_per_epoch", "1", "--test_patches", "1",
+                       "--val_patches", "1", "--epochs", "3", "--lr", "0", "--lr_hyper", "0",
+                       "--select", "last", "--patience", "1")
+    assert main(argv) == 0
+    run_dir = tmp_path / "runs" / "last"
+    results = json.loads((run_dir / "results.json").read_text())
+    assert (results["best_epoch"], results["selected_by"], results["epochs_run"]) == (3, "last", 3)
+    assert load_checkpoint(run_dir / "best_model.pkl")["epoch"] == 3
+    log = (tmp_path / "logs" / "last.log").read_text()
+    assert "test (epoch 3, the last epoch, --select last)" in log
+
+
 def test_sigterm_saves_then_resume_runs_each_epoch_once(
     tmp_path: Path, script_argv, monkeypatch: pytest.MonkeyPatch
 ) -> None:

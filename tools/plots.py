@@ -13,7 +13,7 @@ from matplotlib.ticker import MaxNLocator, NullLocator
 
 from tools.markdown import is_number
 from tools.reference import dataset_name
-from tools.rundata import RunData, read_predictions
+from tools.rundata import EvalResult, RunData, read_predictions
 
 COLORS = {"baseline": "tab:blue", "pretrained": "tab:orange", "zero_shot": "tab:green",
           "zero_shot_untrained": "tab:gray"}
@@ -61,47 +61,118 @@ def finetune_curves(run: RunData, out_dir: Path) -> Path:
     return save_figure(fig, out_dir / "finetune_curves.png")
 
 
-def pretrain_losses(run: RunData, out_dir: Path) -> Path:
+def _loss_weight(run: RunData, term: str) -> float | None:
+    """The resolved weight of a loss term (the run's config, else its flags; None: unknown)."""
+    for source in ((run.pretrain.config.get("config") or {}), run.pretrain.args):
+        if is_number(source.get(f"{term}_weight")):
+            return float(source[f"{term}_weight"])
+    return None
+
+
+def pretrain_loss_series(run: RunData) -> list[tuple[str, list[float], list[float]]]:
+    """(label, epochs, values) of the total loss and of every loss term with a weight above 0:
+    a term with weight 0 is logged but not in the loss, so it is not drawn."""
+    metrics = run.pretrain.metrics
+    weighted = []
+    for term in ("consistency", "ranking"):
+        weight = _loss_weight(run, term)
+        if weight is None or weight > 0:
+            shown = "unknown" if weight is None else f"{weight:g}"
+            weighted.append((term, shown))
+    formula = " + ".join(f"{w} x {t}" for t, w in weighted) or "no weighted term"
+    series = [(f"total loss = {formula}", *_series(metrics, "loss"))]
+    series += [(f"{t} (weight {w})", *_series(metrics, t)) for t, w in weighted]
+    return series
+
+
+def pretrain_figure(run: RunData) -> plt.Figure:
     """Loss terms per pretraining epoch, beside the ranking accuracy on the training batches and
-    the label-free validation SRCC (held-out images and types)."""
+    the label-free validation SRCC (held-out images and types), each with its own chance line."""
     if run.pretrain is None or not run.pretrain.metrics:
         raise PlotSkipped("the pretraining run has no per-epoch metrics (metrics.jsonl missing)")
     metrics = run.pretrain.metrics
     fig, (ax, ax_signal) = plt.subplots(1, 2, figsize=(10, 4))
-    for key, style in (("loss", "o-"), ("consistency", "s--"), ("ranking", "^--")):
-        ax.plot(*_series(metrics, key), style, label=key)
+    (total, *terms) = pretrain_loss_series(run)
+    # The total is a wide pale band so a term equal to it (the only weighted one) stays visible.
+    ax.plot(total[1], total[2], "-", color="black", lw=5, alpha=0.25, label=total[0])
+    for (label, x, y), style in zip(terms, ("s--", "^:"), strict=False):
+        ax.plot(x, y, style, ms=4, label=label)
     ax.set(title="QualiCLIP pretraining loss", xlabel="epoch", ylabel="loss")
-    ax_signal.plot(*_series(metrics, "rank_accuracy"), "o-", label="level pairs ranked correctly "
-                   "(training batches)")
-    ax_signal.plot(*_series(metrics, "val_srcc"), "s-", label="validation SRCC (held-out images "
-                   "and types)")
-    ax_signal.axhline(0.5, color="gray", lw=0.8, ls=":", label="chance ranking")
-    ax_signal.set(title="Is the encoder learning quality?", xlabel="epoch", ylim=(-1, 1))
+    signals = (("rank_accuracy", "o-", "tab:blue", 0.5,
+                "level pairs ranked correctly (training batches)"),
+               ("val_srcc", "s-", "tab:red", 0.0, "validation SRCC (held-out images and types)"))
+    for key, style, color, chance, label in signals:
+        ax_signal.plot(*_series(metrics, key), style, color=color, label=label)
+        ax_signal.axhline(chance, color=color, lw=0.8, ls=":",
+                          label=f"chance for {label.split(' (')[0]}: {chance:g}")
+    ax_signal.set(title="Is the encoder learning quality?", xlabel="epoch",
+                  ylabel="rank accuracy (0..1) / SRCC (-1..1)", ylim=(-1, 1))
     for axis in (ax, ax_signal):
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
-    return save_figure(fig, out_dir / "pretrain_loss.png")
+    return fig
 
 
-def prediction_scatter(run: RunData, dataset: str, out_dir: Path) -> Path:
+def pretrain_losses(run: RunData, out_dir: Path) -> Path:
+    """pretrain_figure written to OUT_DIR/pretrain_loss.png."""
+    return save_figure(pretrain_figure(run), out_dir / "pretrain_loss.png")
+
+
+def prediction_scale(evaluation: EvalResult, dataset: str, mos: np.ndarray
+                     ) -> tuple[float, float] | None:
+    """The MOS range a fine-tuned model predicts on (its training labels' range; the test set's
+    own range when it is the training dataset and the range was not saved); None for zero-shot
+    scores, which have no MOS scale."""
+    if evaluation.data.get("mode") == "zero_shot":
+        return None
+    config = evaluation.data.get("config") or {}
+    saved = config.get("mos_range")
+    if isinstance(saved, list | tuple) and len(saved) == 2 and all(map(is_number, saved)):
+        return float(saved[0]), float(saved[1])
+    if config.get("dataset") == dataset and mos.size:
+        return float(mos.min()), float(mos.max())
+    return None
+
+
+def scatter_panel(ax: plt.Axes, mos: np.ndarray, pred: np.ndarray,
+                  scale: tuple[float, float] | None, color: str) -> None:
+    """Predicted vs MOS on one axis; on a MOS scale the y-axis spans that whole scale (a constant
+    predictor shows as a flat line) with the scale drawn as a band."""
+    ax.scatter(mos, pred, s=8, alpha=0.6, color=color)
+    if scale is None:
+        ax.set(ylabel="zero-shot score (own scale, not MOS)")
+        return
+    low, high = min(scale[0], float(pred.min())), max(scale[1], float(pred.max()))
+    pad = 0.05 * (high - low or 1.0)
+    ax.axhspan(*scale, color="gray", alpha=0.12, label="training MOS range (the model's scale)")
+    ax.set(ylim=(low - pad, high + pad), ylabel="prediction (MOS scale)")
+    ax.legend(fontsize=7, loc="upper left")
+
+
+def scatter_figure(run: RunData, dataset: str) -> plt.Figure:
     """Predicted score vs MOS on one test set, one panel per evaluated model."""
-    panels = [(name, ev.predictions[dataset]) for name, ev in run.evals.items()
-              if dataset in ev.predictions]
+    panels = [(name, ev) for name, ev in run.evals.items() if dataset in ev.predictions]
     if not panels:
         raise PlotSkipped(f"no predictions CSV for {dataset_name(dataset)}")
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.8), squeeze=False)
-    for ax, (name, csv_path) in zip(axes[0], panels, strict=True):
-        rows = read_predictions(csv_path)
+    for ax, (name, ev) in zip(axes[0], panels, strict=True):
+        rows = read_predictions(ev.predictions[dataset])
         mos = np.array([r["mos"] for r in rows])
         pred = np.array([r["prediction"] for r in rows])
-        ax.scatter(mos, pred, s=8, alpha=0.6, color=COLORS.get(name, "tab:gray"))
-        srcc = (run.evals[name].results.get(dataset) or {}).get("srcc")
+        scatter_panel(ax, mos, pred, prediction_scale(ev, dataset, mos),
+                      COLORS.get(name, "tab:gray"))
+        srcc = (ev.results.get(dataset) or {}).get("srcc")
         title = LABELS.get(name, name) + (f"\nSRCC {srcc:.3f}" if is_number(srcc) else "")
-        ax.set(title=title, xlabel="MOS", ylabel="prediction")
+        ax.set(title=title, xlabel="MOS")
         ax.grid(alpha=0.3)
     fig.suptitle(f"Predicted vs MOS on {dataset_name(dataset)}")
-    return save_figure(fig, out_dir / f"scatter_{dataset}.png")
+    return fig
+
+
+def prediction_scatter(run: RunData, dataset: str, out_dir: Path) -> Path:
+    """scatter_figure written to OUT_DIR/scatter_<dataset>.png."""
+    return save_figure(scatter_figure(run, dataset), out_dir / f"scatter_{dataset}.png")
 
 
 def repeats_spread(groups: dict[str, list[float]], out_dir: Path) -> Path:

@@ -7,18 +7,17 @@ Every table is filled from the run's JSON files; a figure that was not measured 
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 from common.cli import build_parser
-from engine.protocols import describe
 from tools import plots
 from tools.ablation import ablation_sections
 from tools.compare import write_comparisons
 from tools.controls import POWER_TITLE, controls_section
+from tools.degenerate import degenerate_warnings
 from tools.markdown import count, duration, is_number, num, section, size_bytes, table
 from tools.reference import DATASET_NAMES, dataset_name
 from tools.results_tables import (
@@ -31,11 +30,11 @@ from tools.results_tables import (
     repeats_table,
 )
 from tools.rundata import RunData, load_run
+from tools.setup_tables import APPENDIX_ANCHOR, appendix_section, setup_section
+from tools.summary import CONTROLS_TITLE, first_screen
 from tools.timings import stage_wall_time
 from tools.verdicts import (
     convergence_table,
-    help_section,
-    interval,
     labels_section,
     power_section,
     probe_section,
@@ -46,50 +45,6 @@ FAILED = "drawing failed:"  # how a figure that raised is described
 REPORT_NAME = "QUALICLIP_RESULTS.md"
 # Randomly initialised sizes for tests and the demo: their numbers say nothing about real data.
 CPU_SIZES = ("micro", "test", "mini")
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return "not set"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, list | tuple):
-        return ", ".join(map(str, value)) if value else "none"
-    if value == "":
-        return "empty"
-    return str(value)
-
-
-def setup_section(run: RunData) -> str:
-    """Hyperparameters of pretraining and of both fine-tuning runs, from the saved configs."""
-    parts = []
-    if run.pretrain is None:
-        parts.append("Pretraining: not run in this folder "
-                     "(checkpoints/pretrain/pretrain_config.json absent).")
-    else:
-        args = run.pretrain.args
-        parts.append("**Pretraining** (`checkpoints/pretrain/pretrain_config.json`)\n\n"
-                     + table(["Flag", "Value"], [[f"`{k}`", _cell(v)] for k, v in args.items()]))
-    names = [n for n in ("baseline", "pretrained") if n in run.finetunes]
-    if not names:
-        parts.append("Fine-tuning: no run has started in this folder "
-                     "(finetune_config.json absent).")
-    else:
-        keys = list(dict.fromkeys(k for n in names for k in run.finetunes[n].args))
-        rows = []
-        for k in keys:
-            values = [_cell(run.finetunes[n].args.get(k, "flag absent in this run")) for n in names]
-            differs = len(set(values)) > 1
-            rows.append([f"**`{k}`**" if differs else f"`{k}`", *values])
-        parts.append("**Fine-tuning** (`finetune_config.json` of each run; flags that differ "
-                     "between the runs are in bold)\n\n" + table(["Flag", *names], rows))
-        protocols = [f"- {n}: {describe(run.finetunes[n].config)}" for n in names
-                     if "protocol" in run.finetunes[n].config]
-        if protocols:
-            parts.append("**Fine-tuning protocol** (train_swin.py `--protocol`, README "
-                         "\"Fine-tuning protocols\"; each flag given against its preset)\n\n"
-                         + "\n".join(protocols))
-    return section("Setup and hyperparameters", *parts)
 
 
 def hardware_section(run: RunData) -> str:
@@ -202,18 +157,6 @@ def datasets_section(run: RunData) -> str:
                    table(header, rows))
 
 
-def configs_section(run: RunData) -> str:
-    """The saved configs verbatim, folded."""
-    parts = []
-    files = [run.pretrain.path / "pretrain_config.json"] if run.pretrain else []
-    files += [r.path / "finetune_config.json" for r in run.finetunes.values()]
-    for path in files:
-        text = json.dumps(json.loads(path.read_text()), indent=2)
-        parts.append(f"<details><summary>{path.relative_to(run.run_dir)}</summary>\n\n```json\n"
-                     f"{text}\n```\n\n</details>")
-    return section("Configs", *(parts or ["No config was written in this folder yet."]))
-
-
 def build_figures(run: RunData, out_dir: Path, data_root: Path | None) -> dict[str, Path | str]:
     """Draw every plot; a plot that cannot be drawn maps to the reason, in words."""
     from tools import image_plots
@@ -270,38 +213,27 @@ def _figure(figures: dict, key: str, caption: str, base: Path) -> str:
     return f"*{caption}: not drawn ({value or 'no data for this plot'}).*"
 
 
-def headline(run: RunData, comp: dict) -> str:
-    """The main result with its uncertainty, or what is still missing."""
-    base, pre = run.finetunes.get("baseline"), run.finetunes.get("pretrained")
-    demo = ""
-    if _model_size(run) in CPU_SIZES:
-        demo = (f"\n\nThis run used the `{_model_size(run)}` model (a small randomly initialised "
-                "Swin for tests and the demo) with CPU-minute budgets on small synthetic data: "
-                "its numbers say nothing about the method on real datasets "
-                "(docs/DEMO_FINDINGS.md says what they can show).")
-    if not (base and pre and base.test and pre.test):
-        return ("The baseline and pretrained fine-tuning runs have not both finished, so the "
-                "main comparison is incomplete; the tables below show what exists." + demo)
-    koniq = comp["verdicts"]["koniq"]
-    return (f"On the KonIQ-10k test split (model size `{_model_size(run)}`), the test SRCC is "
-            f"{num(base.test.get('srcc'))} without and {num(pre.test.get('srcc'))} with QualiCLIP "
-            f"pretraining: a difference of {interval(koniq)} ({koniq['basis']}), so the answer to "
-            f"\"better on KonIQ-10k?\" is **{koniq['verdict']}**. The four answers are in "
-            "\"Does pretraining help?\" below." + demo)
+def demo_note(run: RunData) -> str:
+    """What a run at a CPU size can show, or nothing for the real sizes."""
+    size = _model_size(run)
+    if size not in CPU_SIZES:
+        return ""
+    return (f"This run used the `{size}` model (a small randomly initialised Swin for tests and "
+            "the demo) with CPU-minute budgets on small synthetic data: its numbers say nothing "
+            "about the method on real datasets (docs/DEMO_FINDINGS.md says what they can show).")
 
 
 def render(run: RunData, figures: dict[str, Path | str], comp: dict) -> str:
-    """The whole report as markdown."""
+    """The whole report as markdown: the answers on the first screen, detail below, every flag
+    and config in the appendix."""
     base = run.run_dir
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    parts = [f"# QualiCLIP pretraining for Swin-HyperIQA: results\n\nRun folder `{base}`, report "
-             f"written {stamp} by `python -m tools.report`. Every number below is read from "
-             "the run's files; rows marked *published figure* are quoted from papers or public "
-             f"code and were not measured here.\n\n{headline(run, comp)}\n",
-             section("Does pretraining help?", help_section(comp, _model_size(run) in CPU_SIZES)),
-             section("Can this experiment detect a gain?", controls_section(comp)),
-             section(POWER_TITLE, power_section(comp)),
-             setup_section(run), hardware_section(run), datasets_section(run),
+    parts = [f"# QualiCLIP pretraining for Swin-HyperIQA: results\n\nRun folder `{base}`, "
+             f"written {stamp} by `python -m tools.report` from the run's files (*published "
+             f"figure* rows are quoted, not measured; every flag and config: "
+             f"[appendix]({APPENDIX_ANCHOR})).\n",
+             section("Does pretraining help?",
+                     first_screen(run, comp, degenerate_warnings(run), demo_note(run))),
              section("Main results: KonIQ-10k", main_table(run, comp["finetuned"].get("koniq10k")),
                      "Our runs select the checkpoint on the validation split and score the test "
                      "split once; the published Swin-HyperIQA rows picked their model on the test "
@@ -311,7 +243,9 @@ def render(run: RunData, figures: dict[str, Path | str], comp: dict) -> str:
     parts.append(section("Cross-dataset results (trained on KonIQ-10k)", cross_table(run),
                          *(scatter or ["*Predicted vs MOS scatter: not drawn (no predictions CSV "
                                        "from test_swin.py in eval/).*"])))
-    parts.append(section("Uncertainty of every difference", uncertainty_section(comp)))
+    parts += [section("Uncertainty of every difference", uncertainty_section(comp)),
+              section(CONTROLS_TITLE, controls_section(comp)),
+              section(POWER_TITLE, power_section(comp))]
     parts.append(section("Linear probe of frozen encoders", probe_section(run.probe, comp)))
     if comp.get("labels"):
         parts.append(section("Label efficiency", labels_section(
@@ -322,8 +256,9 @@ def render(run: RunData, figures: dict[str, Path | str], comp: dict) -> str:
                              _figure(figures, "repeats", "Test SRCC over repeats", base)))
     parts.append(section("Pretraining loss, collapse signals and validation per epoch",
                          pretrain_epochs_table(run),
-                         _figure(figures, "pretrain_loss", "Pretraining loss components; ranking "
-                                 "accuracy and label-free validation SRCC", base)))
+                         _figure(figures, "pretrain_loss", "Pretraining loss (weighted terms "
+                                 "only); ranking accuracy and label-free validation SRCC, each "
+                                 "with its chance level", base)))
     parts.append(section("Fine-tuning curves per epoch", finetune_epochs_table(run),
                          _figure(figures, "finetune_curves",
                                  "Fine-tuning loss and SRCC, baseline vs pretrained", base),
@@ -334,10 +269,10 @@ def render(run: RunData, figures: dict[str, Path | str], comp: dict) -> str:
         _figure(figures, "tsne", "t-SNE of encoder features coloured by MOS", base),
         _figure(figures, "activation", "Activation maps and stage attention", base),
         _figure(figures, "ranking", "Quality-ranking strip", base)))
-    parts.append(cost_section(run))
+    parts += [setup_section(run), datasets_section(run), hardware_section(run), cost_section(run)]
     for title, body in ablation_sections(run):
         parts.append(section(f"Ablation: {title}", body))
-    parts.append(configs_section(run))
+    parts.append(appendix_section(run))
     return "\n".join(parts)
 
 

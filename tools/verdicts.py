@@ -1,5 +1,5 @@
-"""Report sections written from comparisons.json: "Does pretraining help?" with its four verdicts,
-key findings and recommendations, the uncertainty tables, the linear probe and label efficiency."""
+"""Report sections written from comparisons.json: the evidence and recommendations behind the four
+verdicts, the power table, the uncertainty tables, the linear probe and label efficiency."""
 
 from __future__ import annotations
 
@@ -13,15 +13,6 @@ QUESTIONS = {
     "convergence": "Faster convergence?",
     "features": "Better quality-aware features?",
 }
-RULE = ("Each answer is **yes** only when the 95 % interval of the gain lies above zero, **no** "
-        "when it lies below zero, and **inconclusive** when it holds zero or was not measured. "
-        "With `--repeats N` (N >= 2) the interval is a paired t interval across seeds (it "
-        "carries training noise); otherwise it is a paired bootstrap over the test images of one "
-        "training run, which carries test-sample noise only: one run per model cannot tell a "
-        "gain from seed-to-seed variation, so a fine-tuning answer from one run stays "
-        "**inconclusive** whatever that interval says (the table names what it says).")
-
-
 def interval(entry: dict | None, digits: int = 4) -> str:
     """'+0.0123 (95 % CI -0.0100 to +0.0350)' or why there is no interval."""
     if not entry or not is_number(entry.get("value")):
@@ -39,53 +30,23 @@ def _value_ci(entry: dict | None) -> str:
     return f"{entry['value']:.4f} [{num(entry.get('low'))}, {num(entry.get('high'))}]"
 
 
-def _verdict_line(key: str, v: dict) -> str:
+def evidence(key: str, v: dict) -> str:
+    """The numbers behind one answer: the gain with its interval (its basis is stated once,
+    beside the verdict table), p-values across seeds, or the lines of feature evidence."""
     if key == "features":
         parts = [f"{name}: {interval(e)} -> {e['verdict']}" for name, e in v["evidence"].items()]
         return "; ".join(parts) or "no linear probe and no zero-shot comparison in this folder"
     unit, digits = (" epochs saved", 1) if key == "convergence" else (" SRCC", 4)
-    gain = f"gain {interval(v, digits)}{unit}" if is_number(v.get("value")) else "no gain measured"
-    text = f"{gain}; basis: {v['basis']}"
+    if not is_number(v.get("value")):
+        return f"no gain measured ({v['basis']})"
+    text = f"gain {interval(v, digits)}{unit}"
     if is_number(v.get("p_ttest")) or is_number(v.get("p_wilcoxon")):
         text += (f"; paired t-test p = {num(v.get('p_ttest'), 3)}, Wilcoxon p = "
                  f"{num(v.get('p_wilcoxon'), 3)}")
     return text
 
 
-def verdict_lines(comp: dict) -> list[str]:
-    """One line per question: '**Better on KonIQ-10k?** inconclusive: gain ...'."""
-    return [f"**{QUESTIONS[key]}** {v['verdict']}: {_verdict_line(key, v)}"
-            for key, v in comp["verdicts"].items()]
-
-
-SAID = {
-    "cross_dataset": {"yes": "the pretrained model ranks the other datasets better",
-                      "no": "the pretrained model ranks the other datasets worse",
-                      "inconclusive": "no cross-dataset difference is shown"},
-    "koniq": {"yes": "the pretrained model ranks the KonIQ-10k test split better",
-              "no": "the pretrained model ranks the KonIQ-10k test split worse",
-              "inconclusive": "no difference on the KonIQ-10k test split is shown"},
-    "convergence": {"yes": "the pretrained run reaches the common validation level sooner",
-                    "no": "the pretrained run reaches the common validation level later",
-                    "inconclusive": "no difference in convergence is shown"},
-    "features": {"yes": "the QualiCLIP encoder's features rank quality better than those of the "
-                        "encoder it started from, in every line of evidence",
-                 "no": "the QualiCLIP encoder's features rank quality worse",
-                 "inconclusive": "the lines of evidence do not agree on better features"},
-}
 WHERE = {"koniq": "KonIQ-10k", "cross_dataset": "cross-dataset"}
-
-
-def findings(comp: dict, demo: bool) -> list[str]:
-    """Key findings: what the verdicts say, nothing more."""
-    lines = []
-    for key, v in comp["verdicts"].items():
-        lines.append(f"{QUESTIONS[key]} {v['verdict']}: {SAID[key][v['verdict']]} "
-                     f"({_verdict_line(key, v)}).")
-    if demo:
-        lines.append("These verdicts concern a small randomly initialised model on the synthetic "
-                     "demo data only.")
-    return lines
 
 
 def recommendations(comp: dict) -> list[str]:
@@ -94,8 +55,8 @@ def recommendations(comp: dict) -> list[str]:
     out = []
     single = not (comp.get("seeds") or {}).get("koniq10k_srcc")
     if any(x["verdict"] == "inconclusive" for x in v.values()) and single:
-        out.append("Repeat the fine-tuning (`--repeats 5`): with one run per model the intervals "
-                   "hold test-sample noise only and convergence has no interval at all.")
+        out.append("Repeat the fine-tuning (`--repeats 5`) for intervals across seeds, "
+                   "convergence included.")
     for answer, action in (("yes", "starting fine-tuning from the QualiCLIP encoder"),
                            ("no", "not using the QualiCLIP encoder for fine-tuning")):
         seeds = " and ".join(WHERE[k] for k in ("koniq", "cross_dataset")
@@ -117,7 +78,7 @@ def recommendations(comp: dict) -> list[str]:
     return out
 
 
-def _one_run_note(v: dict) -> str:
+def one_run_note(v: dict) -> str:
     """What the test-image interval of a one-run answer says, beside its verdict."""
     if not v.get("one_run"):
         return ""
@@ -126,17 +87,16 @@ def _one_run_note(v: dict) -> str:
     return f" (one training run; its test-image interval alone says {v['test_interval_verdict']})"
 
 
-def help_section(comp: dict, demo: bool) -> str:
-    """"Does pretraining help?": the four verdicts with numbers, findings, recommendations."""
-    rows = [[QUESTIONS[k], f"**{v['verdict']}**" + _one_run_note(v), _verdict_line(k, v)]
-            for k, v in comp["verdicts"].items()]
-    body = [RULE, table(["Question", "Answer", "Numbers"], rows),
-            "**Key findings**\n\n" + "\n".join(f"- {x}" for x in findings(comp, demo)),
-            "**Recommendations**\n\n" + "\n".join(f"- {x}" for x in recommendations(comp))]
-    return "\n\n".join(body)
-
-
 POWER_ROWS = {"koniq10k_srcc": "KonIQ-10k test SRCC", "cross_mean_srcc": "cross-dataset mean SRCC"}
+
+
+def expected_seen(p: dict) -> str:
+    """Could the comparison detect the plan's expected gain: yes, only its upper end, no, or not
+    estimable."""
+    low, high = p["expected"]
+    mde = p.get("mde")
+    return ("not estimable" if mde is None else "yes" if mde <= low else
+            "only its upper end" if mde <= high else "no")
 
 
 def power_section(comp: dict) -> str:
@@ -152,8 +112,7 @@ def power_section(comp: dict) -> str:
             continue
         low, high = p["expected"]
         mde = p.get("mde")
-        seen = ("not estimable" if mde is None else "yes" if mde <= low else
-                "only its upper end" if mde <= high else "no")
+        seen = expected_seen(p)
         needs = [str(p["repeats_needed"][t]) if p["repeats_needed"][t] is not None else
                  ("unknown" if p["basis"] == "bootstrap" else f"> {p['max_repeats']}")
                  for t in p["repeats_needed"]]

@@ -18,7 +18,8 @@ def test_complete_run_fills_every_table(complete_run: Path) -> None:
                     "Pretraining loss, collapse signals and validation per epoch",
                     "Fine-tuning curves per epoch",
                     "Computational cost", "Ablation: Pretraining epochs",
-                    "Ablation: Distortion types", "Ablation: Pretraining loss", "Configs"):
+                    "Ablation: Distortion types", "Ablation: Pretraining loss",
+                    "Appendix: every flag and the saved configs"):
         assert f"## {heading}" in text, heading
     assert "+0.0500" in text  # improvement of pretrained (0.75) over baseline (0.70)
     assert "- baseline: protocol plan; overrides: --epochs 3 (preset 50)" in text

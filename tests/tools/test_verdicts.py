@@ -77,7 +77,10 @@ def test_clear_gain_everywhere_reads_yes(complete_run: Path, tmp_path: Path) -> 
             "run per model; repeat with `--repeats 5` before starting fine-tuning") in helps
     assert "Starting fine-tuning from the QualiCLIP encoder is supported for KonIQ-10k" in helps
     assert "| Better quality-aware features? | **yes** |" in helps
-    assert "**Key findings**" in helps and "**Recommendations**" in helps
+    assert ("**Caveat:** one training run per model behind the cross-dataset answer. Its "
+            "interval is a paired bootstrap over the test images") in helps
+    assert "The KonIQ-10k answer rests on a paired t interval over 3 seeds" in helps
+    assert "**Next step:**" in helps and "Key findings" not in text
     assert "CONTRIQUE, published figure" in text and "SRCC 0.894" in text
     assert "Re-IQA, published figure" in text and "SRCC 0.914" in text
     assert "## Label efficiency" in text and "| 25 % |" in text

@@ -38,7 +38,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     """Flags of the pretraining stage (the common flags of common.cli included)."""
     parser = build_parser("QualiCLIP pretraining of the Swin encoder (unlabeled images, no MOS)",
                           prog=Path(__file__).name)
-    add_common_args(parser, training=True)
 
     data = parser.add_argument_group("data")
     source = data.add_mutually_exclusive_group()
@@ -93,7 +92,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         choices=SCORE_ACTIVATIONS,
         default="none",
         help="simplified loss: the scalar head's raw output as the score, or squashed by a "
-        "sigmoid into (0, 1) (earlier behaviour; it saturates, README deviations)",
+        "sigmoid into (0, 1) (earlier behaviour; it saturates, docs/STAGE1.md)",
     )
     loss.add_argument(
         "--pooling",
@@ -171,6 +170,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         default=5,
         help="write swin_<size>_epoch<N>.pkl every N epochs (0: only the final one)",
     )
+    add_common_args(parser, training=True)
     return parser
 
 

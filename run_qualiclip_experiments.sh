@@ -62,8 +62,8 @@ Knobs: each is an environment variable and a flag (--data_root DIR is DATA_ROOT=
                                                   protocols"); a fine-tuning knob marked
                                                   "protocol" below overrides it only when set
                                                   (micro and mini: the size's own defaults
-                                                  replace part of the preset, README "Stage 2
-                                                  at the CPU sizes")
+                                                  replace part of the preset,
+                                                  docs/PROTOCOLS.md)
   PRETRAIN_EPOCHS        [10]                     FINETUNE_EPOCHS [protocol; 8]
   PRETRAIN_BATCH         [8]                      FINETUNE_BATCH  [protocol] crops per step
   PRETRAIN_LR            [the model size's]       FINETUNE_LR     [protocol]
@@ -183,8 +183,8 @@ if [[ $DEMO == 1 ]]; then
   # Demo: the random mini model at 64 px learns the four default types in CPU minutes
   # (docs/DEMO_FINDINGS.md); the zero-shot rows show transfer to types it never saw.
   : "${EXP_NAME:=qualiclip_demo}" "${MODEL_SIZE:=mini}" "${CROP_SIZE:=64}"
-  # Fine-tuning takes the mini size's defaults (train_swin.py, README "Stage 2 at the CPU
-  # sizes"), fewer crops per image and epoch to stay within minutes.
+  # Fine-tuning takes the mini size's defaults (train_swin.py, docs/PROTOCOLS.md "Stage 2 at
+  # the CPU sizes"), fewer crops per image and epoch to stay within minutes.
   : "${FINETUNE_EPOCHS:=8}" "${TRAIN_PATCHES:=9}" "${TEST_PATCHES:=5}" "${VAL_PATCHES:=5}"
   : "${ABLATION_EPOCHS:=4 8}" "${NUM_WORKERS:=0}"
   : "${LABEL_FRACTIONS:=25 50}" "${PROBE_PATCHES:=2}" "${PRETRAIN_VIEWS:=1}"

@@ -199,7 +199,8 @@ def parse_prompt_pair(text: str) -> tuple[str, str]:
 
 
 def add_common_args(parser: argparse.ArgumentParser, training: bool = True) -> None:
-    """Add the flags all stage scripts share (training=True: also resume and speed flags)."""
+    """Add the flags all stage scripts share (training=True: also resume and speed flags); called
+    after a script's own groups, so `common` closes every script's help."""
     group = parser.add_argument_group("common")
     group.add_argument(
         "--data_root",

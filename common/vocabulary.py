@@ -22,7 +22,7 @@ SCORES_NAME = "image_scores.csv"
 TRACEBACK_ENV = "QUALICLIP_TRACEBACK"
 # Pooling of the HyperIQA head's inputs: mean is HyperIQA's average pooling; mean_std also gives
 # each pooled cell's spatial standard deviation, the energy in which a randomly initialised
-# encoder first shows noise and blur (README "Stage 2 at the CPU sizes")
+# encoder first shows noise and blur (docs/PROTOCOLS.md, "Stage 2 at the CPU sizes")
 HEAD_POOLINGS = ("mean", "mean_std")
 # which epoch a fine-tuning run keeps as best_model.pkl: highest validation SRCC, or the last
 MODEL_SELECTIONS = ("val", "last")

@@ -42,7 +42,7 @@ def collapse_message(record: dict, margin: float) -> str | None:
     if not reasons:
         return None
     return ("COLLAPSE: epoch {epoch}: ".format(**record) + "; ".join(reasons) + ". The encoder "
-            "scores degraded crops alike; see README, 'Stage 1: collapse and its monitor' "
+            "scores degraded crops alike; see docs/STAGE1.md "
             "(--stop_on_collapse stops such a run)")
 
 

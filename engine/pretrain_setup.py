@@ -66,7 +66,7 @@ def pretrain_images(args: argparse.Namespace, logger: logging.Logger) -> Pretrai
 
 # Defaults that depend on the model size (a flag left unset takes them; the config records the
 # resolved value). The random-init CPU sizes need a larger learning rate than ImageNet-initialised
-# Swin-T/S/B fine-tuned for QualiCLIP (README, deviations).
+# Swin-T/S/B fine-tuned for QualiCLIP (docs/STAGE1.md, deviations).
 # The consistency term is off for the random-init sizes: its absolute difference pulls every
 # score to one constant and, measured on mini, slows the ranking that the scores need first.
 SIZE_DEFAULTS: dict[str, dict] = {

@@ -2,8 +2,8 @@
 
 `hyperiqa` is SSL92/hyperIQA's training recipe and `smart` the final settings of the public
 Swin-HyperIQA (SMART-IQA), both applied to this Swin-HyperIQA; `plan` is the experiment plan with
-the references' crops per image, LDA rate and attention placement. The README's protocol table
-lists each value against the reference code and every remaining deviation.
+the references' crops per image, LDA rate and attention placement. docs/PROTOCOLS.md lists each
+value against the reference code and every remaining deviation.
 """
 
 from __future__ import annotations
@@ -49,8 +49,9 @@ PROTOCOLS: dict[str, dict[str, object]] = {
 }
 
 # The randomly initialised CPU sizes learn from labels only with these (measured on KonIQ-layout
-# demo and mixture sets, README "Stage 2 at the CPU sizes"); they replace the preset's values,
-# and a flag given on the command line still wins. ImageNet-initialised sizes keep the preset.
+# demo and mixture sets, docs/PROTOCOLS.md, "Stage 2 at the CPU sizes"); they replace the
+# preset's values, and a flag given on the command line still wins. ImageNet-initialised sizes
+# keep the preset.
 SIZE_DEFAULTS: dict[str, dict[str, object]] = {
     "mini": {"head_pooling": "mean_std", "generator_gain": 8.0, "score_norm": "standardize",
              "batch_size": 32, "lr": 1e-3, "lr_ratio": 1.0, "lr_encoder_pretrained": None,

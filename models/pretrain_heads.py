@@ -16,7 +16,7 @@ class ScalarQualityHead(nn.Module):
     """Learned scalar quality (simplified loss): pooled features (B, C) -> score (B,).
 
     activation "none" gives the raw output (any real number); "sigmoid" squashes it into (0, 1),
-    where a saturated sigmoid passes almost no ranking gradient (README, deviations).
+    where a saturated sigmoid passes almost no ranking gradient (docs/STAGE1.md, deviations).
     The head runs in float32 under any autocast, so scores are not rounded to bf16 steps.
     """
 

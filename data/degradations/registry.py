@@ -26,12 +26,12 @@ class Distortion:
     integer: bool = False  # counts (colours, patches, blocks) are rounded to whole numbers
 
 
-# Parameters follow the KADID-10k / ARNIQA level tables (DESIGN.md), changed only where a KADID
-# level leaves the image unchanged or does not rise: gaussian_blur level 1 is sigma 0.4 (0.1
-# changes nothing in float32), color_oversaturation level 1 a factor 1.5 (1 is the identity),
-# mean_shift a rising shift with a random sign per image (KADID: 0, +-0.08, +-0.15). ARNIQA has
-# no denoise (here the noise variance before the Wiener filter) nor color_quantization (palette
-# size) table; contrast_change takes ARNIQA's output half-range.
+# Parameters follow the level tables of KADID-10k and of ARNIQA's degradations, changed only
+# where a KADID level leaves the image unchanged or does not rise: gaussian_blur level 1 is sigma
+# 0.4 (0.1 changes nothing in float32), color_oversaturation level 1 a factor 1.5 (1 is the
+# identity), mean_shift a rising shift with a random sign per image (KADID: 0, +-0.08, +-0.15).
+# ARNIQA has no denoise (here the noise variance before the Wiener filter) nor
+# color_quantization (palette size) table; contrast_change takes ARNIQA's output half-range.
 _TABLE = (
     Distortion("gaussian_blur", "blur", blur.gaussian_blur, (0.4, 0.5, 1.0, 2.0, 5.0)),
     Distortion("lens_blur", "blur", blur.lens_blur, (1.0, 2.0, 4.0, 6.0, 8.0)),

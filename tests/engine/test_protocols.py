@@ -10,7 +10,7 @@ from engine.protocols import apply_protocol, describe
 from models import build_swin_hyperiqa
 from train_swin import get_args_parser
 
-# The README's protocol table, written out (values from the reference code, see the README).
+# The protocol table of docs/PROTOCOLS.md, written out (values from the reference code).
 EXPECTED = {
     "plan": dict(resize="aspect", train_patches=25, test_patches=25, val_patches=10,
                  batch_size=96, epochs=50, optimizer="adamw", lr=5e-6, lr_ratio=10.0,

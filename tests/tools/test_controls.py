@@ -89,13 +89,17 @@ def test_section_says_what_the_controls_mean_for_the_main_verdicts(tmp_path: Pat
     assert "detects a gain of the positive control's size" not in failed
 
 
-def test_report_places_the_controls_after_the_verdicts(complete_run: Path) -> None:
+def test_report_states_the_controls_beside_the_verdicts(complete_run: Path) -> None:
     write_controls(complete_run, CLEAR_GAIN, NO_GAIN)
     text = write_report(complete_run).read_text()
     assert_no_placeholder(text)
     comp = json.loads((complete_run / COMPARISONS_NAME).read_text())
     assert comp["controls"]["positive"]["passed"] and comp["controls"]["negative"]["passed"]
+    helps = text.split("## Does pretraining help?")[1].split("\n## ")[0]
+    assert ("**[Can this experiment detect a gain?](#can-this-experiment-detect-a-gain)** Yes; "
+            "positive control (expected yes): yes, passed; sham control (expected no or "
+            "inconclusive): ") in helps
     headings = [line for line in text.splitlines() if line.startswith("## ")]
-    at = headings.index("## Does pretraining help?")
+    at = headings.index("## Uncertainty of every difference")  # the detail, with the statistics
     assert headings[at + 1] == "## Can this experiment detect a gain?"
     assert headings[at + 2] == "## Could this run have seen the expected gain?"

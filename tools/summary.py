@@ -41,12 +41,13 @@ def _caveat(verdicts: dict) -> str:
               for k, v in fine.items() if not v.get("one_run") and v["basis"] != "not measured"]
     parts = []
     if one:
-        which = "s" if len(one) > 1 else ""
+        answers, its = ("answers", "Their intervals are") if len(one) > 1 else ("answer",
+                                                                                 "Its interval is")
         parts.append(f"**Caveat:** one training run per model behind the {' and '.join(one)} "
-                     f"answer{which}. Its interval is a paired bootstrap over the test images: it "
-                     "carries test-sample noise only, not seed-to-seed variance, so such an answer "
-                     "stays **inconclusive** whatever the interval says (`--repeats 5` gives "
-                     "intervals across seeds).")
+                     f"{answers}. {its} a paired bootstrap over the test images: test-sample "
+                     "noise only, not seed-to-seed variance, so such an answer stays "
+                     "**inconclusive** whatever the interval says (`--repeats 5` gives intervals "
+                     "across seeds).")
     if seeded:
         text = "; ".join(seeded)
         parts.append(f"{text[0].upper()}{text[1:]}.")
@@ -100,6 +101,8 @@ def first_screen(run: RunData, comp: dict, warnings: list[str], demo_note: str) 
     for key in (k for k in ORDER if k in verdicts):
         v = verdicts[key]
         proof = _koniq_evidence(run, v) if key == "koniq" else evidence(key, v)
+        if key == "cross_dataset" and v.get("n_sets"):
+            proof = f"mean over {v['n_sets']} test sets: {proof}"
         rows.append([QUESTIONS[key], f"**{v['verdict']}**" + one_run_note(v), proof])
     parts = [table(["Question", "Answer", "Evidence"], rows),
              f"{RULE} {_caveat(verdicts)}", controls_line(comp), power_line(comp),

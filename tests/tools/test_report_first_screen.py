@@ -35,6 +35,7 @@ def test_first_screen_holds_each_answer_and_the_caveat_once(complete_run: Path) 
             "answers.") in screen
     assert ("| Better on KonIQ-10k? | **inconclusive** (one training run) | test SRCC 0.7000 "
             "without, 0.7500 with pretraining: gain") in screen
+    assert "| mean over 3 test sets: gain " in screen
     assert ("**[Can this experiment detect a gain?](#can-this-experiment-detect-a-gain)** Not "
             "tested: the controls were not run") in screen
     assert ("**[Could this run have seen the expected gain?]"

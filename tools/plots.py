@@ -61,21 +61,13 @@ def finetune_curves(run: RunData, out_dir: Path) -> Path:
     return save_figure(fig, out_dir / "finetune_curves.png")
 
 
-def _loss_weight(run: RunData, term: str) -> float | None:
-    """The resolved weight of a loss term (the run's config, else its flags; None: unknown)."""
-    for source in ((run.pretrain.config.get("config") or {}), run.pretrain.args):
-        if is_number(source.get(f"{term}_weight")):
-            return float(source[f"{term}_weight"])
-    return None
-
-
 def pretrain_loss_series(run: RunData) -> list[tuple[str, list[float], list[float]]]:
     """(label, epochs, values) of the total loss and of every loss term with a weight above 0:
     a term with weight 0 is logged but not in the loss, so it is not drawn."""
     metrics = run.pretrain.metrics
     weighted = []
     for term in ("consistency", "ranking"):
-        weight = _loss_weight(run, term)
+        weight = run.pretrain.loss_weight(term)
         if weight is None or weight > 0:
             shown = "unknown" if weight is None else f"{weight:g}"
             weighted.append((term, shown))

@@ -179,7 +179,12 @@ def pretrain_epochs_table(run: RunData) -> str:
              num(m.get("ranking")), num(m.get("rank_accuracy")), sci(m.get("level_spread")),
              num(m.get("val_srcc")), sci(m.get("lr")), duration(m.get("time_s"))]
             for m in run.pretrain.metrics]
-    return table(["Epoch", "Total loss", "Consistency", "Ranking", "Rank accuracy",
+    terms = []
+    for term in ("Consistency", "Ranking"):
+        weight = run.pretrain.loss_weight(term.lower())
+        terms.append(term if weight is None else f"{term} (weight {weight:g}"
+                     + (": logged, not in the loss)" if weight == 0 else ")"))
+    return table(["Epoch", "Total loss", *terms, "Rank accuracy",
                   "Level spread", "Validation SRCC (held-out types)", "Learning rate",
                   "Epoch time"], rows)
 

@@ -96,6 +96,14 @@ class PretrainRun:
         """Resolved flags of the run."""
         return config_args(self.config)
 
+    def loss_weight(self, term: str) -> float | None:
+        """The resolved weight of a loss term (consistency, ranking); None when not recorded."""
+        for source in (self.config.get("config") or {}, self.args):
+            value = source.get(f"{term}_weight")
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value)
+        return None
+
 
 @dataclass
 class FinetuneRun:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tools.plots import pretrain_figure, pretrain_loss_series, scatter_figure, scatter_panel
+from tools.results_tables import pretrain_epochs_table
 from tools.rundata import load_run
 from tools.setup_tables import flag_rows, setup_section
 
@@ -39,6 +40,8 @@ def test_loss_plot_draws_only_weighted_terms(complete_run: Path) -> None:
     assert chance == {"chance for level pairs ranked correctly: 0.5": 0.5,
                       "chance for validation SRCC: 0": 0.0}
     plt.close(fig)
+    header = pretrain_epochs_table(run).splitlines()[0]
+    assert "| Consistency (weight 0: logged, not in the loss) | Ranking (weight 1) |" in header
 
 
 def test_loss_plot_with_both_terms_weighted(complete_run: Path) -> None:

@@ -13,6 +13,8 @@ QUESTIONS = {
     "convergence": "Faster convergence?",
     "features": "Better quality-aware features?",
 }
+
+
 def interval(entry: dict | None, digits: int = 4) -> str:
     """'+0.0123 (95 % CI -0.0100 to +0.0350)' or why there is no interval."""
     if not entry or not is_number(entry.get("value")):

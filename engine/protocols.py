@@ -54,9 +54,8 @@ PROTOCOLS: dict[str, dict[str, object]] = {
 # keep the preset.
 SIZE_DEFAULTS: dict[str, dict[str, object]] = {
     "mini": {"head_pooling": "mean_std", "generator_gain": 8.0, "score_norm": "standardize",
-             "batch_size": 32, "lr": 1e-3, "lr_ratio": 1.0, "lr_encoder_pretrained": None,
-             "train_patches": 10, "val_patches": 10, "test_patches": 25, "warmup_epochs": 0.5,
-             "drop_path": 0.0, "dropout": 0.0},
+             "batch_size": 32, "lr": 3e-4, "lr_encoder_pretrained": None, "warmup_epochs": 0.5,
+             "drop_path": 0.0, "dropout": 0.0, "select": "last"},
 }
 SIZE_DEFAULTS["micro"] = SIZE_DEFAULTS["mini"]
 

@@ -281,6 +281,17 @@ def _finish_epoch(run: PretrainRun, args: argparse.Namespace, epoch: int, record
     return warning
 
 
+def _validate_untrained(run: PretrainRun) -> None:
+    """--epochs 0: the label-free validation of the untrained encoder and head as an epoch-0
+    metrics line (the control that a pretrained run's validation SRCC is compared with)."""
+    if run.validation is None:
+        return
+    record = {"epoch": 0, **run.validation.evaluate(run.model)}
+    MetricsJournal(run.run_dir / METRICS_NAME).append(record)
+    run.logger.info("untrained encoder: val SRCC %.4f (epoch 0, before any step)",
+                    record["val_srcc"])
+
+
 def _stopped(run: PretrainRun, stop: GracefulStop, epochs_done: int, command: str | None,
              info: DistInfo) -> None:
     """After SIGTERM/SIGINT: say how to resume and raise RunStopped (exit code 128 + signal)."""
@@ -328,8 +339,9 @@ def pretrain(args: argparse.Namespace, info: DistInfo, command: str | None = Non
             rank_rngs = all_rank_rngs(info)
             warning = _finish_epoch(run, args, epoch, record, rank_rngs) if info.is_main else None
             guard.last_checkpoint = str(run.last_path)
-            if broadcast_object(warning, info) and args.stop_on_collapse:
-                message = f"stopped after epoch {epoch}: collapse (--stop_on_collapse)"
+            warning = broadcast_object(warning, info)
+            if warning and args.stop_on_collapse:
+                message = f"stopped after epoch {epoch} (--stop_on_collapse): {warning}"
                 if info.is_main:
                     run.logger.error(message)
                 raise RunStopped(message, EXIT_COLLAPSE)
@@ -338,6 +350,8 @@ def pretrain(args: argparse.Namespace, info: DistInfo, command: str | None = Non
                 _stopped(run, stop, epoch, command, info)
 
     final = run.run_dir / final_checkpoint_name(run.model.encoder.model_size)
+    if info.is_main and args.epochs == 0:
+        _validate_untrained(run)
     if info.is_main:
         metrics = MetricsJournal(run.run_dir / METRICS_NAME).read()
         atomic_save(make_encoder_checkpoint(run.model, run.config, args.epochs,

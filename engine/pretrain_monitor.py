@@ -101,7 +101,8 @@ class ZeroShotValidation:
 
     @torch.inference_mode()
     def evaluate(self, model: torch.nn.Module) -> dict:
-        """{"val_srcc": mean within-group SRCC, "val_by_type": {type: SRCC}} of `model`."""
+        """{"val_srcc": mean within-group SRCC, "val_by_type": {type: SRCC}, "val_by_image":
+        [SRCC per held-out image, averaged over types]} of `model`."""
         was_training = model.training
         model.eval()
         flat = self.levels.flatten(0, 1)  # (G*(L+1), 3, H, W)
@@ -110,10 +111,12 @@ class ZeroShotValidation:
         model.train(was_training)
         scores = scores.view(self.crops_per_image, len(self), -1).mean(dim=0)  # (G, L+1)
         groups = _group_srcc(scores.cpu().double().numpy())
-        by_type = groups.reshape(self.n_images, len(self.distortions)).mean(axis=0)
+        by_image = groups.reshape(self.n_images, len(self.distortions))  # groups are image-major
         return {"val_srcc": float(groups.mean()),
                 "val_by_type": {name: round(float(v), 4)
-                                for name, v in zip(self.distortions, by_type, strict=True)}}
+                                for name, v in zip(self.distortions, by_image.mean(axis=0),
+                                                   strict=True)},
+                "val_by_image": [round(float(v), 4) for v in by_image.mean(axis=1)]}
 
 
 def build_validation(paths: Sequence[Path], policy: ResizePolicy, cache: ImageCache,

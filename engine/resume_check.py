@@ -22,6 +22,7 @@ RESUMABLE_FLAGS = frozenset({
     "resume", "model_name", "output_dir", "log_dir", "cache_dir", "data_root",  # locations
     "device", "num_workers", "amp", "compile", "grad_checkpointing",  # machine and speed
     "eval_batch_size", "skip_nonfinite",
+    "stop_on_collapse",  # going on after a collapse stop is the user's call, the run is the same
 })
 
 

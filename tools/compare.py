@@ -6,7 +6,9 @@ Paired bootstrap over the test images for pretrained minus baseline (each test s
 mean over the cross-dataset sets), zero-shot minus the untrained control, the linear probe of the
 QualiCLIP encoder minus the encoder it started from, and each label fraction; with repeats, a
 paired test across seeds; epochs and time to reach 95 % of the best validation SRCC; the four
-verdicts of "Does pretraining help?"; and the positive and sham controls (tools.controls).
+verdicts of "Does pretraining help?"; the positive and sham controls (tools.controls); and the
+Stage-1 health of the encoder fine-tuning started from (tools.stage1), without which the feature
+question is not answered.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from tools.markdown import is_number
 from tools.power import power_summary
 from tools.probe import prediction_file
 from tools.rundata import EvalResult, FinetuneRun, RunData, load_run, read_predictions
+from tools.stage1 import stage1_encoder, stage1_health
 from tools.stats import (
     DEFAULT_RESAMPLES,
     DEFAULT_SEED,
@@ -224,8 +227,16 @@ def verdicts(comp: dict) -> dict:
     zs = comp.get("zero_shot_mean")
     if zs:
         evidence["zero-shot vs untrained control, mean over test sets"] = zs["srcc"]
+    answer = combine([e["verdict"] for e in evidence.values()])
     out["features"] = {"basis": "all lines of evidence must agree", "evidence": evidence,
-                       "verdict": combine([e["verdict"] for e in evidence.values()])}
+                       "verdict": answer, "evidence_verdict": answer}
+    stage1 = comp.get("stage1") or {}
+    if stage1.get("status") != "pass":  # features of a failed encoder say nothing of QualiCLIP
+        out["features"]["verdict"] = "inconclusive"
+        state = ("failed its health check" if stage1.get("status") == "fail"
+                 else "could not be checked")
+        reasons = "; ".join(stage1.get("reasons") or ["no Stage-1 health was computed"])
+        out["features"]["stage1_gate"] = f"the Stage-1 encoder {state} ({reasons})"
     return out
 
 
@@ -262,7 +273,8 @@ def build_comparisons(run: RunData, resamples: int = DEFAULT_RESAMPLES,
             "convergence": convergence([(b, p) for b, p, _ in seed_pairs(run)]),
             "probe": probe_comparisons(run, resamples, seed),
             "labels": label_comparisons(run, fine, resamples, seed),
-            "controls": control_comparisons(run)}
+            "controls": control_comparisons(run),
+            "stage1": stage1_health(run.pretrain, run.untrained, stage1_encoder(run))}
     comp["power"] = power_comparisons(comp)
     comp["verdicts"] = verdicts(comp)
     return comp

@@ -31,6 +31,7 @@ from tools.results_tables import (
 )
 from tools.rundata import RunData, load_run
 from tools.setup_tables import APPENDIX_ANCHOR, appendix_section, setup_section
+from tools.stage1 import health_line
 from tools.summary import CONTROLS_TITLE, first_screen
 from tools.timings import stage_wall_time
 from tools.verdicts import (
@@ -255,7 +256,7 @@ def render(run: RunData, figures: dict[str, Path | str], comp: dict) -> str:
         parts.append(section("Repeated fine-tuning (median and spread)", repeats_table(run),
                              _figure(figures, "repeats", "Test SRCC over repeats", base)))
     parts.append(section("Pretraining loss, collapse signals and validation per epoch",
-                         pretrain_epochs_table(run),
+                         health_line(comp["stage1"]), pretrain_epochs_table(run),
                          _figure(figures, "pretrain_loss", "Pretraining loss (weighted terms "
                                  "only); ranking accuracy and label-free validation SRCC, each "
                                  "with its chance level", base)))

@@ -3,7 +3,8 @@
 Layout (RUN_DIR):
   checkpoints/pretrain/                   pretraining run (pretrain_config.json, metrics.jsonl,
                                           *.pkl)
-  checkpoints/untrained/                  the same encoder and head before pretraining (--epochs 0)
+  checkpoints/untrained/                  the same encoder and head before pretraining (--epochs 0;
+                                          its metrics.jsonl holds their validation as epoch 0)
   checkpoints/baseline/, pretrained/      fine-tuning runs (finetune_config.json, metrics.jsonl,
                                           results.json, best_model.pkl)
   checkpoints/<main>_r<i>/                extra repeats of a fine-tuning run (seed / split i)
@@ -89,7 +90,8 @@ class PretrainRun:
     path: Path
     config: dict
     metrics: list[dict]
-    encoder: Path | None
+    encoder: Path | None  # the final encoder checkpoint
+    best: Path | None = None  # the best label-free validation epoch's encoder checkpoint
 
     @property
     def args(self) -> dict:
@@ -169,6 +171,7 @@ class RunData:
         default_factory=dict)  # percent of training labels -> model -> (run, KonIQ test)
     probe: dict | None = None
     controls: dict[str, dict[int, FinetuneRun]] = field(default_factory=dict)  # arm -> seed -> run
+    untrained: PretrainRun | None = None  # the Stage-1 control: the same command, --epochs 0
 
     def environment(self) -> dict:
         """Environment info of the first config that carries one."""
@@ -188,8 +191,9 @@ def read_pretrain(path: Path) -> PretrainRun | None:
     if config is None:
         return None
     finals = sorted(path.glob("swin_*_qualiclip_pretrained.pkl"))
+    bests = sorted(path.glob("swin_*_qualiclip_best.pkl"))
     return PretrainRun(path, config, load_jsonl(path / "metrics.jsonl"),
-                       finals[0] if finals else None)
+                       finals[0] if finals else None, bests[0] if bests else None)
 
 
 def read_finetune(path: Path) -> FinetuneRun | None:
@@ -325,4 +329,5 @@ def load_run(run_dir: str | Path) -> RunData:
         label_runs=label_runs,
         probe=load_json(run_dir / "probe" / "probe.json"),
         controls=controls,
+        untrained=read_pretrain(ckpt / "untrained"),
     )

@@ -20,8 +20,11 @@ from pathlib import Path
 
 from common.files import atomic_write_json
 
-# Flags that do not change a stage's result: workers, device choice, log folder, resuming.
-IGNORED_FLAGS = frozenset({"--num_workers", "--device", "--log_dir", "--resume", "--strict"})
+# Flags that do not change a stage's result: workers, device choice, log folder, resuming, and
+# the collapse stop (a pretraining that finished ran every epoch; the report's Stage-1 health
+# check reads its monitor figures either way).
+IGNORED_FLAGS = frozenset({"--num_workers", "--device", "--log_dir", "--resume", "--strict",
+                           "--stop_on_collapse"})
 
 
 def settings_of(declared: Sequence[str], command: Sequence[str]) -> dict[str, str]:

@@ -37,7 +37,11 @@ def evidence(key: str, v: dict) -> str:
     beside the verdict table), p-values across seeds, or the lines of feature evidence."""
     if key == "features":
         parts = [f"{name}: {interval(e)} -> {e['verdict']}" for name, e in v["evidence"].items()]
-        return "; ".join(parts) or "no linear probe and no zero-shot comparison in this folder"
+        text = "; ".join(parts) or "no linear probe and no zero-shot comparison in this folder"
+        if v.get("stage1_gate"):
+            text = (f"not answered: {v['stage1_gate']}; the evidence alone says "
+                    f"{v.get('evidence_verdict', 'inconclusive')} ({text})")
+        return text
     unit, digits = (" epochs saved", 1) if key == "convergence" else (" SRCC", 4)
     if not is_number(v.get("value")):
         return f"no gain measured ({v['basis']})"
@@ -73,7 +77,11 @@ def recommendations(comp: dict) -> list[str]:
     if v["features"]["verdict"] == "yes" and v["koniq"]["verdict"] != "yes":
         out.append("The encoder's features are more quality-aware, but full-label fine-tuning "
                    "does not show it: compare with fewer labels (`--ablation labels`).")
-    if v["features"]["verdict"] == "inconclusive" and not v["features"]["evidence"]:
+    if v["features"].get("stage1_gate"):
+        out.append("Fix Stage 1 before reading any answer that rests on its encoder: README, "
+                   "'Stage 1: collapse, its monitor, and deviations from QualiCLIP'; the "
+                   "Stage-1 section below gives the encoder's figures.")
+    elif v["features"]["verdict"] == "inconclusive" and not v["features"]["evidence"]:
         out.append("Run the linear probe and zero-shot stages to answer the feature question.")
     if not out:
         out.append("No change follows from these verdicts.")

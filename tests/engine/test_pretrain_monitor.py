@@ -50,6 +50,9 @@ def test_validation_ranks_levels_within_each_image(validation: ZeroShotValidatio
     sharp = validation.evaluate(Sharpness())
     assert sharp["val_srcc"] > 0.9  # blur and pixelation remove detail at every level
     assert set(sharp["val_by_type"]) == {"gaussian_blur", "pixelate"}
+    # one figure per held-out image, averaged over its types; their mean is the overall SRCC
+    assert len(sharp["val_by_image"]) == 3
+    assert sum(sharp["val_by_image"]) / 3 == pytest.approx(sharp["val_srcc"], abs=1e-4)
     assert validation.evaluate(Constant())["val_srcc"] == 0.0
 
 

@@ -44,8 +44,24 @@ def write_pretrain(folder: Path, epochs: int = 3, distortions: str = "blur,jpeg,
     _jsonl(folder / "metrics.jsonl",
            [{"epoch": e, "loss": 1.0 / (e + 1), "consistency": 0.1 / (e + 1),
              "ranking": 0.9 / (e + 1), "rank_accuracy": 0.55 + 0.1 * e, "level_spread": 0.05,
-             "val_srcc": 0.1 + 0.2 * e, "lr": 5e-5, "time_s": 2.5} for e in range(epochs)])
+             "val_srcc": 0.1 + 0.2 * e, "val_by_image": _by_image(0.1 + 0.2 * e), "lr": 5e-5,
+             "time_s": 2.5} for e in range(1, epochs + 1)])
     (folder / "swin_micro_qualiclip_pretrained.pkl").write_bytes(b"0" * 2048)
+    (folder / "swin_micro_qualiclip_best.pkl").write_bytes(b"0" * 2048)
+
+
+def _by_image(mean: float) -> list[float]:
+    """Eight held-out images' validation SRCCs around `mean` (their mean is `mean`)."""
+    return [round(mean + d, 4) for d in (-0.1, 0.1, -0.05, 0.05, -0.02, 0.02, 0.0, 0.0)]
+
+
+def write_untrained(folder: Path, val_srcc: float = 0.0) -> None:
+    """The untrained control (--epochs 0) of write_pretrain's run: its validation as epoch 0."""
+    write_pretrain(folder, epochs=0)
+    (folder / "swin_micro_qualiclip_best.pkl").unlink()
+    _jsonl(folder / "metrics.jsonl", [{"epoch": 0, "val_srcc": val_srcc,
+                                       "val_by_type": {"lens_blur": val_srcc},
+                                       "val_by_image": _by_image(val_srcc)}])
 
 
 def write_finetune(folder: Path, srcc: float, data_root: Path, pretrained: bool = False,
@@ -53,7 +69,8 @@ def write_finetune(folder: Path, srcc: float, data_root: Path, pretrained: bool 
     """A finished fine-tuning run folder (results.json with a test SRCC of `srcc`)."""
     args = {"dataset": "koniq10k", "model_size": "micro", "epochs": epochs, "lr": 5e-6,
             "data_root": str(data_root),
-            "pretrained_encoder": "pre.pkl" if pretrained else None, "use_attention": True}
+            "pretrained_encoder": "pretrain/swin_micro_qualiclip_best.pkl" if pretrained
+            else None, "use_attention": True}
     _write(folder / "finetune_config.json", {
         "args": args, "environment": ENV, "protocol": "plan",
         "overrides": {"epochs": {"preset": 50, "given": epochs}}})
@@ -104,6 +121,7 @@ def complete_run(tmp_path: Path, images: list[Path]) -> Path:
     run = tmp_path / "run"
     ckpt, ev = run / "checkpoints", run / "eval"
     write_pretrain(ckpt / "pretrain")
+    write_untrained(ckpt / "untrained")
     write_finetune(ckpt / "baseline", 0.70, tmp_path / "no_data")
     write_finetune(ckpt / "pretrained", 0.75, tmp_path / "no_data", pretrained=True)
     for i, (b, p) in enumerate([(0.68, 0.74), (0.72, 0.77)], start=1):

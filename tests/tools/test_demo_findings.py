@@ -23,7 +23,8 @@ def test_block_quotes_the_runs_report_and_timings(complete_run: Path, tmp_path: 
     block = text.split(BEGIN)[1].split(END)[0]
     pretrain_table = report_section(report, "Pretraining loss, collapse signals and validation "
                                     "per epoch")
-    assert pretrain_table.startswith("| Epoch |") and pretrain_table in block
+    assert pretrain_table.startswith("Stage-1 health **pass**: encoder ")
+    assert "\n\n| Epoch |" in pretrain_table and pretrain_table in block
     assert report_section(report, "Does pretraining help?") in block
     assert "| pretrain |" in block and "Total wall time of the stages" in block
     assert "![" not in block  # figures stay in the report

@@ -27,7 +27,8 @@ def _many_images(tmp_path: Path, n: int = 120) -> list[Path]:
     return [tmp_path / f"img{i:03d}.png" for i in range(n)]  # names only: CSVs are not plotted
 
 
-def test_clear_gain_everywhere_reads_yes(complete_run: Path, tmp_path: Path) -> None:
+def _clear_gain(complete_run: Path, tmp_path: Path) -> None:
+    """Predictions where the pretrained model, the zero-shot encoder and the probe clearly win."""
     images = _many_images(tmp_path)
     ev = complete_run / "eval"
     for key in ("spaq", "kadid10k", "agiqa3k", "koniq10k"):
@@ -54,6 +55,9 @@ def test_clear_gain_everywhere_reads_yes(complete_run: Path, tmp_path: Path) -> 
         write_eval(ev / f"labels_f25_{name}.json", 0.6, images, keys=("koniq10k",))
         _predictions(ev / f"labels_f25_{name}_koniq10k_predictions.csv", images, noise, 7)
 
+
+def test_clear_gain_everywhere_reads_yes(complete_run: Path, tmp_path: Path) -> None:
+    _clear_gain(complete_run, tmp_path)
     text = write_report(complete_run).read_text()
     comp = json.loads((complete_run / COMPARISONS_NAME).read_text())
     assert comp["resamples"] >= 1000
@@ -86,6 +90,53 @@ def test_clear_gain_everywhere_reads_yes(complete_run: Path, tmp_path: Path) -> 
     assert "## Label efficiency" in text and "| 25 % |" in text
     assert (complete_run / "plots" / "label_efficiency.png") in linked_images(
         complete_run / "QUALICLIP_RESULTS.md")
+    stage1 = comp["stage1"]
+    assert stage1["status"] == "pass" and stage1["reasons"] == []
+    assert stage1["encoder"] == "swin_micro_qualiclip_best.pkl" and stage1["epoch"] == 3
+    assert stage1["control"]["verdict"] == "yes" and stage1["control"]["n"] == 8
+    assert stage1["control"]["value"] == pytest.approx(0.7)
+    assert ("Stage-1 health **pass**: encoder `swin_micro_qualiclip_best.pkl` (best label-free "
+            "validation, epoch 3 of 3): rank accuracy 0.850 (collapse at <= 0.6), level spread "
+            "5.00e-02 (collapse below 5.00e-03), validation SRCC 0.700 against 0.000 for the "
+            "untrained control, a gain of +0.700 (95 % CI") in text
+
+
+def test_a_collapsed_stage1_cannot_answer_the_feature_question(complete_run: Path,
+                                                               tmp_path: Path) -> None:
+    _clear_gain(complete_run, tmp_path)
+    metrics = complete_run / "checkpoints" / "pretrain" / "metrics.jsonl"
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    for record in records:  # chance ranking at every epoch; the validation still looks fine
+        record["rank_accuracy"] = 0.52
+    metrics.write_text("".join(json.dumps(r) + "\n" for r in records))
+    text = write_report(complete_run).read_text()
+    comp = json.loads((complete_run / COMPARISONS_NAME).read_text())
+    assert comp["stage1"]["status"] == "fail"
+    assert comp["stage1"]["reasons"][0].startswith(
+        "COLLAPSE: epoch 3: it ranks only 52.0% of level pairs correctly")
+    features = comp["verdicts"]["features"]
+    assert features["evidence_verdict"] == "yes" and features["verdict"] == "inconclusive"
+    assert features["stage1_gate"].startswith(
+        "the Stage-1 encoder failed its health check (COLLAPSE: epoch 3")
+    helps = text.split("## Does pretraining help?")[1].split("\n## ")[0]
+    assert ("| Better quality-aware features? | **inconclusive** | not answered: the Stage-1 "
+            "encoder failed its health check (COLLAPSE: epoch 3") in helps
+    assert "the evidence alone says yes (linear probe (all stages)" in helps
+    assert "Fix Stage 1 before reading any answer that rests on its encoder" in helps
+    assert "Stage-1 health **fail**: encoder `swin_micro_qualiclip_best.pkl`" in text
+
+
+def test_stage1_without_its_control_is_not_a_pass(complete_run: Path) -> None:
+    import shutil
+
+    shutil.rmtree(complete_run / "checkpoints" / "untrained")
+    write_report(complete_run)
+    comp = json.loads((complete_run / COMPARISONS_NAME).read_text())
+    assert comp["stage1"]["status"] == "fail"
+    assert comp["stage1"]["reasons"] == [
+        "validation against the untrained control not measured: the untrained control has not "
+        "run (checkpoints/untrained absent)"]
+    assert comp["verdicts"]["features"]["verdict"] == "inconclusive"
 
 
 def test_single_run_with_no_difference_reads_inconclusive(complete_run: Path) -> None:

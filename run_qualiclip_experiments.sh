@@ -14,11 +14,16 @@ otherwise stops, naming the differences (--force STAGE redoes it, or use another
   demo_data         (--demo only) python -m data.demo --out RUN_DIR/demo_data
   data              python -m data per dataset (missing ones are skipped with a notice; KonIQ-10k is
                     required) and python -m models (parameter counts)
-  pretrain          pretrain_qualiclip.py --model_name pretrain (run folder checkpoints/pretrain)
+  pretrain          pretrain_qualiclip.py --model_name pretrain (run folder checkpoints/pretrain),
+                    with --stop_on_collapse unless STOP_ON_COLLAPSE=0: a collapsed epoch stops
+                    the chain before fine-tuning, naming the monitor's figures and what to do
   untrained         the same command with --epochs 0: encoder and head before pretraining, the
                     control of the zero-shot test (checkpoints/untrained)
   baseline          train_swin.py on KonIQ-10k from ImageNet weights
-  pretrained        train_swin.py on KonIQ-10k from this run's swin_<size>_qualiclip_pretrained.pkl
+  pretrained        train_swin.py on KonIQ-10k from this run's swin_<size>_qualiclip_best.pkl
+                    (the epoch with the best label-free validation; the final
+                    swin_<size>_qualiclip_pretrained.pkl only when the run has no validation);
+                    the zero-shot test and the probe score the same encoder
   baseline_r<i>, pretrained_r<i>   extra repeats i = 1..REPEATS-1 (seed SEED+i, split seed i)
   test_baseline, test_pretrained, test_zero_shot, test_zero_shot_untrained
                     test_swin.py on SPAQ, KADID-10K, AGIQA-3K, LIVE-C and the KonIQ-10k test
@@ -94,6 +99,9 @@ Knobs: each is an environment variable and a flag (--data_root DIR is DATA_ROOT=
   GPUS                   [1]                      >1: torchrun --standalone --nproc_per_node GPUS
   IMAGENET_WEIGHTS       [auto; none]             auto (timm), a local file, or none
   CLIP_WEIGHTS           [openai; none]           openai, a local file, or none
+  STOP_ON_COLLAPSE       [1]                      1: pretraining runs with --stop_on_collapse
+                                                  (README, "Stage 1: collapse"); 0: it only
+                                                  warns, and fine-tuning starts from its encoder
   EXTRA_PRETRAIN_ARGS    []                       extra flags for pretrain_qualiclip.py
   EXTRA_FINETUNE_ARGS    []                       extra flags for train_swin.py
   STRICT_REPORT          [0]                      1: a report figure that fails to draw fails
@@ -115,7 +123,7 @@ KNOBS=(EXP_NAME RUN_DIR DATA_ROOT MODEL_SIZE CROP_SIZE PROTOCOL PRETRAIN_EPOCHS 
   TEST_DATASETS ABLATION_EPOCHS LABEL_FRACTIONS PROBE_PATCHES CONTROL_SEEDS CONTROL_FRACTION
   NUM_WORKERS DEVICE AMP SEED REPEATS
   GPUS IMAGENET_WEIGHTS CLIP_WEIGHTS EXTRA_PRETRAIN_ARGS EXTRA_FINETUNE_ARGS PYTHON REPORT_OUT
-  STRICT_REPORT)
+  STRICT_REPORT STOP_ON_COLLAPSE)
 # Every stage name run_stage may be given (shell patterns): --force checks its argument against
 # these, and run_stage refuses a name missing here, so a new stage must be declared.
 STAGES=(demo_data data pretrain untrained baseline pretrained 'baseline_r[1-9]*'
@@ -205,7 +213,7 @@ fi
 : "${CONTROL_FRACTION:=25}"
 : "${NUM_WORKERS:=4}" "${DEVICE:=auto}" "${AMP:=auto}" "${SEED:=42}" "${REPEATS:=1}" "${GPUS:=1}"
 : "${IMAGENET_WEIGHTS:=auto}" "${CLIP_WEIGHTS:=openai}" "${EXTRA_PRETRAIN_ARGS:=}"
-: "${EXTRA_FINETUNE_ARGS:=}" "${REPORT_OUT:=}" "${STRICT_REPORT:=0}"
+: "${EXTRA_FINETUNE_ARGS:=}" "${REPORT_OUT:=}" "${STRICT_REPORT:=0}" "${STOP_ON_COLLAPSE:=1}"
 [[ $REPEATS =~ ^[1-9][0-9]*$ ]] || die "REPEATS must be an integer >= 1, got '$REPEATS'"
 [[ $GPUS =~ ^[1-9][0-9]*$ ]] || die "GPUS must be an integer >= 1, got '$GPUS'"
 [[ $CONTROL_SEEDS =~ ^[1-9][0-9]*$ && $CONTROL_SEEDS -ge 2 ]] || die "CONTROL_SEEDS must be an \
@@ -214,6 +222,8 @@ for pct in $LABEL_FRACTIONS $CONTROL_FRACTION; do
   [[ $pct =~ ^[1-9][0-9]?$ ]] || die "LABEL_FRACTIONS and CONTROL_FRACTION take percents 1..99, \
 got '$pct'"
 done
+[[ $STOP_ON_COLLAPSE =~ ^[01]$ ]] || die "STOP_ON_COLLAPSE must be 1 (stop on a collapse) or 0 \
+(warn only), got '$STOP_ON_COLLAPSE'"
 [[ $PROTOCOL =~ ^(plan|hyperiqa|smart)$ ]] || die "PROTOCOL must be plan, hyperiqa or smart, \
 got '$PROTOCOL'"
 
@@ -247,6 +257,7 @@ COMMON=(--data_root "$DATA_ROOT" --model_size "$MODEL_SIZE" --device "$DEVICE" -
 
 # ---------------------------------------------------------------- stage machinery
 STAGE=""
+STAGE_DIR=""  # the run folder of the stage running now (- when it has none)
 RAN_ANY=0
 GPU_SAMPLER=""
 
@@ -261,6 +272,10 @@ on_error() {
   stop_gpu_sampler
   if [[ -n $STAGE ]]; then
     timing "$STAGE" failed || true
+    if [[ $rc == 3 && $STAGE == *pretrain ]]; then
+      collapse_notice
+      exit "$rc"
+    fi
     if [[ $rc == 130 || $rc == 143 ]]; then
       echo "INTERRUPTED: stage '$STAGE'; log: $LOGS/$STAGE.log" >&2
     else
@@ -270,6 +285,20 @@ on_error() {
       "one resumes from its last checkpoint." >&2
   fi
   exit "$rc"
+}
+# collapse_notice: a pretraining stage stopped on a collapse (--stop_on_collapse, exit status 3).
+collapse_notice() {
+  {
+    echo "STOPPED before fine-tuning: Stage 1 collapsed in stage '$STAGE' (--stop_on_collapse," \
+      "exit status 3): its encoder scores degraded crops alike, and fine-tuning from it would" \
+      "answer \"does pretraining help?\" for the wrong reason."
+    echo "Evidence (training batches, checkpoints/${STAGE_DIR##*/}/metrics.jsonl):" \
+      "$("$PYTHON" -m tools.stage1 --run_dir "$STAGE_DIR" --last 2>&1)"
+    echo "Next: change what collapsed (README, \"Stage 1: collapse, its monitor, and deviations" \
+      "from QualiCLIP\": e.g. --pretrain_lr, or --extra_pretrain_args '--consistency_weight 0')" \
+      "and rerun with --force $STAGE; or rerun with STOP_ON_COLLAPSE=0 to resume this run and" \
+      "fine-tune from it anyway (the report then marks Stage 1 as failed). Log: $LOGS/$STAGE.log"
+  } >&2
 }
 on_interrupt() {
   trap - ERR INT TERM
@@ -351,6 +380,7 @@ run_stage() {
   fi
   echo "[run] $name: ${cmd[*]}"
   STAGE=$name
+  STAGE_DIR=$folder
   RAN_ANY=1
   timing "$name" start
   start_gpu_sampler "$name"
@@ -432,6 +462,7 @@ pretrain_cmd() { # pretrain_cmd MODEL_NAME EPOCHS DISTORTIONS LOSS_TYPE
     --clip_weights "$CLIP_WEIGHTS")
   if [[ -n $PRETRAIN_STEPS ]]; then CMD+=(--max_steps_per_epoch "$PRETRAIN_STEPS"); fi
   if [[ -n $PRETRAIN_LR ]]; then CMD+=(--lr "$PRETRAIN_LR"); fi  # else the model size's default
+  if [[ $STOP_ON_COLLAPSE == 1 ]]; then CMD+=(--stop_on_collapse); fi
   add_flag --views_per_image "$PRETRAIN_VIEWS"
   CMD+=("${EXTRA_PRE[@]+"${EXTRA_PRE[@]}"}")
 }
@@ -519,13 +550,16 @@ run_controls() {
   done
 }
 
-encoder_of() { # encoder_of RUN_FOLDER: the final encoder checkpoint of a pretraining run folder
-  local found=("$1"/swin_*_qualiclip_pretrained.pkl)
-  if [[ ! -f ${found[0]} ]]; then
+# encoder_of RUN_FOLDER: the encoder of a finished pretraining run that fine-tuning starts from:
+# the epoch with the best label-free validation, or the final one when the run had no
+# validation (--val_distortions none, or --epochs 0: the untrained control).
+encoder_of() {
+  local final=("$1"/swin_*_qualiclip_pretrained.pkl) best=("$1"/swin_*_qualiclip_best.pkl)
+  if [[ ! -f ${final[0]} ]]; then
     echo "no swin_*_qualiclip_pretrained.pkl in $1: its pretraining did not finish" >&2
     return 1
   fi
-  echo "${found[0]}"
+  if [[ -f ${best[0]} ]]; then echo "${best[0]}"; else echo "${final[0]}"; fi
 }
 
 # pretrain_finetune_test PREFIX MODEL_NAME EPOCHS DISTORTIONS LOSS: one ablation variant

@@ -4,7 +4,8 @@ fine-tuning starts from beat the untrained control on the label-free validation?
     python -m tools.stage1 --run_dir RUN_DIR/checkpoints/pretrain \
         [--control RUN_DIR/checkpoints/untrained] [--last]
 
-prints the one-line verdict; the report states it and comparisons.json keeps it as "stage1".
+prints the one-line verdict (--last: the last epoch's monitor figures, which the chain quotes when
+a collapse stops pretraining); the report states it and comparisons.json keeps it as "stage1".
 An encoder passes when its epoch's training batches show no collapse (engine.pretrain_monitor:
 rank accuracy above 0.6, level spread at least a tenth of the ranking margin) and its validation
 SRCC lies above the untrained control's: the paired t interval over the held-out images of the
@@ -25,7 +26,6 @@ from tools.stats import seed_test
 from tools.verdicts import interval
 
 BEST_SUFFIX = "_qualiclip_best.pkl"
-FINAL_SUFFIX = "_qualiclip_pretrained.pkl"
 # Flags that must agree for the control's validation set to be the pretrained run's.
 VALIDATION_FLAGS = ("seed", "model_size", "crop_size", "num_levels", "val_distortions",
                     "val_images", "dataset", "image_dir")
@@ -102,6 +102,13 @@ def stage1_health(run: PretrainRun | None, control: PretrainRun | None,
             "val_srcc": record.get("val_srcc"), "control": gain, "reasons": reasons}
 
 
+def epoch_figures(record: dict, margin: float) -> str:
+    """'rank accuracy 0.81 (collapse at <= 0.6), level spread ...' of one metrics line."""
+    return (f"rank accuracy {num(record.get('rank_accuracy'), 3)} (collapse at <= "
+            f"{COLLAPSE_ACCURACY:g}), level spread {sci(record.get('level_spread'))} (collapse "
+            f"below {sci(COLLAPSE_SPREAD * margin)})")
+
+
 def health_line(health: dict) -> str:
     """One line: pass / fail, the encoder, rank accuracy, spread, validation vs the control."""
     status = health["status"]
@@ -113,32 +120,41 @@ def health_line(health: dict) -> str:
                if "reason" not in gain else
                f"{num(health['val_srcc'], 3)} (untrained control: {gain['reason']})")
     text = (f"Stage-1 health **{status}**: encoder `{health['encoder'] or 'not saved'}` "
-            f"({health['selection']}): rank accuracy {num(health['rank_accuracy'], 3)} "
-            f"(collapse at <= {health['collapse_accuracy']:g}), level spread "
-            f"{sci(health['level_spread'])} (collapse below {sci(health['collapse_spread'])}), "
-            f"validation SRCC {control}.")
+            f"({health['selection']}): {epoch_figures(health, health['margin'])}, validation "
+            f"SRCC {control}.")
     if status == "fail":
         text += f" Failed because: {'; '.join(health['reasons'])}"
     return text
 
 
+def last_epoch_line(run: PretrainRun | None) -> str:
+    """The monitor's figures of a run's last finished epoch and, if any, its collapse signal."""
+    record = selected_record(run, None)[0] if run is not None else None
+    if record is None:
+        return "no finished pretraining epoch to show"
+    margin = run.args.get("margin", DEFAULT_MARGIN)
+    text = (f"epoch {record['epoch']}: {epoch_figures(record, margin)}, validation SRCC "
+            f"{num(record.get('val_srcc'), 3)} (held-out types)")
+    collapse = collapse_message(record, margin)
+    return f"{text}. {collapse}" if collapse else text
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Print the health line of a pretraining run folder."""
+    """Print the health line of a pretraining run folder (--last: its last epoch's figures)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run_dir", required=True, help="pretraining run folder")
     parser.add_argument("--control", default=None, help="run folder of the untrained control")
     parser.add_argument("--last", action="store_true",
-                        help="judge the last epoch (default: the encoder fine-tuning would use: "
-                        "the best label-free validation epoch when its checkpoint exists)")
+                        help="the monitor's figures of the last finished epoch (what a collapse "
+                        "stop saw) instead of the health of the encoder fine-tuning would use")
     args = parser.parse_args(argv)
     run = read_pretrain(Path(args.run_dir))
+    if args.last:
+        print(last_epoch_line(run))
+        return
     control = read_pretrain(Path(args.control)) if args.control else None
-    encoder = None
-    if run is not None and not args.last:
-        found = sorted(run.path.glob(f"swin_*{BEST_SUFFIX}")) or ([run.encoder] if run.encoder
-                                                                  else [])
-        encoder = found[0].name if found else None
-    print(health_line(stage1_health(run, control, encoder)))
+    encoder = run.best or run.encoder if run is not None else None
+    print(health_line(stage1_health(run, control, encoder.name if encoder else None)))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "run_qualiclip_experiments.sh"
 # Records each command; the chain's own bookkeeping runs for real; the stage scripts only leave
-# the files the chain looks for (encoder checkpoints, best_model.pkl, dataset summaries).
+# the files the chain looks for (encoder checkpoints, the best label-free validation epoch's one
+# when pretraining ran epochs, best_model.pkl, dataset summaries).
 STUB = '''#!{python}
 import json, os, sys
 from pathlib import Path
@@ -36,6 +37,8 @@ elif args[0] in ("pretrain_qualiclip.py", "train_swin.py"):
     run.mkdir(parents=True, exist_ok=True)
     name = "best_model.pkl" if args[0] == "train_swin.py" else "swin_x_qualiclip_pretrained.pkl"
     (run / name).write_bytes(b"0")
+    if args[0] == "pretrain_qualiclip.py" and flag("--epochs") != "0":  # validated epochs
+        (run / "swin_x_qualiclip_best.pkl").write_bytes(b"0")
 elif args[0] == "test_swin.py":
     Path(flag("--output")).write_text("{{}}")
 '''

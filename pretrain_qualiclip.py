@@ -113,13 +113,16 @@ def get_args_parser() -> argparse.ArgumentParser:
         type=parse_prompt_pair,
         default=None,
         metavar="'POSITIVE|NEGATIVE'",
-        help="antonym prompt pairs (default: the seven QualiCLIP pairs)",
+        help="antonym prompt pairs, positive first (default: the seven pairs QualiCLIP's "
+        "inference averages)",
     )
     loss.add_argument(
         "--train_prompt_pairs",
         type=positive_int,
         default=1,
-        help="the full loss uses the first N pairs; zero-shot scores average all",
+        help="the full loss trains on the first N pairs and the zero-shot score averages the "
+        "same N (default 1: 'Good photo.' / 'Bad photo.', the pair QualiCLIP trains on; README, "
+        "deviations)",
     )
 
     optim = parser.add_argument_group("optimisation")

@@ -90,7 +90,13 @@ def resolve_size_defaults(args: argparse.Namespace) -> dict:
 def build_pretrain_model(
     args: argparse.Namespace, pairs: Sequence[tuple[str, str]]
 ) -> QualityPretrainModel:
-    """Swin encoder plus the head of --loss_type (scalar, or CLIP prompt anchors)."""
+    """Swin encoder plus the head of --loss_type: scalar, or the anchors of the first
+    --train_prompt_pairs of `pairs`, which the full loss trains on and the score averages.
+
+    QualiCLIP trains one pair and scores with seven because its CLIP image encoder is aligned
+    with CLIP's text space before training; here a randomly initialised projection reaches that
+    space, so pairs it never trained on would only add untrained terms to the score.
+    """
     encoder = build_encoder(
         args.model_size, imagenet_weights=args.imagenet_weights, crop_size=args.crop_size
     )
@@ -99,10 +105,11 @@ def build_pretrain_model(
     if args.loss_type == "simplified":
         head = ScalarQualityHead(width, activation=args.score_activation)
     else:
+        trained = list(pairs[: args.train_prompt_pairs])
         anchors, logit_scale = clip_anchors.embed_prompt_pairs(
-            pairs, clip_model=args.clip_model, clip_weights=args.clip_weights
+            trained, clip_model=args.clip_model, clip_weights=args.clip_weights
         )
-        head = ClipQualityHead(width, anchors, logit_scale, prompt_pairs=pairs)
+        head = ClipQualityHead(width, anchors, logit_scale, prompt_pairs=trained)
     return QualityPretrainModel(encoder, head, args.pooling)
 
 
@@ -118,7 +125,6 @@ class QualiCLIPStep:
         self.distortions = list(distortions)
         self.num_levels = args.num_levels
         self.loss_type = args.loss_type
-        self.train_pairs = args.train_prompt_pairs
         self.loss_kwargs = {key: getattr(args, key) for key in LOSS_FLAGS}
         self.device = device
         self.type_generator = torch.Generator().manual_seed(seed)
@@ -147,8 +153,8 @@ class QualiCLIPStep:
             scores = out["score"].float().view(lead)
             terms: LossTerms = qualiclip_simplified_loss(scores[0], scores[1], **self.loss_kwargs)
         else:
-            sims = out["sims"].float().view(*lead, *out["sims"].shape[1:])
-            sims = sims[..., : self.train_pairs, :]  # (2, B, L+1, P_train, 2)
+            # every pair of the head: the ones its score averages
+            sims = out["sims"].float().view(*lead, *out["sims"].shape[1:])  # (2, B, L+1, P, 2)
             terms = qualiclip_full_loss(sims[0], sims[1], **self.loss_kwargs)
         logs = {"consistency": terms.consistency.detach(), "ranking": terms.ranking.detach(),
                 "rank_accuracy": level_ranking_accuracy(score), "level_spread": level_spread(score)}

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 import engine.pretrain
+import engine.pretrain_setup
 import pretrain_qualiclip
 from common.checkpoint import load_checkpoint
 from common.errors import CheckpointError, RunExistsError
@@ -24,6 +25,7 @@ from common.runlog import MetricsJournal
 from data.images import ImageCache
 from data.rows import DatasetError
 from engine.pretrain_monitor import ZeroShotValidation
+from losses import qualiclip_full_loss
 from models import clip_anchors
 from models.pretrain_model import pretrain_model_from_checkpoint
 from models.swin_hyperiqa import build_swin_hyperiqa, load_encoder
@@ -161,13 +163,43 @@ def test_full_loss_falls(demo_root: Path, image_dir: Path, tmp_path: Path,
     assert _mean_loss(records, slice(-4, None)) < _mean_loss(records, slice(0, 4))
     ckpt = load_checkpoint(summary["final_checkpoint"], "encoder")
     assert ckpt["config"]["head"]["type"] == "clip"
-    assert ckpt["config"]["head"]["num_pairs"] == 7
+    # the head holds the two trained pairs only: the zero-shot score averages what was trained
+    assert ckpt["config"]["head"]["num_pairs"] == 2
+    assert ckpt["config"]["head"]["prompt_pairs"] == [
+        list(p) for p in clip_anchors.QUALICLIP_PROMPT_PAIRS[:2]]
     assert ckpt["config"]["train_prompt_pairs"] == 2
     scorer = pretrain_model_from_checkpoint(ckpt).eval()
     with torch.no_grad():
         out = scorer(torch.rand(2, 3, CROP, CROP))
-    assert out["sims"].shape == (2, 7, 2)
+    assert out["sims"].shape == (2, 2, 2)
     assert ((out["score"] > 0) & (out["score"] < 1)).all()
+
+
+def test_full_loss_trains_the_pairs_its_score_averages(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(clip_anchors, "embed_prompt_pairs", _random_anchors)
+    args = pretrain_qualiclip.get_args_parser().parse_args([
+        "--model_size", "micro", "--imagenet_weights", "none", "--crop_size", str(CROP),
+        "--loss_type", "full", "--clip_weights", "none", "--train_prompt_pairs", "3",
+        "--num_levels", "2"])
+    engine.pretrain_setup.resolve_size_defaults(args)
+    model = engine.pretrain_setup.build_pretrain_model(args, clip_anchors.QUALICLIP_PROMPT_PAIRS)
+    assert model.head.prompt_pairs == [list(p) for p in clip_anchors.QUALICLIP_PROMPT_PAIRS[:3]]
+    seen = {}
+
+    def spy(sims_a, sims_b, **kwargs):
+        seen["pairs"] = sims_a.shape[-2]
+        return qualiclip_full_loss(sims_a, sims_b, **kwargs)
+
+    monkeypatch.setattr(engine.pretrain_setup, "qualiclip_full_loss", spy)
+    step = engine.pretrain_setup.QualiCLIPStep(args, ["gaussian_noise"], torch.device("cpu"),
+                                               seed=0)
+    step(model, {"image": torch.rand(2, 2, 3, CROP, CROP)})
+    assert seen["pairs"] == 3  # the loss trains every pair of the head ...
+    with torch.no_grad():  # ... and the score is the mean over those same pairs
+        out = model(torch.rand(4, 3, CROP, CROP))
+    probs = (model.head.logit_scale * out["sims"]).softmax(dim=-1)[..., 0]
+    assert out["sims"].shape == (4, 3, 2)
+    assert torch.allclose(out["score"], probs.mean(dim=-1))
 
 
 # The CPU recipe's size with the default four types, on a reduced budget: two epochs of the demo
@@ -303,7 +335,7 @@ def test_size_dependent_defaults_are_resolved_per_size() -> None:
     for size, lr, weight, views in (("mini", 3e-4, 0.0, 3), ("micro", 1e-3, 0.0, 1),
                                     ("test", 1e-3, 0.0, 1), ("base", 5e-5, 1.0, 1)):
         args = parser.parse_args(["--model_size", size])
-        assert engine.pretrain.resolve_size_defaults(args) == {
+        assert engine.pretrain_setup.resolve_size_defaults(args) == {
             "lr": lr, "consistency_weight": weight, "views_per_image": views}
         assert args.lr == lr and args.consistency_weight == weight
     explicit = parser.parse_args(["--model_size", "mini", "--lr", "1e-2",

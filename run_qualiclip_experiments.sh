@@ -100,7 +100,7 @@ Knobs: each is an environment variable and a flag (--data_root DIR is DATA_ROOT=
   IMAGENET_WEIGHTS       [auto; none]             auto (timm), a local file, or none
   CLIP_WEIGHTS           [openai; none]           openai, a local file, or none
   STOP_ON_COLLAPSE       [1]                      1: pretraining runs with --stop_on_collapse
-                                                  (README, "Stage 1: collapse"); 0: it only
+                                                  (docs/STAGE1.md); 0: it only
                                                   warns, and fine-tuning starts from its encoder
   EXTRA_PRETRAIN_ARGS    []                       extra flags for pretrain_qualiclip.py
   EXTRA_FINETUNE_ARGS    []                       extra flags for train_swin.py
@@ -272,9 +272,9 @@ on_error() {
   stop_gpu_sampler
   if [[ -n $STAGE ]]; then
     timing "$STAGE" failed || true
-    if [[ $rc == 3 && $STAGE == *pretrain ]]; then
+    if stopped_on_collapse "$rc"; then
       collapse_notice
-      exit "$rc"
+      exit 3
     fi
     if [[ $rc == 130 || $rc == 143 ]]; then
       echo "INTERRUPTED: stage '$STAGE'; log: $LOGS/$STAGE.log" >&2
@@ -286,7 +286,19 @@ on_error() {
   fi
   exit "$rc"
 }
-# collapse_notice: a pretraining stage stopped on a collapse (--stop_on_collapse, exit status 3).
+# stopped_on_collapse RC: the failed stage is a pretraining stage that --stop_on_collapse ended:
+# exit status 3, or under torchrun (which exits 1 when a rank fails) the stop line in the log of
+# this attempt (the part after the stage's last "=== ... stage NAME" header).
+stopped_on_collapse() {
+  [[ $STAGE == *pretrain ]] || return 1
+  [[ $1 == 3 ]] && return 0
+  [[ $GPUS -gt 1 && $1 == 1 ]] || return 1
+  awk -v head="stage $STAGE" 'index($0, "=== ") == 1 && index($0, head) { text = "" }
+    { text = text $0 "\n" } END { printf "%s", text }' "$LOGS/$STAGE.log" |
+    grep -q -- "(--stop_on_collapse): COLLAPSE"
+}
+
+# collapse_notice: a pretraining stage stopped on a collapse (--stop_on_collapse).
 collapse_notice() {
   {
     echo "STOPPED before fine-tuning: Stage 1 collapsed in stage '$STAGE' (--stop_on_collapse," \
@@ -294,8 +306,8 @@ collapse_notice() {
       "answer \"does pretraining help?\" for the wrong reason."
     echo "Evidence (training batches, checkpoints/${STAGE_DIR##*/}/metrics.jsonl):" \
       "$("$PYTHON" -m tools.stage1 --run_dir "$STAGE_DIR" --last 2>&1)"
-    echo "Next: change what collapsed (README, \"Stage 1: collapse, its monitor, and deviations" \
-      "from QualiCLIP\": e.g. --pretrain_lr, or --extra_pretrain_args '--consistency_weight 0')" \
+    echo "Next: change what collapsed (docs/STAGE1.md: e.g. --pretrain_lr, or" \
+      "--extra_pretrain_args '--consistency_weight 0')" \
       "and rerun with --force $STAGE; or rerun with STOP_ON_COLLAPSE=0 to resume this run and" \
       "fine-tune from it anyway (the report then marks Stage 1 as failed). Log: $LOGS/$STAGE.log"
   } >&2

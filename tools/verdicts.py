@@ -78,9 +78,8 @@ def recommendations(comp: dict) -> list[str]:
         out.append("The encoder's features are more quality-aware, but full-label fine-tuning "
                    "does not show it: compare with fewer labels (`--ablation labels`).")
     if v["features"].get("stage1_gate"):
-        out.append("Fix Stage 1 before reading any answer that rests on its encoder: README, "
-                   "'Stage 1: collapse, its monitor, and deviations from QualiCLIP'; the "
-                   "Stage-1 section below gives the encoder's figures.")
+        out.append("Fix Stage 1 before reading any answer that rests on its encoder "
+                   "(docs/STAGE1.md); the Stage-1 section below gives the encoder's figures.")
     elif v["features"]["verdict"] == "inconclusive" and not v["features"]["evidence"]:
         out.append("Run the linear probe and zero-shot stages to answer the feature question.")
     if not out:

@@ -1,4 +1,5 @@
-"""Pretraining with two ranks: a stop on one rank stops both; an unreadable image hangs neither.
+"""Pretraining with two ranks: a stop on one rank stops both, a collapse stops both after the same
+epoch; an unreadable image hangs neither.
 
 Both would hang before ranks agreed (collectives that no longer pair up): each run has a timeout
 so a hang fails the test instead of blocking the suite.
@@ -58,14 +59,20 @@ def _stop_worker(info, argv: list[str], out: Path) -> None:
             {"calls": len(calls), "exit_code": stopped.exit_code, "message": str(stopped)}))
 
 
-def test_sigterm_on_one_rank_stops_every_rank(two_ranks, tmp_path: Path) -> None:
-    """SIGTERM to rank 1 mid-epoch: both ranks stop after the same step, exit 143, resumable."""
+def _random_images(tmp_path: Path) -> Path:
+    """A folder of IMAGES random 72-pixel PNGs."""
     image_dir = tmp_path / "images"
     image_dir.mkdir()
     rng = np.random.default_rng(0)
     for i in range(IMAGES):
         pixels = rng.integers(0, 256, (72, 72, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(image_dir / f"{i}.png")
+    return image_dir
+
+
+def test_sigterm_on_one_rank_stops_every_rank(two_ranks, tmp_path: Path) -> None:
+    """SIGTERM to rank 1 mid-epoch: both ranks stop after the same step, exit 143, resumable."""
+    image_dir = _random_images(tmp_path)
     two_ranks(_stop_worker, _tiny_pretraining(image_dir, tmp_path), tmp_path)
     r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
     steps_per_epoch = IMAGES // 2
@@ -75,6 +82,37 @@ def test_sigterm_on_one_rank_stops_every_rank(two_ranks, tmp_path: Path) -> None
     log = (tmp_path / "logs" / "stop.log").read_text()
     assert "stopped during epoch 2" in log and "stopped by a signal to another rank" in log
     assert f"--resume {tmp_path / 'runs' / 'stop' / 'last.pkl'}" in log
+
+
+def _collapse_worker(info, argv: list[str], out: Path) -> None:
+    from common.errors import RunStopped
+    from pretrain_qualiclip import main
+
+    try:
+        main(argv)
+    except RunStopped as stopped:  # the only way the run may end here
+        (out / f"rank{info.rank}.json").write_text(json.dumps(
+            {"exit_code": stopped.exit_code, "message": str(stopped)}))
+
+
+def test_a_collapse_stops_every_rank_after_the_same_epoch(two_ranks, tmp_path: Path) -> None:
+    """--stop_on_collapse: rank 0 judges the epoch's all-reduced figures and every rank stops
+    there with exit status 3 (a rank going on alone would hang in epoch 2's all-reduce)."""
+    from common.vocabulary import EXIT_COLLAPSE
+
+    # a ranking margin of 1000: every real spread of scores is below a tenth of it
+    argv = [*_tiny_pretraining(_random_images(tmp_path), tmp_path), "--stop_on_collapse",
+            "--margin", "1000", "--max_steps_per_epoch", "1"]
+    two_ranks(_collapse_worker, argv, tmp_path)
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r0 == r1 and r0["exit_code"] == EXIT_COLLAPSE
+    assert r0["message"].startswith("stopped after epoch 1 (--stop_on_collapse): COLLAPSE: "
+                                    "epoch 1: ")
+    assert "across levels (margin 1000)" in r0["message"]
+    run_dir = tmp_path / "runs" / "stop"
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1]
+    assert not (run_dir / "swin_micro_qualiclip_pretrained.pkl").exists()
 
 
 def _koniq_with_truncated_image(demo_root: Path, folder: Path, n_train: int) -> str:

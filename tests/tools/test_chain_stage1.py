@@ -10,6 +10,8 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.tools.test_chain_controls import chain as stub_chain
 from tests.tools.test_chain_demo import TINY
 
@@ -17,13 +19,15 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "run_qualiclip_experiments.sh"
 
 
-def test_a_collapsing_stage1_stops_the_chain_before_fine_tuning(tmp_path: Path,
-                                                                 demo_root: Path) -> None:
+@pytest.mark.parametrize("gpus", ["1", "2"])  # 2: torchrun, which exits 1 when a rank fails
+def test_a_collapsing_stage1_stops_the_chain_before_fine_tuning(tmp_path: Path, demo_root: Path,
+                                                                 gpus: str) -> None:
     # A ranking margin of 1000 makes every real score spread "below a tenth of the margin": the
     # monitor flags the first epoch, and the chain's default --stop_on_collapse ends it there.
     run_dir = tmp_path / "run"
     env = {**os.environ, **TINY, "RUN_DIR": str(run_dir), "DATA_ROOT": str(demo_root),
-           "IQA_CACHE_DIR": str(tmp_path / "cache"), "EXTRA_PRETRAIN_ARGS": "--margin 1000"}
+           "IQA_CACHE_DIR": str(tmp_path / "cache"), "EXTRA_PRETRAIN_ARGS": "--margin 1000",
+           "GPUS": gpus, "OMP_NUM_THREADS": "1"}
     env.pop("STOP_ON_COLLAPSE")  # the chain's default
     proc = subprocess.run(["bash", str(SCRIPT), "--demo"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600, check=False)

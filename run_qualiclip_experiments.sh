@@ -6,7 +6,8 @@ set -Eeuo pipefail
 usage() {
   cat <<'EOF'
 Usage: bash run_qualiclip_experiments.sh [--demo] [--force STAGE]... [--repeats N] [--controls]
-           [--ablation epochs|distortions|loss|labels|all]... [--KNOB VALUE]...
+           [--ablation epochs|distortions|loss|labels|all]... [--parallel N]
+           [--plan | --submit slurm [--dry_run]] [--KNOB VALUE]...
 
 Runs, each stage once. A finished stage's marker RUN_DIR/.done/<stage> records its settings (the
 flags of its command and the knobs it declares); a rerun skips it only when they are unchanged and
@@ -55,6 +56,20 @@ Options:
                       both models, the same seeded subsets), or all; repeatable
   --run_dir DIR       experiment folder (default results/<EXP_NAME>)
   --report_out FILE   also copy the report there (e.g. QUALICLIP_RESULTS.md)
+  --parallel N        run up to N stages at once, each as soon as the stages it needs are done
+                      (knob PARALLEL; 1 runs them one after another). A stage gets its own
+                      GPU(s) (CUDA_VISIBLE_DEVICES; GPUS per stage, PRETRAIN_GPUS for the
+                      pretraining stages) or, on a CPU, OMP_NUM_THREADS / N threads. Output
+                      goes to the stage logs only; `tail -f RUN_DIR/logs/status.log` follows
+                      the run. A failed stage stops only the stages that need its output
+  --plan              dry run: print each stage it would run with its command, crop steps and
+                      estimated GPU time (benchmark figures of `make gpu-check` in BENCH_JSON,
+                      else reference figures), the total GPU hours and the wall time at
+                      --parallel N; runs and writes nothing. Without the data stage's
+                      summaries it assumes every dataset present at its official size
+  --submit slurm      write one sbatch job per stage to RUN_DIR/slurm/ with afterok
+                      dependencies from the stage graph and submit them (submit.sh); the data
+                      stages run here first. --dry_run writes them without submitting
   -h, --help          this text
 
 Knobs: each is an environment variable and a flag (--data_root DIR is DATA_ROOT=DIR); default in [].
@@ -97,6 +112,14 @@ Knobs: each is an environment variable and a flag (--data_root DIR is DATA_ROOT=
   NUM_WORKERS            [4; 0]                   DEVICE [auto; cpu]     AMP [auto; off]
   SEED                   [42]                     REPEATS [1]
   GPUS                   [1]                      >1: torchrun --standalone --nproc_per_node GPUS
+  PRETRAIN_GPUS          [GPUS]                   the same for the pretraining stages
+  PARALLEL               [1]                      stages at once (--parallel)
+  BENCH_JSON             [gpu_check_out/bench_bf16.out]  bench.py JSON used by --plan
+  SLURM_PARTITION        []                       --submit slurm: sbatch --partition
+  SLURM_ACCOUNT          []                       sbatch --account
+  SLURM_TIME             [24:00:00]               sbatch --time of every job
+  SLURM_CPUS_PER_GPU     [8]                      --cpus-per-task = this x the job's GPUs
+  SLURM_ARGS             []                       extra sbatch flags, e.g. "--qos=high --mem=64G"
   IMAGENET_WEIGHTS       [auto; none]             auto (timm), a local file, or none
   CLIP_WEIGHTS           [openai; none]           openai, a local file, or none
   STOP_ON_COLLAPSE       [1]                      1: pretraining runs with --stop_on_collapse
@@ -123,7 +146,8 @@ KNOBS=(EXP_NAME RUN_DIR DATA_ROOT MODEL_SIZE CROP_SIZE PROTOCOL PRETRAIN_EPOCHS 
   TEST_DATASETS ABLATION_EPOCHS LABEL_FRACTIONS PROBE_PATCHES CONTROL_SEEDS CONTROL_FRACTION
   NUM_WORKERS DEVICE AMP SEED REPEATS
   GPUS IMAGENET_WEIGHTS CLIP_WEIGHTS EXTRA_PRETRAIN_ARGS EXTRA_FINETUNE_ARGS PYTHON REPORT_OUT
-  STRICT_REPORT STOP_ON_COLLAPSE)
+  STRICT_REPORT STOP_ON_COLLAPSE PRETRAIN_GPUS PARALLEL BENCH_JSON SLURM_PARTITION SLURM_ACCOUNT
+  SLURM_TIME SLURM_CPUS_PER_GPU SLURM_ARGS)
 # Every stage name run_stage may be given (shell patterns): --force checks its argument against
 # these, and run_stage refuses a name missing here, so a new stage must be declared.
 STAGES=(demo_data data pretrain untrained baseline pretrained 'baseline_r[1-9]*'
@@ -147,6 +171,9 @@ is_stage() { # is_stage NAME: NAME matches a declared stage
 
 DEMO=0
 CONTROLS=0
+PLAN=0
+SUBMIT=""
+DRY_RUN=0
 FORCE=()
 ABLATIONS=()
 while [[ $# -gt 0 ]]; do
@@ -154,6 +181,12 @@ while [[ $# -gt 0 ]]; do
     -h|--help) usage; exit 0 ;;
     --demo) DEMO=1; shift ;;
     --controls) CONTROLS=1; shift ;;
+    --plan) PLAN=1; shift ;;
+    --dry_run|--dry-run) DRY_RUN=1; shift ;;
+    --submit)
+      [[ $# -ge 2 && $2 == slurm ]] || die "--submit takes slurm (the scheduler it writes jobs \
+for), got '${2:-nothing}'"
+      SUBMIT=slurm; shift 2 ;;
     --force) [[ $# -ge 2 ]] || die "--force needs a stage name (or all)"; FORCE+=("$2"); shift 2 ;;
     --ablation)
       [[ $# -ge 2 ]] || die "--ablation needs epochs, distortions, loss, labels or all"
@@ -216,6 +249,17 @@ fi
 : "${EXTRA_FINETUNE_ARGS:=}" "${REPORT_OUT:=}" "${STRICT_REPORT:=0}" "${STOP_ON_COLLAPSE:=1}"
 [[ $REPEATS =~ ^[1-9][0-9]*$ ]] || die "REPEATS must be an integer >= 1, got '$REPEATS'"
 [[ $GPUS =~ ^[1-9][0-9]*$ ]] || die "GPUS must be an integer >= 1, got '$GPUS'"
+: "${PRETRAIN_GPUS:=$GPUS}" "${PARALLEL:=1}" "${BENCH_JSON:=gpu_check_out/bench_bf16.out}"
+: "${SLURM_PARTITION:=}" "${SLURM_ACCOUNT:=}" "${SLURM_TIME:=24:00:00}" "${SLURM_CPUS_PER_GPU:=8}"
+: "${SLURM_ARGS:=}"
+[[ $PRETRAIN_GPUS =~ ^[1-9][0-9]*$ ]] || die "PRETRAIN_GPUS must be an integer >= 1, got \
+'$PRETRAIN_GPUS'"
+[[ $PARALLEL =~ ^[1-9][0-9]*$ ]] || die "--parallel (PARALLEL) must be an integer >= 1, got \
+'$PARALLEL'"
+[[ $DRY_RUN == 0 || -n $SUBMIT ]] || die "--dry_run goes with --submit slurm (it writes the job \
+scripts without submitting them); for a dry run of the whole chain use --plan"
+[[ $PLAN == 0 || -z $SUBMIT ]] || die "--plan and --submit exclude each other: --plan prints the \
+stages and their cost, --submit slurm --dry_run writes the job scripts"
 [[ $CONTROL_SEEDS =~ ^[1-9][0-9]*$ && $CONTROL_SEEDS -ge 2 ]] || die "CONTROL_SEEDS must be an \
 integer >= 2 (a paired t interval needs two seeds), got '$CONTROL_SEEDS'"
 for pct in $LABEL_FRACTIONS $CONTROL_FRACTION; do
@@ -231,25 +275,36 @@ if [[ $RUN_DIR != /* ]]; then RUN_DIR=$REPO_DIR/$RUN_DIR; fi
 if [[ -z "${DATA_ROOT:-}" ]]; then
   if [[ $DEMO == 1 ]]; then DATA_ROOT=$RUN_DIR/demo_data; else DATA_ROOT=$REPO_DIR/datasets; fi
 fi
-if [[ $DEMO == 1 ]]; then mkdir -p "$DATA_ROOT"; fi
-[[ -d $DATA_ROOT ]] || die "data root not found: $DATA_ROOT (expected DATA_ROOT/<dataset key>/ in \
-the official layouts; set DATA_ROOT or --data_root, or run --demo)"
-DATA_ROOT=$(cd "$DATA_ROOT" && pwd)
-mkdir -p "$RUN_DIR"
-RUN_DIR=$(cd "$RUN_DIR" && pwd)
+if [[ $PLAN == 1 ]]; then
+  # A dry run creates nothing; the data may not be here yet.
+  if [[ -d $DATA_ROOT ]]; then DATA_ROOT=$(cd "$DATA_ROOT" && pwd); fi
+else
+  if [[ $DEMO == 1 ]]; then mkdir -p "$DATA_ROOT"; fi
+  [[ -d $DATA_ROOT ]] || die "data root not found: $DATA_ROOT (expected DATA_ROOT/<dataset key>/ \
+in the official layouts; set DATA_ROOT or --data_root, or run --demo)"
+  DATA_ROOT=$(cd "$DATA_ROOT" && pwd)
+  mkdir -p "$RUN_DIR"
+  RUN_DIR=$(cd "$RUN_DIR" && pwd)
+fi
 CKPT=$RUN_DIR/checkpoints
 LOGS=$RUN_DIR/logs
 EVAL=$RUN_DIR/eval
 DONE=$RUN_DIR/.done
-mkdir -p "$CKPT" "$LOGS" "$EVAL" "$DONE" "$RUN_DIR/data"
+if [[ $PLAN == 0 ]]; then mkdir -p "$CKPT" "$LOGS" "$EVAL" "$DONE" "$RUN_DIR/data"; fi
 export IQA_CACHE_DIR=${IQA_CACHE_DIR:-$RUN_DIR/cache}
 export MPLBACKEND=Agg
 
-if [[ $GPUS -gt 1 ]]; then
-  LAUNCH=("$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$GPUS")
-else
-  LAUNCH=("$PYTHON")
-fi
+launcher() { # launcher N: fill LAUNCHER with the interpreter, under torchrun when N > 1
+  if [[ $1 -gt 1 ]]; then
+    LAUNCHER=("$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$1")
+  else
+    LAUNCHER=("$PYTHON")
+  fi
+}
+launcher "$PRETRAIN_GPUS"
+PRETRAIN_LAUNCH=("${LAUNCHER[@]}")
+launcher "$GPUS"
+LAUNCH=("${LAUNCHER[@]}")
 read -r -a EXTRA_PRE <<<"$EXTRA_PRETRAIN_ARGS"
 read -r -a EXTRA_FT <<<"$EXTRA_FINETUNE_ARGS"
 COMMON=(--data_root "$DATA_ROOT" --model_size "$MODEL_SIZE" --device "$DEVICE" --amp "$AMP"
@@ -260,6 +315,7 @@ STAGE=""
 STAGE_DIR=""  # the run folder of the stage running now (- when it has none)
 RAN_ANY=0
 GPU_SAMPLER=""
+COLLECT=""  # --parallel N > 1, --plan, --submit: run_stage adds each stage to this plan file
 
 timing() { "$PYTHON" -m tools.timings "$RUN_DIR/timings.json" "$1" "$2"; }
 
@@ -348,7 +404,8 @@ stop_gpu_sampler() {
   fi
 }
 
-# run_stage NAME RUN_FOLDER|- CLEAN_PATHS [--feeds "STAGE..."] [KEY=VALUE...] -- COMMAND...
+# run_stage NAME RUN_FOLDER|- CLEAN_PATHS [--feeds "STAGE..."] [--after all] [KEY=VALUE...]
+#           -- COMMAND...
 #   The stage's settings are the flags of COMMAND plus the KEY=VALUE pairs it declares (for what
 #   COMMAND does not show). A stage with a marker is skipped when the marker records the same
 #   settings and stops the chain, naming the differences, when not. Otherwise runs COMMAND
@@ -356,12 +413,17 @@ stop_gpu_sampler() {
 #   to logs/NAME.log and writes the marker with the settings. A forced stage first deletes
 #   CLEAN_PATHS (space separated) so it starts from scratch. --feeds names the stages that use
 #   this one's output: when it runs, they are redone too (invalidate), whatever their markers say.
+#   --after all: the stage uses the output of every stage before it (the report). When COLLECT is
+#   set, the stage is only added to the plan file (tools.chain_graph) for a scheduler to run.
 run_stage() {
-  local name=$1 folder=$2 clean=$3 feeds="" declared=() verdict
+  local name=$1 folder=$2 clean=$3 feeds="" after="" declared=() verdict
   shift 3
   while [[ $1 != -- ]]; do
     if [[ $1 == --feeds ]]; then
       feeds=$2
+      shift 2
+    elif [[ $1 == --after ]]; then
+      after=$2
       shift 2
     else
       declared+=("$1")
@@ -371,6 +433,11 @@ run_stage() {
   shift
   is_stage "$name" || die "stage '$name' is not declared in STAGES at the top of $0"
   local marker=$DONE/$name settings=("${declared[@]+"${declared[@]}"}" -- "$@")
+  if [[ -n $COLLECT ]]; then
+    "$PYTHON" -m tools.chain_graph add "$COLLECT" "$name" "$folder" "$clean" "$feeds" "$after" \
+      "${settings[@]}"
+    return 0
+  fi
   if is_forced "$name"; then
     rm -f "$marker"
     local p
@@ -452,12 +519,18 @@ stage_data() { # uses DATA_ROOT and MODEL_SIZE (declared as the data stage's set
   fi
 }
 
+# have_dataset KEY: the data stage found it (a --plan without the data stage's summaries plans
+# for every dataset).
+have_dataset() {
+  [[ -f $RUN_DIR/data/$1.json ]] || [[ $PLAN == 1 && ! -f $RUN_DIR/data/koniq10k.json ]]
+}
+
 # The test sets among TEST_DATASETS that the data stage found (a notice names the others).
 present_test_sets() {
   local key
   TEST_SETS=()
   for key in $TEST_DATASETS; do
-    if [[ -f $RUN_DIR/data/$key.json ]]; then
+    if have_dataset "$key"; then
       TEST_SETS+=("$key")
     else
       echo "notice: $key is not present under $DATA_ROOT: not tested"
@@ -467,7 +540,7 @@ present_test_sets() {
 
 # The *_cmd functions fill the global array CMD with one stage's command line.
 pretrain_cmd() { # pretrain_cmd MODEL_NAME EPOCHS DISTORTIONS LOSS_TYPE
-  CMD=("${LAUNCH[@]}" pretrain_qualiclip.py "${COMMON[@]}" --model_name "$1" --epochs "$2"
+  CMD=("${PRETRAIN_LAUNCH[@]}" pretrain_qualiclip.py "${COMMON[@]}" --model_name "$1" --epochs "$2"
     --distortions "$3" --loss_type "$4" --batch_size "$PRETRAIN_BATCH"
     --num_levels "$NUM_LEVELS" --seed "$SEED" --imagenet_weights "$IMAGENET_WEIGHTS"
     --crop_size "$CROP_SIZE"
@@ -564,9 +637,18 @@ run_controls() {
 
 # encoder_of RUN_FOLDER: the encoder of a finished pretraining run that fine-tuning starts from:
 # the epoch with the best label-free validation, or the final one when the run had no
-# validation (--val_distortions none, or --epochs 0: the untrained control).
+# validation (--val_distortions none, or --epochs 0: the untrained control). While stages are
+# only collected (--parallel, --plan, --submit) it names the file the pretraining will write.
 encoder_of() {
   local final=("$1"/swin_*_qualiclip_pretrained.pkl) best=("$1"/swin_*_qualiclip_best.pkl)
+  if [[ ! -f ${final[0]} && -n $COLLECT ]]; then
+    if [[ $(basename "$1") == untrained ]]; then
+      echo "$1/swin_${MODEL_SIZE}_qualiclip_pretrained.pkl"
+    else
+      echo "$1/swin_${MODEL_SIZE}_qualiclip_best.pkl"
+    fi
+    return 0
+  fi
   if [[ ! -f ${final[0]} ]]; then
     echo "no swin_*_qualiclip_pretrained.pkl in $1: its pretraining did not finish" >&2
     return 1
@@ -620,6 +702,10 @@ run_ablation() { # run_ablation KIND: every variant that differs from the main r
 
 # ---------------------------------------------------------------- the chain
 echo "QualiCLIP experiment in $RUN_DIR (model $MODEL_SIZE, data $DATA_ROOT, python $PYTHON)"
+if [[ $PLAN == 1 ]]; then
+  COLLECT=$(mktemp -t chain_plan.XXXXXX)
+  trap 'rm -f "$COLLECT"' EXIT
+fi
 if [[ $DEMO == 1 ]]; then
   if [[ -f $DATA_ROOT/koniq10k/koniq10k_distributions_sets.csv && ! -f $DONE/demo_data ]]; then
     echo "[skip] demo_data: $DATA_ROOT already holds datasets"
@@ -628,6 +714,11 @@ if [[ $DEMO == 1 ]]; then
   fi
 fi
 run_stage data - "" DATA_ROOT="$DATA_ROOT" MODEL_SIZE="$MODEL_SIZE" -- stage_data
+if [[ $PLAN == 0 && ( $PARALLEL -gt 1 || -n $SUBMIT ) ]]; then
+  # The data stages ran here; the stages after them go to the plan file for the scheduler.
+  COLLECT=$RUN_DIR/chain_plan.jsonl
+  : >"$COLLECT"
+fi
 present_test_sets
 
 PRETRAIN_FEEDS="test_zero_shot pretrained probe"
@@ -674,7 +765,7 @@ run_stage test_zero_shot_untrained - \
 
 PROBE_SETS=()
 for key in koniq10k spaq kadid10k agiqa3k livec; do
-  if [[ -f $RUN_DIR/data/$key.json ]]; then PROBE_SETS+=("$key"); fi
+  if have_dataset "$key"; then PROBE_SETS+=("$key"); fi
 done
 run_stage probe - "$RUN_DIR/probe" -- "$PYTHON" -m tools.probe --data_root "$DATA_ROOT" \
   --out "$RUN_DIR/probe" --model_size "$MODEL_SIZE" --crop_size "$CROP_SIZE" \
@@ -690,5 +781,24 @@ if [[ $RAN_ANY == 1 ]]; then invalidate report; fi
 REPORT_CMD=("$PYTHON" -m tools.report --runs_dir "$RUN_DIR" --data_root "$DATA_ROOT")
 if [[ -n $REPORT_OUT ]]; then REPORT_CMD+=(--out "$REPORT_OUT"); fi
 if [[ $STRICT_REPORT == 1 ]]; then REPORT_CMD+=(--strict); fi
-run_stage report - "" -- "${REPORT_CMD[@]}"
+run_stage report - "" --after all -- "${REPORT_CMD[@]}"
+if [[ -n $COLLECT ]]; then
+  GRAPH=(--run_dir "$RUN_DIR" --plan "$COLLECT" --force "${FORCE[@]+"${FORCE[@]}"}")
+  SCHEDULE=("${GRAPH[@]}" --parallel "$PARALLEL" --gpus "$GPUS" --device "$DEVICE")
+  COST=(--bench_json "$BENCH_JSON" --model_size "$MODEL_SIZE" --crop_size "$CROP_SIZE")
+  if [[ $PLAN == 1 ]]; then
+    "$PYTHON" -m tools.chain_cost "${SCHEDULE[@]}" "${COST[@]}" || exit $?
+    exit 0
+  fi
+  "$PYTHON" -m tools.chain_cost "${SCHEDULE[@]}" "${COST[@]}" \
+    --save "$RUN_DIR/cost_estimate.json" || exit $?
+  if [[ -n $SUBMIT ]]; then
+    SLURM=(--partition "$SLURM_PARTITION" --account "$SLURM_ACCOUNT" --time "$SLURM_TIME"
+      --cpus_per_gpu "$SLURM_CPUS_PER_GPU" --sbatch_args "$SLURM_ARGS" --job_prefix "$EXP_NAME")
+    if [[ $DRY_RUN == 1 ]]; then SLURM+=(--dry_run); fi
+    "$PYTHON" -m tools.chain_slurm "${GRAPH[@]}" "${SLURM[@]}" || exit $?
+    exit 0
+  fi
+  "$PYTHON" -m tools.chain_parallel "${SCHEDULE[@]}" || exit $?
+fi
 echo "done: $RUN_DIR/QUALICLIP_RESULTS.md"

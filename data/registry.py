@@ -16,6 +16,8 @@ from data.rows import (
     SPLITS,
     DatasetError,
     Row,
+    check_ratios,
+    group_counts,
     has_official_split,
     min_groups,
     random_split,
@@ -159,6 +161,24 @@ def check_split_sizes(key: str, data_root: str | Path, splits: dict[str, Sequenc
         fix += f", or --split_ratios {','.join(f'{r:g}' for r in EVEN_RATIOS)}"
     raise DatasetError(f"{key}: the random split (--split_ratios {ratios}) of {groups} {unit} "
                        f"{found}; {fix}")
+
+
+def release_sizes(name: str, split: str = "official",
+                  split_ratios: Sequence[float] = (0.7, 0.1, 0.2)) -> dict:
+    """Images and split sizes of a dataset's full release as its reader knows them (no file is
+    read): {"n_images", "splits"}, the shape of `summarize`; a random split counts images."""
+    key = canonical_key(name)
+    reader = _reader(key)
+    if not hasattr(reader, "IMAGES"):
+        raise DatasetError(f"{key}: the size of its release is not known; run `python -m data "
+                           f"--dataset {key}` on the data instead")
+    official = getattr(reader, "OFFICIAL_SPLIT", None)
+    if split == "official" and official:
+        splits = dict(official)
+    else:
+        counts = group_counts(reader.IMAGES, check_ratios(split_ratios))
+        splits = dict(zip(SPLITS, counts, strict=True))
+    return {"n_images": reader.IMAGES, "splits": splits}
 
 
 def resize_policy(name: str, geometry: str = "aspect") -> ResizePolicy:

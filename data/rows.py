@@ -48,7 +48,7 @@ def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
     return values[0] / total, values[1] / total, values[2] / total
 
 
-def _group_counts(n_groups: int, ratios: tuple[float, float, float]) -> list[int]:
+def group_counts(n_groups: int, ratios: tuple[float, float, float]) -> list[int]:
     """Groups per split by largest remainder; each split with a positive ratio gets at least one."""
     exact = [n_groups * r for r in ratios]
     counts = [math.floor(x) for x in exact]
@@ -72,7 +72,7 @@ def min_groups(ratios: Sequence[float], minimum: int) -> int | None:
         return None
     n = 1
     while True:
-        train, val, test = _group_counts(n, normalised)
+        train, val, test = group_counts(n, normalised)
         if train >= 1 and min(val, test) >= minimum:
             return n
         n += 1
@@ -85,7 +85,7 @@ def random_split(
     normalised = check_ratios(ratios)
     groups = sorted({row.group for row in rows})
     order = np.random.default_rng(int(seed) % 2**32).permutation(len(groups))
-    counts = _group_counts(len(groups), normalised)
+    counts = group_counts(len(groups), normalised)
     split_of: dict[str, str] = {}
     start = 0
     for split, count in zip(SPLITS, counts, strict=True):

@@ -3,11 +3,13 @@
 Called by run_qualiclip_experiments.sh around every stage:
 `python -m tools.timings RUN_DIR/timings.json STAGE start|done|failed|skipped`.
 Each run of a stage is one attempt; an interrupted stage that is resumed adds a second attempt, so
-the measured cost of a stage is the sum over its attempts.
+the measured cost of a stage is the sum over its attempts. Stages that run side by side (--parallel,
+SLURM jobs) record through a lock file beside timings.json, so no event is lost.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import time
 from datetime import datetime, timezone
@@ -36,6 +38,14 @@ def record_event(path: str | Path, stage: str, event: str, now: float | None = N
         raise ValueError(f"unknown timing event {event!r}: expected one of {', '.join(EVENTS)}")
     path = Path(path)
     now = time.time() if now is None else now
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.with_name(path.name + ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _add_event(path, stage, event, now)
+
+
+def _add_event(path: Path, stage: str, event: str, now: float) -> dict:
+    """record_event under the lock: read, add, write atomically."""
     data = read_timings(path)
     record = data["stages"].setdefault(stage, {"attempts": [], "skips": 0})
     attempts = record["attempts"]

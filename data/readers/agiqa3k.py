@@ -14,6 +14,7 @@ from data.readers.common import (
 from data.rows import UNASSIGNED, Row
 
 TITLE = "AGIQA-3K"
+IMAGES = 2982  # rows of the release
 LABEL_FILE = "data.csv"
 IMAGE_DIR = "AGIQA-3K"
 LAYOUT = (

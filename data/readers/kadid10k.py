@@ -15,6 +15,7 @@ from data.readers.common import (
 from data.rows import UNASSIGNED, DatasetError, Row
 
 TITLE = "KADID-10k"
+IMAGES = 10125  # rows of the release (81 references x 25 types x 5 levels)
 LABEL_FILE = "dmos.csv"
 IMAGE_DIR = "images"
 LAYOUT = (

@@ -15,6 +15,8 @@ from data.readers.common import (
 from data.rows import UNASSIGNED, DatasetError, Row
 
 TITLE = "KonIQ-10k"
+IMAGES = 10073  # rows of the release
+OFFICIAL_SPLIT = {"train": 7058, "val": 1000, "test": 2015}  # the sets file's split
 SETS_FILE = "koniq10k_distributions_sets.csv"
 SCORES_FILE = "koniq10k_scores_and_distributions.csv"
 IMAGE_DIRS = ("1024x768", "512x384")

@@ -10,6 +10,7 @@ from data.readers.common import missing_label_file, require_dataset_dir
 from data.rows import UNASSIGNED, DatasetError, Row
 
 TITLE = "LIVE Challenge"
+IMAGES = 1162  # scored rows of the release (1,169 less the 7 training images)
 NAMES_FILE = "Data/AllImages_release.mat"
 MOS_FILE = "Data/AllMOS_release.mat"
 IMAGE_DIR = "Images"

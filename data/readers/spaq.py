@@ -15,6 +15,7 @@ from data.readers.common import (
 from data.rows import UNASSIGNED, Row
 
 TITLE = "SPAQ"
+IMAGES = 11125  # rows of the release
 LABEL_STEM = "Annotations/MOS and Image attribute scores"
 IMAGE_DIR = "TestImage"
 LAYOUT = (

@@ -1,47 +1,18 @@
 """run_qualiclip_experiments.sh --controls: the control stages, their flags and what invalidates
-them, with a stand-in interpreter that records every stage command instead of training."""
+them, with a stand-in interpreter that records every stage command instead of training
+(tests/tools/chain_stub.py)."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
+
+from tests.tools.chain_stub import logged_commands, write_stub
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "run_qualiclip_experiments.sh"
-# Records each command; the chain's own bookkeeping runs for real; the stage scripts only leave
-# the files the chain looks for (encoder checkpoints, the best label-free validation epoch's one
-# when pretraining ran epochs, best_model.pkl, dataset summaries).
-STUB = '''#!{python}
-import json, os, sys
-from pathlib import Path
-
-args = sys.argv[1:]
-if args[:2] in (["-m", "tools.stage_settings"], ["-m", "tools.timings"]):
-    os.execv(sys.executable, [sys.executable, *args])
-with open(os.environ["STUB_LOG"], "a") as log:
-    log.write(json.dumps(args) + "\\n")
-
-
-def flag(name):
-    return args[args.index(name) + 1]
-
-
-if args[:2] == ["-m", "data"]:
-    sys.exit(0 if flag("--dataset") == "koniq10k" else 3)
-elif args[0] in ("pretrain_qualiclip.py", "train_swin.py"):
-    run = Path(flag("--output_dir")) / flag("--model_name")
-    run.mkdir(parents=True, exist_ok=True)
-    name = "best_model.pkl" if args[0] == "train_swin.py" else "swin_x_qualiclip_pretrained.pkl"
-    (run / name).write_bytes(b"0")
-    if args[0] == "pretrain_qualiclip.py" and flag("--epochs") != "0":  # validated epochs
-        (run / "swin_x_qualiclip_best.pkl").write_bytes(b"0")
-elif args[0] == "test_swin.py":
-    Path(flag("--output")).write_text("{{}}")
-'''
 # Flags that differ between the runs of one recipe: name, seeds, start, label subset.
 PER_RUN = {"--model_name", "--seed", "--split_seed", "--pretrained_encoder",
            "--lr_encoder_pretrained", "--label_fraction", "--label_seed"}
@@ -49,9 +20,7 @@ PER_RUN = {"--model_name", "--seed", "--split_seed", "--pretrained_encoder",
 
 def chain(tmp_path: Path, *args: str) -> tuple[list[str], dict[str, dict[str, str]]]:
     """Run the chain with --controls (two seeds); the stages it ran and their train_swin flags."""
-    stub, log = tmp_path / "python", tmp_path / "commands.jsonl"
-    stub.write_text(STUB.format(python=sys.executable))
-    stub.chmod(0o755)
+    stub, log = write_stub(tmp_path), tmp_path / "commands.jsonl"
     log.unlink(missing_ok=True)
     (tmp_path / "data").mkdir(exist_ok=True)
     env = {**os.environ, "PYTHON": str(stub), "STUB_LOG": str(log),
@@ -63,8 +32,7 @@ def chain(tmp_path: Path, *args: str) -> tuple[list[str], dict[str, dict[str, st
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     ran = re.findall(r"^\[run\] (\S+):", proc.stdout, flags=re.M)
     finetunes = {}
-    for line in log.read_text().splitlines():
-        cmd = json.loads(line)
+    for cmd in logged_commands(log):
         if cmd[0] == "train_swin.py":
             pairs = zip(cmd[1:], [*cmd[2:], "--"], strict=True)
             flags = {a: "" if b.startswith("--") else b for a, b in pairs if a.startswith("--")}
@@ -89,7 +57,7 @@ def test_controls_run_three_arms_per_seed_and_follow_their_encoders(tmp_path: Pa
         assert "--pretrained_encoder" not in scratch
         assert positive["--pretrained_encoder"] == str(ckpt / "baseline" / "best_model.pkl")
         assert sham["--pretrained_encoder"] == str(ckpt / "untrained"
-                                                   / "swin_x_qualiclip_pretrained.pkl")
+                                                   / "swin_base_qualiclip_pretrained.pkl")
         assert positive["--lr_encoder_pretrained"] == sham["--lr_encoder_pretrained"] == "1e-5"
     assert ft["baseline"]["--epochs"] == "3" and "--label_fraction" not in ft["baseline"]
 

@@ -1,5 +1,5 @@
-"""run_qualiclip_experiments.sh --parallel N: the same stages and commands as the sequential chain,
-run side by side as their inputs are ready, with a stand-in interpreter (tests/tools/chain_stub.py)."""
+"""run_qualiclip_experiments.sh --parallel N: the sequential chain's stages and commands, run
+side by side as their inputs are ready, with a stand-in interpreter (tests/tools/chain_stub.py)."""
 
 from __future__ import annotations
 
@@ -80,7 +80,8 @@ def test_a_failed_stage_stops_only_the_stages_that_need_it(tmp_path: Path) -> No
     done = {p.name for p in (tmp_path / "run" / ".done").iterdir()}
     assert done == {"data", "untrained", "baseline", "baseline_r1", "test_baseline",
                     "test_baseline_r1", "test_zero_shot_untrained"}
-    assert "stand-in failure of pretrain" in (tmp_path / "run" / "logs" / "pretrain.log").read_text()
+    log = (tmp_path / "run" / "logs" / "pretrain.log").read_text()
+    assert "stand-in failure of pretrain" in log
     assert json.loads((tmp_path / "run" / "timings.json").read_text())["stages"]["pretrain"][
         "attempts"][-1]["status"] == "failed"
 

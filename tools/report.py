@@ -17,6 +17,7 @@ from tools import plots
 from tools.ablation import ablation_sections
 from tools.compare import write_comparisons
 from tools.controls import POWER_TITLE, controls_section
+from tools.cost_check import estimate_table
 from tools.degenerate import degenerate_warnings
 from tools.markdown import count, duration, is_number, num, section, size_bytes, table
 from tools.reference import DATASET_NAMES, dataset_name
@@ -123,7 +124,8 @@ def cost_section(run: RunData) -> str:
         size_table = "Checkpoint sizes (on disk)\n\n" + table(["Checkpoint", "Size"], sizes)
     else:
         size_table = "Checkpoint sizes: no checkpoint file in checkpoints/ yet."
-    return section("Computational cost", stage_table, params, size_table)
+    estimate = estimate_table(run.run_dir / "cost_estimate.json", stages)
+    return section("Computational cost", stage_table, estimate, params, size_table)
 
 
 def _model_size(run: RunData) -> str:

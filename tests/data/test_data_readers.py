@@ -12,7 +12,7 @@ import pytest
 from data.degradations.registry import DISTORTION_NAMES
 from data.images import ResizePolicy
 from data.readers import kadid10k, spaq
-from data.registry import canonical_key, read_rows, resize_policy
+from data.registry import DATASET_KEYS, canonical_key, read_rows, release_sizes, resize_policy
 from data.rows import DatasetError, split_counts
 from tests.data.conftest import read_csv, spaq_table, write_csv
 
@@ -89,6 +89,17 @@ def test_livec_drops_the_seven_training_images(real_rows, real_root):
     assert rows[0].name == "100.bmp" and rows[0].mos == pytest.approx(32.56107532)
     assert rows[0].path == real_root / "livec" / "Images" / "100.bmp"
     assert min(r.mos for r in rows) > 3.0 and max(r.mos for r in rows) < 93.0
+
+
+def test_release_sizes_equal_the_real_label_files(real_rows):
+    for key in DATASET_KEYS:
+        known = release_sizes(key)
+        assert known["n_images"] == len(real_rows[key]), key
+        if key == "koniq10k":
+            assert known["splits"] == split_counts(real_rows[key]) == {
+                "train": 7058, "val": 1000, "test": 2015}
+        else:  # the same ratios; the real split moves whole content groups (KADID-10k: 125)
+            assert known["splits"] == pytest.approx(split_counts(real_rows[key]), abs=125), key
 
 
 def test_datasets_without_official_split_are_split_at_random(real_rows):

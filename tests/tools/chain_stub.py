@@ -4,7 +4,8 @@ The chain's own bookkeeping (markers, timings, the plan and its schedulers) runs
 scripts only leave the files the chain looks for (encoder checkpoints, the best label-free validation epoch's one when
 pretraining ran epochs, best_model.pkl, dataset
 summaries). STUB_SLEEP seconds per training or test command let stages overlap in time;
-STUB_FAIL=<model name> makes that run fail.
+STUB_FAIL=<model name> makes that run fail; STUB_ENV_LOG records each command's
+CUDA_VISIBLE_DEVICES and OMP_NUM_THREADS.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ if args[:2] in (["-m", "tools.stage_settings"], ["-m", "tools.timings"]) or (
     os.execv(sys.executable, [sys.executable, *args])
 with open(os.environ["STUB_LOG"], "a") as log:
     log.write(json.dumps(args) + "\\n")
+if "STUB_ENV_LOG" in os.environ:  # the device slot each stage was given
+    with open(os.environ["STUB_ENV_LOG"], "a") as log:
+        log.write(json.dumps([args, os.environ.get("CUDA_VISIBLE_DEVICES"),
+                              os.environ.get("OMP_NUM_THREADS")]) + "\\n")
 
 
 def flag(name):

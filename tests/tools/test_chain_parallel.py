@@ -103,3 +103,22 @@ def test_a_stage_finished_with_other_settings_stops_before_any_stage_runs(
 def test_parallel_must_be_a_positive_integer(tmp_path: Path) -> None:
     out, _ = chain(tmp_path, "run", "--parallel", "two", status=2)
     assert "error: --parallel (PARALLEL) must be an integer >= 1, got 'two'" in out
+
+
+def test_on_gpus_each_stage_gets_its_own_devices(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-smi").write_text("#!/bin/sh\necho 0, 100\n")  # stands in for the sampler
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    env_log = tmp_path / "env.jsonl"
+    out, _ = chain(tmp_path, "run", "--parallel", "2", DEVICE="cuda", PRETRAIN_GPUS="2",
+                   STUB_ENV_LOG=str(env_log), PATH=f"{bin_dir}:{os.environ['PATH']}")
+    given = {}
+    for args, cuda, _ in map(json.loads, env_log.read_text().splitlines()):
+        for flag, prefix in (("--model_name", ""), ("--output", "test_"), ("--out", "")):
+            if flag in args:
+                given[prefix + Path(args[args.index(flag) + 1]).stem] = cuda
+    assert given["pretrain"] == "0,1"  # torchrun --nproc_per_node 2 takes both GPUs
+    assert {given[n] for n in ("baseline", "pretrained_r1", "test_baseline", "probe")} <= {
+        "0", "1"}
+    assert "on GPU 0,1; log " in out and (tmp_path / "run" / "logs" / "gpu_pretrain.csv").is_file()

@@ -241,7 +241,8 @@ def format_plan(estimate: dict, skipped: dict[str, str], model_size: str, device
         c = row["crops"]
         lines.append(f"{name:<32} {row['devices']:>7} {c['train']:>13,} {c['eval']:>12,} "
                      f"{c['pretrain']:>14,} {_hours(row['gpu_s']):>7}")
-        lines.append("    $ " + " ".join(row["command"]))
+        shell = "   (a function of the chain script)" if len(row["command"]) == 1 else ""
+        lines.append("    $ " + " ".join(row["command"]) + shell)
     lines += ["", f"Total: {_hours(estimate['gpu_s'])} GPU hours (fine-tuning counted to its last "
               "epoch: early stopping makes it less); wall time at --parallel "
               f"{estimate['parallel']} ({estimate['gpus_per_slot']} GPU per slot): "

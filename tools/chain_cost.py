@@ -28,7 +28,7 @@ from common.files import atomic_write_json
 from data.registry import release_sizes
 from engine.protocols import DEFAULT_PROTOCOL, PROTOCOLS, SIZE_DEFAULTS
 from tools.chain_graph import RUN, SKIP, Decision, PlanError, Stage, decide, load_plan
-from tools.chain_parallel import DONE, SKIPPED, WAITING, ready, slots_needed
+from tools.chain_parallel import DONE, SKIPPED, WAITING, Slots, ready
 from tools.stage_settings import settings_of
 
 REFERENCE_CROP = 224
@@ -173,13 +173,15 @@ def stage_work(stage: Stage, sizes: Sizes, protocol: str) -> Work:
 
 def simulate_wall(stages: Sequence[Stage], decisions: dict[str, Decision],
                   seconds: dict[str, float], parallel: int, pool: int) -> float:
-    """Wall seconds of the local scheduler's order (tools.chain_parallel) at the given times."""
+    """Wall seconds of the local scheduler's order (tools.chain_parallel) on `pool` GPUs."""
     state = {s.name: SKIPPED if decisions[s.name].action == SKIP else WAITING for s in stages}
+    slots = Slots([str(i) for i in range(pool)], gpu=True, threads=0)
+    slots.check([s for s in stages if state[s.name] == WAITING])
     running: list[tuple[float, str, int]] = []
     now, free = 0.0, pool
     while True:
         for stage in ready(stages, decisions, state):
-            wanted = slots_needed(stage, pool)
+            wanted = slots.needed(stage)
             if len(running) >= parallel or wanted > free:
                 break
             state[stage.name], free = "running", free - wanted
@@ -271,14 +273,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command line: print the plan of the chain (--plan)."""
     args = get_args_parser().parse_args(argv)
     stages = load_plan(args.plan)
+    rate = throughput(args.bench_json, args.model_size, args.device)
     try:
         decisions = decide(stages, args.force, args.run_dir / ".done")
+        estimate = estimate_plan(stages, decisions, args.run_dir / "data",
+                                 rate.at(args.crop_size) if rate else None, args.parallel,
+                                 args.gpus)
     except PlanError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    rate = throughput(args.bench_json, args.model_size, args.device)
-    estimate = estimate_plan(stages, decisions, args.run_dir / "data",
-                             rate.at(args.crop_size) if rate else None, args.parallel, args.gpus)
     if args.save is not None:
         atomic_write_json(estimate, args.save)
         gpu_h, wall_h = _hours(estimate["gpu_s"]), _hours(estimate["wall_s"])

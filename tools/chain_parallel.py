@@ -39,11 +39,6 @@ def ready(stages: Sequence[Stage], decisions: dict[str, Decision],
             and all(state[n] in (DONE, SKIPPED) for n in decisions[s.name].needs)]
 
 
-def slots_needed(stage: Stage, pool_size: int) -> int:
-    """Slots a stage takes: its processes on devices (at most the pool), none without --device."""
-    return min(stage.processes, pool_size) if stage.uses_device else 0
-
-
 @dataclass
 class Slots:
     """The device pool: GPU ids, or CPU slot numbers with their thread share."""
@@ -52,11 +47,28 @@ class Slots:
     gpu: bool
     threads: int
 
+    def needed(self, stage: Stage) -> int:
+        """Slots a stage takes: one GPU per process; on a CPU one per process, at most all of
+        them; none when it computes nothing on a device (the report)."""
+        if not stage.uses_device:
+            return 0
+        return stage.processes if self.gpu else min(stage.processes, len(self.ids))
+
+    def check(self, stages: Sequence[Stage]) -> None:
+        """Refuse a stage that needs more GPUs than the pool has (PlanError)."""
+        for stage in stages:
+            if self.needed(stage) > len(self.ids):
+                raise PlanError(
+                    f"stage {stage.name} runs {stage.processes} processes (torchrun "
+                    f"--nproc_per_node {stage.processes}) but the run has {len(self.ids)} GPU "
+                    "slots (--parallel x GPUS, or the GPUs in CUDA_VISIBLE_DEVICES): give it more "
+                    "GPUs or lower GPUS / PRETRAIN_GPUS")
+
     def env(self, taken: Sequence[str]) -> dict[str, str]:
-        """Environment of a stage on the slots `taken`."""
+        """Environment of a stage on the slots `taken` (threads are per process)."""
         if self.gpu:
             return {"CUDA_VISIBLE_DEVICES": ",".join(taken)} if taken else {}
-        return {"OMP_NUM_THREADS": str(self.threads * max(1, len(taken)))}
+        return {"OMP_NUM_THREADS": str(self.threads)}
 
     def describe(self, taken: Sequence[str]) -> str:
         """Where a stage runs, in words."""
@@ -89,10 +101,7 @@ class Scheduler:
         self.procs: dict[str, tuple[subprocess.Popen, list[str], float, object]] = {}
         self.exit_codes: dict[str, int] = {}
         self.status_file = run_dir / "logs" / "status.log"
-        for name, wanted in ((s.name, slots_needed(s, len(slots.ids))) for s in stages):
-            if wanted > len(slots.ids):
-                raise PlanError(f"stage {name} needs {wanted} devices, the pool has "
-                                f"{len(slots.ids)}")
+        slots.check([s for s in stages if self.state[s.name] == WAITING])
 
     def status_line(self) -> str:
         """One line: counts per state and the running stages with their slots."""
@@ -112,7 +121,7 @@ class Scheduler:
 
     def launch(self, stage: Stage) -> None:
         """Start a stage on free slots."""
-        taken = [self.free.pop(0) for _ in range(slots_needed(stage, len(self.slots.ids)))]
+        taken = [self.free.pop(0) for _ in range(self.slots.needed(stage))]
         command = begin(self.run_dir, stage, self.decisions[stage.name].forced, stage.command)
         log = log_path(self.run_dir, stage.name).open("a")
         env = {**os.environ, **self.slots.env(taken)}
@@ -162,8 +171,7 @@ class Scheduler:
                 record_event(self.run_dir / "timings.json", s.name, "skipped")
         while True:
             for stage in ready(self.stages, self.decisions, self.state):
-                wanted = slots_needed(stage, len(self.slots.ids))
-                if len(self.procs) >= self.parallel or wanted > len(self.free):
+                if len(self.procs) >= self.parallel or self.slots.needed(stage) > len(self.free):
                     break  # keep the chain's order: a later stage does not overtake
                 self.launch(stage)
             if not self.procs:

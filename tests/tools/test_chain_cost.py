@@ -20,15 +20,15 @@ RATE = REFERENCE[("cuda", "base")].train  # crops/s of the reference Swin-B figu
 EVAL = REFERENCE[("cuda", "base")].eval
 
 
-def plan(tmp_path: Path, *args: str, **knobs: str) -> str:
+def plan(tmp_path: Path, *args: str, status: int = 0, **knobs: str) -> str:
     """--plan of the real-data chain with no data present; its output."""
     env = {**os.environ, "RUN_DIR": str(tmp_path / "run"), "DATA_ROOT": str(tmp_path / "none"),
            "BENCH_JSON": str(tmp_path / "bench.json"), **knobs}
     proc = subprocess.run(["bash", str(REPO / "run_qualiclip_experiments.sh"), "--plan", *args],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
                           check=False)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    return proc.stdout
+    assert proc.returncode == status, (proc.stdout + proc.stderr)[-3000:]
+    return proc.stdout + proc.stderr
 
 
 def test_plan_of_five_repeats_at_base_on_the_official_sizes(tmp_path: Path) -> None:
@@ -67,6 +67,12 @@ def test_plan_uses_the_saved_benchmark_of_the_same_model_size(tmp_path: Path) ->
     assert "Throughput: no figure for model size tiny on auto: run `make gpu-check` " \
         "(GC_SIZE=tiny)" in out
     assert re.search(r"^baseline +1 +8,822,500 +550,375 +0 +n/a$", out, flags=re.M)
+
+
+def test_a_stage_wider_than_the_gpu_slots_is_refused_before_the_run(tmp_path: Path) -> None:
+    out = plan(tmp_path, "--parallel", "2", status=2, PRETRAIN_GPUS="4")
+    assert ("error: stage pretrain runs 4 processes (torchrun --nproc_per_node 4) but the run "
+            "has 2 GPU slots (--parallel x GPUS, or the GPUs in CUDA_VISIBLE_DEVICES)") in out
 
 
 def _stage(name: str, command: list[str], feeds: tuple[str, ...] = ()) -> Stage:

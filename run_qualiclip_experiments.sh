@@ -112,7 +112,7 @@ Knobs: each is an environment variable and a flag (--data_root DIR is DATA_ROOT=
   NUM_WORKERS            [4; 0]                   DEVICE [auto; cpu]     AMP [auto; off]
   SEED                   [42]                     REPEATS [1]
   GPUS                   [1]                      >1: torchrun --standalone --nproc_per_node GPUS
-  PRETRAIN_GPUS          [GPUS]                   the same for the pretraining stages
+  PRETRAIN_GPUS          [GPUS]                   the same for the pretraining stages (epochs > 0)
   PARALLEL               [1]                      stages at once (--parallel)
   BENCH_JSON             [gpu_check_out/bench_bf16.out]  bench.py JSON used by --plan
   SLURM_PARTITION        []                       --submit slurm: sbatch --partition
@@ -540,7 +540,9 @@ present_test_sets() {
 
 # The *_cmd functions fill the global array CMD with one stage's command line.
 pretrain_cmd() { # pretrain_cmd MODEL_NAME EPOCHS DISTORTIONS LOSS_TYPE
-  CMD=("${PRETRAIN_LAUNCH[@]}" pretrain_qualiclip.py "${COMMON[@]}" --model_name "$1" --epochs "$2"
+  CMD=("${PRETRAIN_LAUNCH[@]}")
+  if [[ $2 == 0 ]]; then CMD=("${LAUNCH[@]}"); fi  # no training: the untrained encoder is saved
+  CMD+=(pretrain_qualiclip.py "${COMMON[@]}" --model_name "$1" --epochs "$2"
     --distortions "$3" --loss_type "$4" --batch_size "$PRETRAIN_BATCH"
     --num_levels "$NUM_LEVELS" --seed "$SEED" --imagenet_weights "$IMAGENET_WEIGHTS"
     --crop_size "$CROP_SIZE"
@@ -790,6 +792,7 @@ if [[ -n $COLLECT ]]; then
     "$PYTHON" -m tools.chain_cost "${SCHEDULE[@]}" "${COST[@]}" || exit $?
     exit 0
   fi
+  if [[ -n $SUBMIT ]]; then COST+=(--cluster); fi
   "$PYTHON" -m tools.chain_cost "${SCHEDULE[@]}" "${COST[@]}" \
     --save "$RUN_DIR/cost_estimate.json" || exit $?
   if [[ -n $SUBMIT ]]; then

@@ -1,11 +1,11 @@
 """The cost of a chain plan before it runs: crops per stage, GPU hours, wall time at --parallel N.
 
-run_qualiclip_experiments.sh --plan prints it; --parallel runs save it as RUN_DIR/cost_estimate.json
-for the report, which sets it beside the measured wall times. Crops come from each stage's command:
-the flags it gives, else the fine-tuning preset (engine.protocols) and the pretraining size
-defaults, and the images per split from the data stage's summaries (RUN_DIR/data/<key>.json), else
-from the sizes of the official releases the readers know. Fine-tuning counts every epoch (early
-stopping ends runs sooner: the estimate is an upper bound).
+run_qualiclip_experiments.sh --plan prints it; --parallel and --submit runs save it as
+RUN_DIR/cost_estimate.json for the report, which sets it beside the measured wall times. Crops
+come from each stage's command: the flags it gives, else the fine-tuning preset (engine.protocols)
+and the pretraining size defaults, and the images per split from the data stage's summaries
+(RUN_DIR/data/<key>.json), else from the sizes of the official releases the readers know.
+Fine-tuning counts every epoch (early stopping ends runs sooner: the estimate is an upper bound).
 
 Throughput (crops per second) is bench.py's JSON saved by `make gpu-check` (BENCH_JSON) when it was
 measured at this model size; otherwise the reference figures below, scaled to the crop size by
@@ -193,8 +193,10 @@ def simulate_wall(stages: Sequence[Stage], decisions: dict[str, Decision],
 
 
 def estimate_plan(stages: Sequence[Stage], decisions: dict[str, Decision], summaries: Path,
-                  rate: Throughput | None, parallel: int, gpus: int) -> dict:
-    """The estimate of the stages to run (JSON-able): crops, GPU seconds, total, wall time."""
+                  rate: Throughput | None, parallel: int, gpus: int,
+                  cluster: bool = False) -> dict:
+    """The estimate of the stages to run (JSON-able): crops, GPU seconds, total, wall time at
+    --parallel N with `gpus` per slot, or with a job per stage (`cluster`: SLURM)."""
     protocol = next((_flags(s.command)["--protocol"] for s in stages
                      if "--protocol" in s.command), DEFAULT_PROTOCOL)
     sizes = Sizes(summaries, next((_flags(s.command)["--split"] for s in stages
@@ -210,10 +212,14 @@ def estimate_plan(stages: Sequence[Stage], decisions: dict[str, Decision], summa
         seconds[stage.name] = (gpu_s or 0.0) / max(1, n)
         rows[stage.name] = {"devices": n, "crops": asdict(work), "gpu_s": gpu_s,
                             "command": list(stage.command)}
+    schedule = f"--parallel {parallel} ({gpus} GPU per slot)"
+    if cluster:  # every job starts once its inputs are done
+        schedule = "a SLURM job per stage"
+        parallel, gpus = len(stages), max(1, sum(r["devices"] for r in rows.values()))
     wall = simulate_wall(stages, decisions, seconds, parallel, parallel * gpus) if rate else None
     return {"stages": rows, "throughput": asdict(rate) if rate else None,
             "gpu_s": sum(r["gpu_s"] or 0.0 for r in rows.values()) if rate else None,
-            "wall_s": wall, "parallel": parallel, "gpus_per_slot": gpus,
+            "wall_s": wall, "schedule": schedule,
             "assumed_release_sizes": sorted(sizes.assumed)}
 
 
@@ -246,8 +252,7 @@ def format_plan(estimate: dict, skipped: dict[str, str], model_size: str, device
         shell = "   (a function of the chain script)" if len(row["command"]) == 1 else ""
         lines.append("    $ " + " ".join(row["command"]) + shell)
     lines += ["", f"Total: {_hours(estimate['gpu_s'])} GPU hours (fine-tuning counted to its last "
-              "epoch: early stopping makes it less); wall time at --parallel "
-              f"{estimate['parallel']} ({estimate['gpus_per_slot']} GPU per slot): "
+              f"epoch: early stopping makes it less); wall time at {estimate['schedule']}: "
               f"{_hours(estimate['wall_s'])} h."]
     return "\n".join(lines)
 
@@ -258,6 +263,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run_dir", type=Path, required=True)
     parser.add_argument("--plan", type=Path, required=True, help="plan file of the chain")
     parser.add_argument("--parallel", type=int, default=1)
+    parser.add_argument("--cluster", action="store_true",
+                        help="wall time with a job per stage (--submit slurm)")
     parser.add_argument("--gpus", type=int, default=1, help="GPUs per slot (the chain's GPUS)")
     parser.add_argument("--device", default="auto", help="the chain's DEVICE")
     parser.add_argument("--force", nargs="*", default=[], help="forced stages (or all)")
@@ -278,14 +285,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         decisions = decide(stages, args.force, args.run_dir / ".done")
         estimate = estimate_plan(stages, decisions, args.run_dir / "data",
                                  rate.at(args.crop_size) if rate else None, args.parallel,
-                                 args.gpus)
+                                 args.gpus, args.cluster)
     except PlanError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.save is not None:
         atomic_write_json(estimate, args.save)
         gpu_h, wall_h = _hours(estimate["gpu_s"]), _hours(estimate["wall_s"])
-        print(f"cost estimate: {gpu_h} GPU hours, wall {wall_h} h at --parallel {args.parallel} "
+        print(f"cost estimate: {gpu_h} GPU hours, wall {wall_h} h at {estimate['schedule']} "
               f"({args.save})")
         return 0
     skipped = {s.name: decisions[s.name].note for s in stages

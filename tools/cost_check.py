@@ -47,7 +47,7 @@ def estimate_table(path: Path, stages: dict) -> str:
     span = _span(stages, names)
     rows.append(["**device time, all stages**", "", duration(estimate["gpu_s"], "no estimate"),
                  duration(device_s), _ratio(device_s, estimate["gpu_s"]), ""])
-    rows.append([f"**wall time at --parallel {estimate['parallel']}**", "",
+    rows.append([f"**wall time at {estimate['schedule']}**", "",
                  duration(estimate["wall_s"], "no estimate"), duration(span),
                  _ratio(span, estimate["wall_s"]), ""])
     header = ["Stage", "Crops", "Estimated", "Measured", "Measured / estimated",

@@ -124,7 +124,7 @@ def test_report_sets_the_estimate_beside_the_measured_times(tmp_path: Path) -> N
                    "b": {"devices": 2, "crops": {"train": 0, "eval": 0, "pretrain": 400},
                          "gpu_s": 40.0, "command": []}},
         "throughput": {"source": "reference: test"}, "gpu_s": 50.0, "wall_s": 20.0,
-        "parallel": 2}))
+        "schedule": "--parallel 2 (1 GPU per slot)"}))
     timings = {"a": {"attempts": [{"start_unix": 100.0, "wall_s": 9.0, "status": "done"}]},
                "b": {"attempts": [{"start_unix": 104.0, "wall_s": 30.0, "status": "done"}]}}
     text = estimate_table(path, timings)
@@ -132,4 +132,5 @@ def test_report_sets_the_estimate_beside_the_measured_times(tmp_path: Path) -> N
     assert "| a | 900 | 10.0 s | 9.0 s | 0.90 | 100 |" in text
     assert "| b | 400 | 20.0 s | 30.0 s | 1.50 | 13 |" in text
     assert "| **device time, all stages** |  | 50.0 s | 1 min 09 s | 1.38 |  |" in text
-    assert "| **wall time at --parallel 2** |  | 20.0 s | 34.0 s | 1.70 |  |" in text
+    assert "| **wall time at --parallel 2 (1 GPU per slot)** |  | 20.0 s | 34.0 s | 1.70 |  |" \
+        in text

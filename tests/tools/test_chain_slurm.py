@@ -84,6 +84,8 @@ def test_jobs_wait_for_the_stages_they_need(jobs: tuple[Path, Path]) -> None:
                      f"test_pretrained{s}": {f"pretrained{s}"}}
     expected["report"] = set(expected)
     assert graph == expected  # the data stage ran before submitting
+    estimate = json.loads((submit.parents[1] / "cost_estimate.json").read_text())
+    assert estimate["schedule"] == "a SLURM job per stage" and set(estimate["stages"]) == set(graph)
 
 
 def test_resources_and_commands_equal_the_chains(jobs: tuple[Path, Path]) -> None:
@@ -118,6 +120,9 @@ def test_resources_and_commands_equal_the_chains(jobs: tuple[Path, Path]) -> Non
             assert seq[:5] == ["-m", "torch.distributed.run", "--standalone",
                                "--nproc_per_node", "8"]
             assert command[script_at:] == seq[seq.index("pretrain_qualiclip.py"):]
+        elif stage == "untrained":  # no training: one process saves the encoder
+            assert "#SBATCH --gpus-per-node=1\n" in text and "srun" not in text
+            assert command[1:] == sequential["untrained"]
         elif "test_swin.py" in command:
             assert "#SBATCH --gpus-per-node=1\n" in text
             assert command[1:] == sequential[run_of(command)]

@@ -23,11 +23,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from common.cli import build_parser
 from common.files import atomic_write_json
 from data.registry import release_sizes
 from engine.protocols import DEFAULT_PROTOCOL, PROTOCOLS, SIZE_DEFAULTS
-from tools.chain_graph import RUN, SKIP, Decision, PlanError, Stage, decide, load_plan
+from tools.chain_graph import RUN, SKIP, Decision, PlanError, Stage, load_decided, plan_parser
 from tools.chain_parallel import DONE, SKIPPED, WAITING, Slots, ready
 from tools.stage_settings import settings_of
 
@@ -259,15 +258,12 @@ def format_plan(estimate: dict, skipped: dict[str, str], model_size: str, device
 
 def get_args_parser() -> argparse.ArgumentParser:
     """Flags of the cost estimate (the chain script passes them)."""
-    parser = build_parser(__doc__.splitlines()[0])
-    parser.add_argument("--run_dir", type=Path, required=True)
-    parser.add_argument("--plan", type=Path, required=True, help="plan file of the chain")
+    parser = plan_parser(__doc__.splitlines()[0])
     parser.add_argument("--parallel", type=int, default=1)
     parser.add_argument("--cluster", action="store_true",
                         help="wall time with a job per stage (--submit slurm)")
     parser.add_argument("--gpus", type=int, default=1, help="GPUs per slot (the chain's GPUS)")
     parser.add_argument("--device", default="auto", help="the chain's DEVICE")
-    parser.add_argument("--force", nargs="*", default=[], help="forced stages (or all)")
     parser.add_argument("--bench_json", type=Path, default=Path("gpu_check_out/bench_bf16.out"))
     parser.add_argument("--model_size", default="base")
     parser.add_argument("--crop_size", type=int, default=REFERENCE_CROP)
@@ -279,10 +275,9 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: print the plan of the chain (--plan)."""
     args = get_args_parser().parse_args(argv)
-    stages = load_plan(args.plan)
     rate = throughput(args.bench_json, args.model_size, args.device)
     try:
-        decisions = decide(stages, args.force, args.run_dir / ".done")
+        stages, decisions = load_decided(args)
         estimate = estimate_plan(stages, decisions, args.run_dir / "data",
                                  rate.at(args.crop_size) if rate else None, args.parallel,
                                  args.gpus, args.cluster)

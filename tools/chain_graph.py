@@ -13,12 +13,14 @@ input ran), and a stage declared with --after all (the report) needs every stage
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.cli import build_parser
 from tools.stage_settings import check, settings_of
 
 RUN, SKIP = "run", "skip"
@@ -140,6 +142,21 @@ def decide(stages: Sequence[Stage], forced: Iterable[str], done_dir: Path) -> di
     if refused:
         raise PlanError("\n".join(refused))
     return decisions
+
+
+def plan_parser(description: str) -> argparse.ArgumentParser:
+    """The flags every reader of a plan takes: --run_dir, --plan, --force."""
+    parser = build_parser(description)
+    parser.add_argument("--run_dir", type=Path, required=True)
+    parser.add_argument("--plan", type=Path, required=True, help="plan file of the chain")
+    parser.add_argument("--force", nargs="*", default=[], help="forced stages (or all)")
+    return parser
+
+
+def load_decided(args: argparse.Namespace) -> tuple[list[Stage], dict[str, Decision]]:
+    """The plan's stages and what this run does with each (PlanError when it must not run)."""
+    stages = load_plan(args.plan)
+    return stages, decide(stages, args.force, args.run_dir / ".done")
 
 
 def dependants(name: str, stages: Sequence[Stage]) -> list[str]:

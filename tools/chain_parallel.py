@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from common.cli import build_parser
 from tools.chain_exec import begin, finish, log_path
-from tools.chain_graph import SKIP, Decision, PlanError, Stage, decide, load_plan
+from tools.chain_graph import SKIP, Decision, PlanError, Stage, load_decided, plan_parser
 from tools.timings import record_event
 
 WAITING, RUNNING, DONE, SKIPPED, FAILED, BLOCKED = (
@@ -211,22 +210,18 @@ class Scheduler:
 
 def get_args_parser() -> argparse.ArgumentParser:
     """Flags of the local scheduler (the chain script passes them)."""
-    parser = build_parser(__doc__.splitlines()[0])
-    parser.add_argument("--run_dir", type=Path, required=True)
-    parser.add_argument("--plan", type=Path, required=True, help="plan file of the chain")
+    parser = plan_parser(__doc__.splitlines()[0])
     parser.add_argument("--parallel", type=int, required=True, help="stages at once")
     parser.add_argument("--gpus", type=int, default=1, help="GPUs per slot (the chain's GPUS)")
     parser.add_argument("--device", default="auto", help="the chain's DEVICE")
-    parser.add_argument("--force", nargs="*", default=[], help="forced stages (or all)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: decide, then run the plan's stages side by side."""
     args = get_args_parser().parse_args(argv)
-    stages = load_plan(args.plan)
     try:
-        decisions = decide(stages, args.force, args.run_dir / ".done")
+        stages, decisions = load_decided(args)
         scheduler = Scheduler(args.run_dir, stages, decisions,
                               make_slots(args.parallel, args.gpus, args.device), args.parallel)
     except PlanError as exc:

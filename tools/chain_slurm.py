@@ -19,8 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from common.cli import build_parser
-from tools.chain_graph import RUN, Decision, PlanError, Stage, decide, load_plan
+from tools.chain_graph import RUN, Decision, PlanError, Stage, load_decided, plan_parser
 
 REPO = Path(__file__).resolve().parents[1]
 # torchrun under srun: one task per node starts the node's processes; the rendezvous host is the
@@ -106,10 +105,7 @@ def write_jobs(stages: Sequence[Stage], decisions: dict[str, Decision], run_dir:
 
 def get_args_parser() -> argparse.ArgumentParser:
     """Flags of the job writer (the chain script passes them)."""
-    parser = build_parser(__doc__.splitlines()[0])
-    parser.add_argument("--run_dir", type=Path, required=True)
-    parser.add_argument("--plan", type=Path, required=True, help="plan file of the chain")
-    parser.add_argument("--force", nargs="*", default=[], help="forced stages (or all)")
+    parser = plan_parser(__doc__.splitlines()[0])
     parser.add_argument("--partition", default="")
     parser.add_argument("--account", default="")
     parser.add_argument("--time", default="24:00:00", help="sbatch --time of every job")
@@ -123,9 +119,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: write (and submit) the jobs of the chain."""
     args = get_args_parser().parse_args(argv)
-    stages = load_plan(args.plan)
     try:
-        decisions = decide(stages, args.force, args.run_dir / ".done")
+        stages, decisions = load_decided(args)
     except PlanError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.pretrain_setup import SIZE_DEFAULTS as PRETRAIN_DEFAULTS
+from engine.protocols import PROTOCOLS, SIZE_DEFAULTS
 from tools.chain_cost import REFERENCE, Sizes, simulate_wall, stage_work, throughput
 from tools.chain_graph import Decision, Stage
 from tools.cost_check import estimate_table
@@ -90,11 +92,12 @@ def test_crops_follow_the_flags_the_data_summary_and_the_size_defaults(tmp_path:
     capped = _stage("b", ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                           "train_swin.py", "--model_size", "mini", "--max_steps_per_epoch", "1",
                           "--epochs", "2", "--device", "cuda"])
-    mini_batch = 32  # engine.protocols.SIZE_DEFAULTS["mini"]
+    mini_batch = SIZE_DEFAULTS["mini"].get("batch_size", PROTOCOLS["plan"]["batch_size"])
     assert stage_work(capped, sizes, "plan").train == 2 * mini_batch * 2
     pre = _stage("p", ["pretrain_qualiclip.py", "--model_size", "mini", "--epochs", "2",
                        "--num_levels", "3", "--device", "cpu"])
-    assert stage_work(pre, sizes, "plan").pretrain == 2 * 70 * 3 * 2 * 4  # 3 views for mini
+    views = PRETRAIN_DEFAULTS["mini"]["views_per_image"]
+    assert stage_work(pre, sizes, "plan").pretrain == 2 * 70 * views * 2 * 4
     assert sizes.assumed == set()
 
 

@@ -1,9 +1,9 @@
 """A stand-in interpreter for the chain script: it records every stage command instead of training.
 
 The chain's own bookkeeping (markers, timings, the plan and its schedulers) runs for real; the stage
-scripts only leave the files the chain looks for (encoder checkpoints, the best label-free validation epoch's one when
-pretraining ran epochs, best_model.pkl, dataset
-summaries). STUB_SLEEP seconds per training or test command let stages overlap in time;
+scripts only leave the files the chain looks for (encoder checkpoints, the best label-free
+validation epoch's one when pretraining ran epochs, best_model.pkl, dataset summaries).
+STUB_SLEEP seconds per training or test command let stages overlap in time;
 STUB_FAIL=<model name> makes that run fail; STUB_ENV_LOG records each command's
 CUDA_VISIBLE_DEVICES and OMP_NUM_THREADS.
 """

@@ -15,7 +15,7 @@ import pytest
 LEARNABLE_SPLITS = {"train": 48, "val": 16, "test": 16}
 TRAINED_FLAGS = ("--epochs", "4", "--batch_size", "8", "--lr", "3e-4", "--lr_ratio", "10",
                  "--scheduler", "none", "--test_patches", "2", "--val_patches", "2",
-                 "--patience", "0")
+                 "--patience", "0", "--select", "val")
 
 
 def build_learnable_csv(folder: Path, seed: int = 0,

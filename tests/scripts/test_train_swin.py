@@ -60,7 +60,7 @@ def flat_run(tmp_path_factory: pytest.TempPathFactory, script_argv, learnable_da
     argv = script_argv(out, "--dataset", learnable_dataset, "--model_name", "flat", "--seed", "0",
                        "--batch_size", "8", "--max_steps_per_epoch", "1", "--test_patches", "2",
                        "--val_patches", "2", "--epochs", "5", "--lr", "0", "--lr_hyper", "0",
-                       "--patience", "1")
+                       "--patience", "1", "--select", "val")
     assert main(argv) == 0
     return out / "runs" / "flat"
 

@@ -83,7 +83,8 @@ def test_training_raises_validation_srcc(trained_run: dict, flat_run: Path) -> N
     # the preset and each flag given against it, for the report
     assert config["protocol"] == "plan" and config["preset"]["train_patches"] == 25
     assert config["overrides"]["train_patches"] == {"preset": 25, "given": 1}
-    assert config["overrides"]["lr"] == {"preset": 5e-6, "given": 3e-4}
+    assert config["overrides"]["batch_size"] == {"preset": 96, "given": 8}
+    assert config["size_defaults"]["lr"] == 3e-4  # the CPU sizes' own rate, given or not
     assert "batch_size" in config["overrides"] and "lda_group" not in config["overrides"]
     best_ckpt = load_checkpoint(run_dir / "best_model.pkl", expected_kind="full")
     low, high = best_ckpt["config"]["mos_range"]

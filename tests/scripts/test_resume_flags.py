@@ -35,7 +35,7 @@ def test_resume_with_other_data_or_objective_is_refused(one_epoch_run: dict,
         main([*argv, "--lr", "1e-2", "--resume"])
     text = str(caught.value)
     assert f"--dataset was 'koniq10k', now '{learnable_dataset}'" in text
-    assert "--batch_size was 8, now 4" in text and "--lr was 0.001, now 0.01" in text
+    assert "--batch_size was 8, now 4" in text and "--lr was 0.0003, now 0.01" in text
     assert "--epochs" in text and "another --model_name" in text  # what may change, what to do
     assert [r["epoch"] for r in MetricsJournal(one_epoch_run["run_dir"] / "metrics.jsonl")
             .read()] == [1]

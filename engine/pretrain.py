@@ -344,6 +344,9 @@ def pretrain(args: argparse.Namespace, info: DistInfo, command: str | None = Non
                 message = f"stopped after epoch {epoch} (--stop_on_collapse): {warning}"
                 if info.is_main:
                     run.logger.error(message)
+                # torchrun ends the other ranks as soon as one exits: no rank leaves before the
+                # stop line is in the log, where the chain reads why the stage stopped
+                barrier(info)
                 raise RunStopped(message, EXIT_COLLAPSE)
             barrier(info)
             if stop.any_rank_requested(info):

@@ -62,13 +62,13 @@ def test_fine_tuning_zero_shot_and_probe_start_from_the_best_encoder(tmp_path: P
     _, finetunes = stub_chain(tmp_path)
     commands = [json.loads(line) for line in (tmp_path / "commands.jsonl").read_text()
                 .splitlines()]
-    best = tmp_path / "run" / "checkpoints" / "pretrain" / "swin_x_qualiclip_best.pkl"
+    best = tmp_path / "run" / "checkpoints" / "pretrain" / "swin_base_qualiclip_best.pkl"
     assert finetunes["pretrained"]["--pretrained_encoder"] == str(best)
     tests = {Path(_flag(c, "--output")).name: _flag(c, "--model_path")
              for c in commands if c[0] == "test_swin.py"}
     assert tests["zero_shot.json"] == str(best)
     # the untrained control has no validated epoch: its final (and only) encoder
-    assert tests["zero_shot_untrained.json"].endswith("untrained/swin_x_qualiclip_pretrained.pkl")
+    assert tests["zero_shot_untrained.json"].endswith("untrained/swin_base_qualiclip_pretrained.pkl")
     probe = next(c for c in commands if c[:2] == ["-m", "tools.probe"])
     assert f"qualiclip={best}" in probe
     pretrains = [c for c in commands if c[0] == "pretrain_qualiclip.py"]

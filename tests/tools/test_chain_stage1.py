@@ -68,7 +68,8 @@ def test_fine_tuning_zero_shot_and_probe_start_from_the_best_encoder(tmp_path: P
              for c in commands if c[0] == "test_swin.py"}
     assert tests["zero_shot.json"] == str(best)
     # the untrained control has no validated epoch: its final (and only) encoder
-    assert tests["zero_shot_untrained.json"].endswith("untrained/swin_base_qualiclip_pretrained.pkl")
+    untrained = "untrained/swin_base_qualiclip_pretrained.pkl"
+    assert tests["zero_shot_untrained.json"].endswith(untrained)
     probe = next(c for c in commands if c[:2] == ["-m", "tools.probe"])
     assert f"qualiclip={best}" in probe
     pretrains = [c for c in commands if c[0] == "pretrain_qualiclip.py"]

@@ -12,13 +12,13 @@ goes to <log_dir>/<model_name>.log.
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 
 from common.cli import (
     add_common_args,
     build_parser,
+    command_line,
     non_negative_float,
     non_negative_int,
     parse_prompt_pair,
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = get_args_parser().parse_args(argv)
     if args.val_distortions.strip().lower() in ("", "none"):
         args.val_distortions = ""
-    command = shlex.join(["python", "pretrain_qualiclip.py", *argv])
+    command = command_line(__file__, argv, drop="--resume")
     from common.distributed import cleanup, init_distributed
     from engine.pretrain import pretrain
 

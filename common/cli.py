@@ -12,13 +12,16 @@ import difflib
 import logging
 import math
 import os
+import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from common.errors import RunStopped, UserError
 from common.vocabulary import AMP_CHOICES, MODEL_SIZE_CHOICES, TRACEBACK_ENV
+
+SAVE_EVERY_STEPS = 200  # default of --save_every_steps (cost: benchmarks/save_bench.py)
 
 
 def run_script(main: Callable[[], int]) -> int:
@@ -265,6 +268,59 @@ def add_common_args(parser: argparse.ArgumentParser, training: bool = True) -> N
         action="store_true",
         help="skip batches with a NaN/Inf loss (counted in the log) instead of stopping",
     )
+    group.add_argument(
+        "--save_every_steps",
+        type=non_negative_int,
+        default=SAVE_EVERY_STEPS,
+        help="also write last.pkl every N optimizer steps inside an epoch, so that a killed "
+        "run resumes from there (0: only after each epoch; SIGINT/SIGTERM always save where "
+        "the epoch stands)",
+    )
+
+
+def _shortest_path(path: str | os.PathLike) -> str:
+    """`path` relative to the working folder where that is shorter, else absolute."""
+    absolute = os.path.abspath(path)
+    try:
+        relative = os.path.relpath(absolute)
+    except ValueError:  # another drive (Windows)
+        return absolute
+    return relative if len(relative) < len(absolute) else absolute
+
+
+def _launcher() -> list[str]:
+    """The interpreter that runs this process and, under torchrun, the launcher's flags."""
+    python = _shortest_path(sys.executable)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return [python]
+    per_node = os.environ.get("LOCAL_WORLD_SIZE", str(world))
+    if int(per_node) == world:
+        return [python, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                per_node]
+    return [python, "-m", "torch.distributed.run", "--nnodes", str(world // int(per_node)),
+            "--nproc_per_node", per_node, "<rendezvous flags as before>"]
+
+
+def _without_flag(argv: Sequence[str], flag: str) -> list[str]:
+    """`argv` less `flag` (an optional-value flag such as --resume) and its value."""
+    kept: list[str] = []
+    skip_value = False
+    for token in argv:
+        if skip_value and not token.startswith("-"):
+            skip_value = False
+            continue
+        skip_value = token == flag
+        if not skip_value and not token.startswith(f"{flag}="):
+            kept.append(token)
+    return kept
+
+
+def command_line(script: str | os.PathLike, argv: Sequence[str], drop: str | None = None) -> str:
+    """The shell command that runs `script` with `argv` as this process was run (its interpreter,
+    its torchrun launcher), to quote in messages; `drop`: a flag left out with its value."""
+    argv = _without_flag(argv, drop) if drop else list(argv)
+    return shlex.join([*_launcher(), _shortest_path(script), *argv])
 
 
 def args_to_dict(args: argparse.Namespace) -> dict[str, Any]:

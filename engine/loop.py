@@ -113,7 +113,7 @@ def _start_epoch(loader: Iterable, resume: MidEpoch | None, epoch: int) -> int:
     sampler = getattr(loader, "sampler", None)
     if not isinstance(sampler, ResumableSampler):
         raise InvalidValueError("resuming inside an epoch needs a loader with a ResumableSampler")
-    full = resume.batches + len(loader)
+    full = len(loader)
     if resume.epoch != epoch or full != resume.epoch_batches:
         raise CheckpointError(
             f"the train state was saved after batch {resume.batches} of epoch {resume.epoch}, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -30,8 +31,8 @@ REPO = Path(__file__).resolve().parents[2]
 QUICK = ("--dataset", "koniq10k", "--batch_size", "8", "--max_steps_per_epoch", "1",
          "--test_patches", "1", "--val_patches", "1")
 EPOCH_LINE = re.compile(
-    r"epoch 1 \| train loss [\d.]+ \| train SRCC -?[\d.]+ \| val SRCC -?[\d.]+ \| "
-    r"val PLCC -?[\d.]+ \| lr [\d.e+-]+ \| time [\d.]+s"
+    r"epoch 1/4 \| train loss [\d.]+ \| train SRCC -?[\d.]+ \| val SRCC -?[\d.]+ \| "
+    r"val PLCC -?[\d.]+ \| lr [\d.e+-]+ \| time [\d.]+s \| ETA (\d+s|\d+m\d\ds)\n"
 )
 
 
@@ -229,3 +230,60 @@ def test_label_fraction_trains_on_a_seeded_subset(tmp_path: Path, script_argv) -
     assert config["images"] == {"train": 28, "val": 16, "test": 32}  # 112 training images / 4
     with pytest.raises(SystemExit):
         get_args_parser().parse_args(["--label_fraction", "1.5"])
+
+
+def test_sigint_inside_an_epoch_resumes_at_the_next_step(
+    tmp_path: Path, script_argv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGINT during step 2 of epoch 2 (of 4 steps): the state is saved after that step, and the
+    resumed run trains steps 3 and 4 only, ending with the weights of a run never stopped."""
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr(sys, "executable", str(REPO / ".venv" / "bin" / "python"))
+    calls: list[list[int]] = []
+    signal_at = [0]
+    real_step = engine.finetune.l1_step
+
+    def counting_step(device):
+        step = real_step(device)
+
+        def counted(model, batch):
+            calls.append(batch["index"].tolist())
+            if len(calls) == signal_at[0]:
+                os.kill(os.getpid(), signal.SIGINT)
+            return step(model, batch)
+
+        return counted
+
+    monkeypatch.setattr(engine.finetune, "l1_step", counting_step)
+    flags = ("--dataset", "koniq10k", "--batch_size", "8", "--max_steps_per_epoch", "4",
+             "--test_patches", "1", "--val_patches", "1", "--epochs", "2", "--patience", "0")
+    assert main(script_argv(tmp_path, *flags, "--model_name", "whole")) == 0
+    whole = list(calls)
+
+    calls.clear()
+    signal_at[0] = 6
+    argv = script_argv(tmp_path, *flags, "--model_name", "cut")
+    assert run_script(lambda: main(argv)) == 128 + signal.SIGINT
+    run_dir = tmp_path / "runs" / "cut"
+    last = run_dir / "last.pkl"
+    assert epochs_of(run_dir) == [1]
+    log = (tmp_path / "logs" / "cut.log").read_text()
+    assert (f"stopped by SIGINT in epoch 2 after step 2 of 4; train state saved to {last}. "
+            f"Resume with: .venv/bin/python train_swin.py {shlex.join(argv)} --resume {last}"
+            ) in log
+    first = list(calls)
+
+    calls.clear()
+    signal_at[0] = 0
+    assert main([*argv, "--resume", str(last)]) == 0
+    assert f"resumed from {last} in epoch 2 after step 2 of 4" in (
+        tmp_path / "logs" / "cut.log").read_text()
+    assert len(first) == 6 and len(calls) == 2  # steps 3 and 4 of epoch 2, nothing again
+    assert first + calls == whole
+    records = MetricsJournal(run_dir / "metrics.jsonl").read()
+    assert [(r["epoch"], r["steps"]) for r in records] == [(1, 4), (2, 4)]
+    expected = MetricsJournal(tmp_path / "runs" / "whole" / "metrics.jsonl").read()
+    assert records[1]["train_loss"] == pytest.approx(expected[1]["train_loss"], rel=1e-6)
+    ours = load_checkpoint(last, "train_state")["state_dict"]
+    theirs = load_checkpoint(tmp_path / "runs" / "whole" / "last.pkl")["state_dict"]
+    assert all(torch.equal(ours[key], theirs[key]) for key in theirs)

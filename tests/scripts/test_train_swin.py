@@ -71,7 +71,8 @@ def test_training_raises_validation_srcc(trained_run: dict, flat_run: Path) -> N
     records = MetricsJournal(run_dir / "metrics.jsonl").read()
     assert [r["epoch"] for r in records] == list(range(1, 5))
     assert set(records[0]) == {"epoch", "train_loss", "train_srcc", "val_srcc", "val_plcc",
-                               "lr", "time_s"}
+                               "lr", "time_s", "steps"}
+    assert {r["steps"] for r in records} == {6}  # 48 training crops, batches of 8
     best = max(r["val_srcc"] for r in records)
     untrained = MetricsJournal(flat_run / "metrics.jsonl").read()[0]["val_srcc"]
     assert best > 0.6 and best > untrained + 0.3, (records, untrained)

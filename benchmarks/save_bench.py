@@ -1,5 +1,5 @@
 """Cost of one mid-epoch save of last.pkl (weights, AdamW moments, schedule, RNG streams and the
-epoch's position) against the training step it follows: the figures behind --save_every_steps.
+epoch's position) against the training step it follows: the figures behind --save_every_minutes.
 
 Example (the figures of docs/PERFORMANCE.md):
     python benchmarks/save_bench.py --device cpu --model_sizes micro mini
@@ -26,7 +26,7 @@ import torch  # noqa: E402 (after the path fix)
 
 from benchmarks.pretrain_bench import pair_batch, pretrain_args  # noqa: E402
 from benchmarks.train_bench import build_finetune_model, finetune_args, synthetic_batch  # noqa: E402
-from common.cli import SAVE_EVERY_STEPS, build_parser  # noqa: E402
+from common.cli import SAVE_EVERY_MINUTES, build_parser  # noqa: E402
 from common.distributed import DistInfo  # noqa: E402
 from common.runtime import make_grad_scaler, resolve_device  # noqa: E402
 from data.degradations import parse_distortions  # noqa: E402
@@ -86,15 +86,14 @@ def bench_save(stage: str, size: str, device: torch.device, steps: int, folder: 
     out = train_one_epoch(model, [batch] * steps, optimizer, scheduler, scaler, step_fn,
                           device=device, amp="off", accum_steps=1, guard=None, stop=None,
                           epoch=1, desc="bench", is_main=False, checkpoint=checkpoint,
-                          save_every_steps=1)
+                          save_every_s=1e-9)  # at every group boundary after a step
     step_s = (out["time_s"] - sum(save_s)) / steps
     save = statistics.median(save_s)
     return {"stage": stage, "model_size": size, "save_s": round(save, 4),
             "save_s_all": [round(s, 4) for s in save_s], "file_mb": round(
                 path.stat().st_size / 2**20, 2), "step_s": round(step_s, 4),
             "save_in_steps": round(save / step_s, 3),
-            f"overhead_every_{SAVE_EVERY_STEPS}_steps": round(save / (SAVE_EVERY_STEPS * step_s),
-                                                              5)}
+            f"share_of_{SAVE_EVERY_MINUTES:g}_minutes": round(save / (60 * SAVE_EVERY_MINUTES), 5)}
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

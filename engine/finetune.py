@@ -397,7 +397,7 @@ def finetune(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
                                   epoch=epoch, desc=f"epoch {epoch}/{args.epochs}",
                                   is_main=info.is_main, max_steps=args.max_steps_per_epoch,
                                   info=info, resume=resume, checkpoint=save_position,
-                                  save_every_steps=args.save_every_steps)
+                                  save_every_s=60 * args.save_every_minutes)
             if out["stopped"]:
                 stop.stop_run(run.last_path, out["position"].where(spe), command, run.logger,
                               info.is_main)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from common.distributed import DistInfo
+from common.distributed import DistInfo, all_reduce_max
 from common.errors import CheckpointError, InvalidValueError
 from common.runlog import progress
 from common.runtime import autocast
@@ -95,15 +95,18 @@ def _optimizer_step(optimizer, scheduler, scaler, guard) -> None:
     optimizer.zero_grad(set_to_none=True)
 
 
-def _should_stop(stop, info: DistInfo | None, steps: int) -> bool:
-    """Whether to stop before the next batch (called between accumulation groups); under DDP
-    all ranks agree every few steps."""
-    if stop is None:
-        return False
+def _decide(stop, info: DistInfo | None, steps: int, save_due: bool) -> tuple[bool, bool]:
+    """(stop, save) before the next batch (called between accumulation groups); under DDP every
+    rank takes the same decisions, agreed every STOP_CHECK_EVERY steps (any rank's stop request
+    or due save counts for all)."""
+    requested = stop is not None and stop.requested
     if info is None or not info.distributed:
-        return stop.requested
-    # a collective (one host sync), at a fixed cadence so every rank stops at the same step
-    return steps % STOP_CHECK_EVERY == 0 and stop.any_rank_requested(info)
+        return requested, save_due
+    if steps % STOP_CHECK_EVERY:
+        return False, False
+    # a collective (one host sync), at a fixed cadence so every rank acts at the same step
+    flags = all_reduce_max(torch.tensor([requested, save_due], dtype=torch.uint8), info)
+    return bool(flags[0]), bool(flags[1])
 
 
 def _start_epoch(loader: Iterable, resume: MidEpoch | None, epoch: int) -> int:
@@ -143,7 +146,7 @@ def train_one_epoch(
     info: DistInfo | None = None,
     resume: MidEpoch | None = None,
     checkpoint: Callable[[MidEpoch], None] | None = None,
-    save_every_steps: int = 0,
+    save_every_s: float = 0.0,
 ) -> dict:
     """Train `model` for one epoch of `loader` with `step_fn(model, batch) -> StepOutput`.
 
@@ -156,7 +159,8 @@ def train_one_epoch(
 
     A stop request is checked before each accumulation group (under DDP, pass `info`: ranks
     agree every STOP_CHECK_EVERY steps); a stop calls `checkpoint` with the MidEpoch position,
-    as does every `save_every_steps`-th step but the epoch's last. `resume` (a position
+    as does the first group boundary `save_every_s` seconds (0: never) after the epoch's start
+    or its last such save. `resume` (a position
     saved so) continues the epoch at its next batch: the sampler (a ResumableSampler) leaves out
     the batches trained, the sums and RNG streams are restored. Returns {"loss", <log names>,
     "predictions", "targets", "steps", "skipped_batches", "skipped_images", "stopped", "images",
@@ -191,13 +195,22 @@ def train_one_epoch(
                         rank_part(totals, step_fn))
 
     stopped = None
+    last_save, saved_steps = time.perf_counter(), steps
+    decides = stop is not None or (checkpoint is not None and save_every_s > 0)
     bar = progress(batch_iter, desc=desc, total=total, enabled=is_main, initial=done)
     for seen, batch in enumerate(bar, start=done + 1):
-        if pending == 0 and _should_stop(stop, info, steps):  # this batch is left for a resume
-            stopped = position(seen - 1)
-            if checkpoint is not None:
-                checkpoint(stopped)
-            break
+        if pending == 0 and decides:  # between groups: this batch is the first a resume trains
+            due = (save_every_s > 0 and steps > saved_steps
+                   and time.perf_counter() - last_save >= save_every_s)
+            stop_now, save_now = _decide(stop, info, steps, due)
+            if stop_now or save_now:
+                here = position(seen - 1)
+                if checkpoint is not None:
+                    checkpoint(here)
+                last_save, saved_steps = time.perf_counter(), steps
+                if stop_now:
+                    stopped = here
+                    break
         empty = batch is None or bool(batch.get("empty"))
         if empty:
             totals.skipped_batches += 1
@@ -224,9 +237,6 @@ def train_one_epoch(
         steps += 1
         if max_steps is not None and steps >= max_steps:
             break
-        if (checkpoint is not None and save_every_steps and steps % save_every_steps == 0
-                and seen != total):  # the epoch's last step is saved by the stage
-            checkpoint(position(seen))
     if pending:  # the loader ended inside an accumulation group (its length was unknown)
         _optimizer_step(optimizer, scheduler, scaler, guard)
         steps += 1

@@ -336,7 +336,7 @@ def pretrain(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
                 stop=stop, epoch=epoch, desc=f"pretrain {epoch}/{args.epochs}",
                 is_main=info.is_main, max_steps=args.max_steps_per_epoch, info=info,
                 resume=resume, checkpoint=lambda mid: _save_position(run, info, mid),
-                save_every_steps=args.save_every_steps,
+                save_every_s=60 * args.save_every_minutes,
             )
             if result["stopped"]:
                 stop.stop_run(run.last_path, result["position"].where(spe), command,

@@ -21,7 +21,7 @@ RESUMABLE_FLAGS = frozenset({
     "epochs",  # extending a run (the schedule is recomputed, see schedule_change_note)
     "resume", "model_name", "output_dir", "log_dir", "cache_dir", "data_root",  # locations
     "device", "num_workers", "amp", "compile", "grad_checkpointing",  # machine and speed
-    "eval_batch_size", "skip_nonfinite", "save_every_steps",
+    "eval_batch_size", "skip_nonfinite", "save_every_minutes",
     "stop_on_collapse",  # going on after a collapse stop is the user's call, the run is the same
 })
 

@@ -82,7 +82,7 @@ class NoisyStep:
 
 
 def run(info: DistInfo, path: Path, *, stop_after: int = 0, stop_rank: int = 0,
-        resume: bool = False, save_every_steps: int = 0, items: int = ITEMS) -> dict:
+        resume: bool = False, save_every_s: float = 0.0, items: int = ITEMS) -> dict:
     """Train EPOCHS epochs (or resume `path`); a stop asked for on `stop_rank` in the last
     epoch saves the position to `path`. Returns what was trained and the final weights."""
     dataset = Numbered(items)
@@ -115,7 +115,7 @@ def run(info: DistInfo, path: Path, *, stop_after: int = 0, stop_rank: int = 0,
         out = train_one_epoch(model, loader, optimizer, scheduler, scaler, step, device=CPU,
                               amp="off", accum_steps=1, guard=None, stop=stop, epoch=epoch,
                               desc="t", is_main=False, info=info, resume=position,
-                              checkpoint=checkpoint, save_every_steps=save_every_steps)
+                              checkpoint=checkpoint, save_every_s=save_every_s)
         position = None
         if out["stopped"]:
             break
@@ -141,13 +141,15 @@ def test_stop_inside_an_epoch_then_resume_trains_each_batch_once(tmp_path: Path)
 
 
 def test_periodic_saves_and_a_changed_epoch_are_refused(tmp_path: Path) -> None:
-    """--save_every_steps 4: saves after steps 4 and 8 of each 12-step epoch (not after its
-    last); resuming such a save into an epoch of another length names both lengths."""
+    """--save_every_minutes as short as can be: a save before every step but the first of an
+    epoch (its end is the stage's); resuming such a save into an epoch of another length names
+    both lengths."""
     path = tmp_path / "last.pkl"
-    assert run(ONE_RANK, path, save_every_steps=4)["saves"] == [4, 8, 4, 8]
-    with pytest.raises(CheckpointError, match=r"after batch 8 of epoch 2, an epoch of 12 "
+    assert run(ONE_RANK, path, save_every_s=1e-9)["saves"] == [*range(1, 12)] * 2
+    with pytest.raises(CheckpointError, match=r"after batch 11 of epoch 2, an epoch of 12 "
                        r"batches; this run's epoch 2 has 10: resume with the data and flags"):
         run(ONE_RANK, path, resume=True, items=ITEMS - 4)
+    assert run(ONE_RANK, path, save_every_s=3600)["saves"] == []
 
 
 def test_a_position_saved_by_two_ranks_needs_two() -> None:
@@ -161,14 +163,16 @@ def _two_rank_worker(info: DistInfo, out: Path) -> None:
     whole = run(info, out / "unused.pkl")
     stopped = run(info, out / "last.pkl", stop_after=3, stop_rank=1)
     resumed = run(info, out / "last.pkl", resume=True)
+    periodic = run(info, out / "periodic.pkl", save_every_s=1e-9)
     (out / f"rank{info.rank}.json").write_text(json.dumps(
-        {"whole": whole, "stopped": stopped, "resumed": resumed}))
+        {"whole": whole, "stopped": stopped, "resumed": resumed, "periodic": periodic}))
 
 
 def test_two_ranks_stop_together_and_resume_where_each_stood(two_ranks, tmp_path: Path) -> None:
     """A stop asked on rank 1 at its 3rd step of epoch 2: both ranks save after step 4 (their
     agreement every 2 steps), each resumes its own share of the data at batch 5, and both end
-    with the weights of an uninterrupted two-rank run."""
+    with the weights of an uninterrupted two-rank run. Periodic saves come at the agreements
+    too, on both ranks alike."""
     two_ranks(_two_rank_worker, tmp_path)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     steps = ITEMS // 2 // BATCH
@@ -179,5 +183,6 @@ def test_two_ranks_stop_together_and_resume_where_each_stood(two_ranks, tmp_path
         assert len(resumed["seen"]) == (steps - 4) * BATCH
         assert resumed["steps"] == whole["steps"] == steps
         assert resumed["weights"] == whole["weights"]
+        assert rank["periodic"]["saves"] == [2, 4, 2, 4]  # 6 steps an epoch, the end not saved
     assert ranks[0]["resumed"]["seen"] != ranks[1]["resumed"]["seen"]  # each its own share
     assert ranks[0]["resumed"]["weights"] == ranks[1]["resumed"]["weights"]

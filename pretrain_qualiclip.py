@@ -22,6 +22,7 @@ from common.cli import (
     non_negative_float,
     non_negative_int,
     parse_prompt_pair,
+    parse_with_config,
     positive_int,
     run_script,
 )
@@ -180,7 +181,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict:
     """Parse flags and run the pretraining; returns the run summary (a stop raises RunStopped)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = get_args_parser().parse_args(argv)
+    args = parse_with_config(get_args_parser(), argv)
     if args.val_distortions.strip().lower() in ("", "none"):
         args.val_distortions = ""
     command = command_line(__file__, argv, drop="--resume")

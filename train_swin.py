@@ -19,6 +19,7 @@ from common.cli import (
     command_line,
     label_fraction,
     non_negative_int,
+    parse_with_config,
     positive_int,
     run_script,
     split_ratios,
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse flags, train (one run or --repeats), return the exit status (a stop raises
     RunStopped, which run_script turns into the exit status)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = get_args_parser().parse_args(argv)
+    args = parse_with_config(get_args_parser(), argv)
     command = command_line(__file__, argv, drop="--resume")
     from common.distributed import cleanup, init_distributed
     from engine.finetune import run

@@ -241,6 +241,12 @@ def add_common_args(parser: argparse.ArgumentParser, training: bool = True) -> N
     if not training:
         return
     group.add_argument(
+        "--config",
+        default=None,
+        help="rerun a recorded run: take every flag from its finetune_config.json or "
+        "pretrain_config.json; flags given on the command line override the file's",
+    )
+    group.add_argument(
         "--resume",
         nargs="?",
         const="auto",
@@ -324,6 +330,43 @@ def command_line(script: str | os.PathLike, argv: Sequence[str], drop: str | Non
     its torchrun launcher), to quote in messages; `drop`: a flag left out with its value."""
     argv = _without_flag(argv, drop) if drop else list(argv)
     return shlex.join([*_launcher(), _shortest_path(script), *argv])
+
+
+NOT_FROM_CONFIG = ("config", "resume", "help")  # what a recorded run's flags never set again
+
+
+def _recorded_flags(path: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """The flags a run recorded in its config JSON ({"args": ...}), checked against `parser`."""
+    import json
+
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--config {path}: cannot read it ({exc}); expected the "
+                        "finetune_config.json or pretrain_config.json of an earlier run") from exc
+    flags = record.get("args") if isinstance(record, dict) else None
+    if not isinstance(flags, dict):
+        raise UserError(f"--config {path} holds no \"args\" (the flags of a run); expected the "
+                        "finetune_config.json or pretrain_config.json of an earlier run")
+    known = {action.dest for action in parser._actions}
+    unknown = sorted(set(flags) - known)
+    if unknown:
+        raise UserError(f"--config {path} records flags this script does not take: "
+                        f"{', '.join('--' + name for name in unknown[:6])}"
+                        f"{' ...' if len(unknown) > 6 else ''}; is it the config of the other "
+                        "stage? (train_swin.py reads finetune_config.json, pretrain_qualiclip.py "
+                        "pretrain_config.json)")
+    return {key: value for key, value in flags.items() if key not in NOT_FROM_CONFIG}
+
+
+def parse_with_config(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """Parse `argv`; with --config FILE the flags recorded in FILE are the defaults, and the
+    flags given in `argv` override them (timm's --config, for rerunning a recorded run)."""
+    args = parser.parse_args(argv)
+    if not getattr(args, "config", None):
+        return args
+    parser.set_defaults(**_recorded_flags(args.config, parser))
+    return parser.parse_args(argv)
 
 
 def args_to_dict(args: argparse.Namespace) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import engine.pretrain
 import engine.pretrain_setup
 import pretrain_qualiclip
 from common.checkpoint import load_checkpoint
-from common.cli import run_script
+from common.cli import parse_with_config, run_script
 from common.errors import CheckpointError, RunExistsError
 from common.runlog import MetricsJournal
 from data.images import ImageCache
@@ -349,6 +349,17 @@ def test_sigint_inside_an_epoch_resumes_at_the_next_step(
     ours = load_checkpoint(last, "train_state")["state_dict"]
     theirs = load_checkpoint(tmp_path / "runs" / "whole" / "last.pkl")["state_dict"]
     assert all(torch.equal(ours[key], theirs[key]) for key in theirs)
+
+
+def test_config_reruns_a_recorded_pretraining(simplified_run: dict) -> None:
+    """--config pretrain_config.json gives the recorded flags; the ones given win."""
+    config = simplified_run["run_dir"] / "pretrain_config.json"
+    recorded = json.loads(config.read_text())["args"]
+    args = parse_with_config(pretrain_qualiclip.get_args_parser(),
+                             ["--config", str(config), "--model_name", "again"])
+    assert args.model_name == "again" and args.distortions == "noise" and args.epochs == 16
+    assert all(json.loads(json.dumps(getattr(args, key))) == value
+               for key, value in recorded.items() if key not in ("model_name", "config"))
 
 
 def test_existing_run_needs_resume(simplified_run: dict, demo_root: Path) -> None:

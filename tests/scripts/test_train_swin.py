@@ -17,8 +17,8 @@ import torch
 
 import engine.finetune
 from common.checkpoint import atomic_save, load_checkpoint
-from common.cli import run_script
-from common.errors import CheckpointError, RunExistsError
+from common.cli import parse_with_config, run_script
+from common.errors import CheckpointError, RunExistsError, UserError
 from common.runlog import MetricsJournal
 from data.rows import DatasetError
 from engine.protocols import apply_protocol
@@ -93,6 +93,8 @@ def test_training_raises_validation_srcc(trained_run: dict, flat_run: Path) -> N
     assert 0.0 <= low < 10.0 and 90.0 < high <= 100.0  # the native 0-100 MOS scale
     log = (trained_run["out"] / "logs" / "demo.log").read_text()
     assert EPOCH_LINE.search(log), log[-2000:]
+    start = f"run folder {run_dir}, log {trained_run['out'] / 'logs' / 'demo.log'}"
+    assert start in log and log.index(start) < log.index("epoch 1/4 |")
     assert "protocol plan; model-size defaults: " in log and "--head_pooling mean_std" in log
     assert "; overrides: " in log and "--train_patches 1 (preset 25)" in log
 
@@ -288,3 +290,25 @@ def test_sigint_inside_an_epoch_resumes_at_the_next_step(
     ours = load_checkpoint(last, "train_state")["state_dict"]
     theirs = load_checkpoint(tmp_path / "runs" / "whole" / "last.pkl")["state_dict"]
     assert all(torch.equal(ours[key], theirs[key]) for key in theirs)
+
+
+def test_config_reruns_a_recorded_run_with_flags_overriding(trained_run: dict,
+                                                            tmp_path: Path) -> None:
+    """--config finetune_config.json gives every recorded flag; flags given win; a config of
+    the other stage or an unreadable file is refused by name."""
+    config = trained_run["run_dir"] / "finetune_config.json"
+    recorded = json.loads(config.read_text())["args"]
+    args = parse_with_config(get_args_parser(), ["--config", str(config), "--model_name",
+                                                 "again", "--epochs", "2"])
+    assert (args.model_name, args.epochs, args.config) == ("again", 2, str(config))
+    for key, value in recorded.items():
+        if key not in ("model_name", "epochs", "config"):
+            assert json.loads(json.dumps(getattr(args, key))) == value, key
+    pretrain_config = tmp_path / "pretrain_config.json"
+    pretrain_config.write_text(json.dumps({"args": {**recorded, "num_levels": 5,
+                                                    "views_per_image": 1}}))
+    with pytest.raises(UserError, match=r"records flags this script does not take: "
+                       r"--num_levels, --views_per_image; is it the config of the other stage"):
+        parse_with_config(get_args_parser(), ["--config", str(pretrain_config)])
+    with pytest.raises(UserError, match=r"--config .*nothing.json: cannot read it"):
+        parse_with_config(get_args_parser(), ["--config", str(tmp_path / "nothing.json")])

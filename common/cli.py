@@ -21,9 +21,9 @@ from typing import Any
 from common.errors import RunStopped, UserError
 from common.vocabulary import AMP_CHOICES, MODEL_SIZE_CHOICES, TRACEBACK_ENV
 
-# Default of --save_every_minutes: one save costs 0.1-0.3 s at micro (13 MB) and about 0.2 s at
-# mini (73 MB) on the CPU (benchmarks/save_bench.py, docs/PERFORMANCE.md): under 0.1 % of 10
-# minutes, and a kill loses at most 10 minutes of training.
+# Default of --save_every_minutes: one save costs 0.1-0.4 s at micro (13 MB) and 0.2-1.0 s at
+# mini (73 MB) on the shared CPU (benchmarks/save_bench.py, docs/PERFORMANCE.md): at most 0.2 %
+# of 10 minutes, and a kill loses at most 10 minutes of training.
 SAVE_EVERY_MINUTES = 10.0
 
 

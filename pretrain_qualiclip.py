@@ -12,16 +12,17 @@ goes to <log_dir>/<model_name>.log.
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 
 from common.cli import (
     add_common_args,
     build_parser,
+    command_line,
     non_negative_float,
     non_negative_int,
     parse_prompt_pair,
+    parse_with_config,
     positive_int,
     run_script,
 )
@@ -180,10 +181,10 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict:
     """Parse flags and run the pretraining; returns the run summary (a stop raises RunStopped)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = get_args_parser().parse_args(argv)
+    args = parse_with_config(get_args_parser(), argv)
     if args.val_distortions.strip().lower() in ("", "none"):
         args.val_distortions = ""
-    command = shlex.join(["python", "pretrain_qualiclip.py", *argv])
+    command = command_line(__file__, argv, drop="--resume")
     from common.distributed import cleanup, init_distributed
     from engine.pretrain import pretrain
 

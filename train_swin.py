@@ -9,7 +9,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 
@@ -17,8 +16,10 @@ from common.cli import (
     add_common_args,
     add_switch,
     build_parser,
+    command_line,
     label_fraction,
     non_negative_int,
+    parse_with_config,
     positive_int,
     run_script,
     split_ratios,
@@ -164,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     """Parse flags, train (one run or --repeats), return the exit status (a stop raises
     RunStopped, which run_script turns into the exit status)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = get_args_parser().parse_args(argv)
-    command = shlex.join(["python", "train_swin.py", *argv])
+    args = parse_with_config(get_args_parser(), argv)
+    command = command_line(__file__, argv, drop="--resume")
     from common.distributed import cleanup, init_distributed
     from engine.finetune import run
 

@@ -12,13 +12,19 @@ import difflib
 import logging
 import math
 import os
+import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from common.errors import RunStopped, UserError
 from common.vocabulary import AMP_CHOICES, MODEL_SIZE_CHOICES, TRACEBACK_ENV
+
+# Default of --save_every_minutes: one save costs 0.1-0.4 s at micro (13 MB) and 0.2-1.0 s at
+# mini (73 MB) on the shared CPU (benchmarks/save_bench.py, docs/PERFORMANCE.md): at most 0.2 %
+# of 10 minutes, and a kill loses at most 10 minutes of training.
+SAVE_EVERY_MINUTES = 10.0
 
 
 def run_script(main: Callable[[], int]) -> int:
@@ -235,6 +241,12 @@ def add_common_args(parser: argparse.ArgumentParser, training: bool = True) -> N
     if not training:
         return
     group.add_argument(
+        "--config",
+        default=None,
+        help="rerun a recorded run: take every flag from its finetune_config.json or "
+        "pretrain_config.json; flags given on the command line override the file's",
+    )
+    group.add_argument(
         "--resume",
         nargs="?",
         const="auto",
@@ -265,6 +277,96 @@ def add_common_args(parser: argparse.ArgumentParser, training: bool = True) -> N
         action="store_true",
         help="skip batches with a NaN/Inf loss (counted in the log) instead of stopping",
     )
+    group.add_argument(
+        "--save_every_minutes",
+        type=non_negative_float,
+        default=SAVE_EVERY_MINUTES,
+        help="also write last.pkl inside an epoch once this many minutes have passed since the "
+        "last save, so that a killed run loses at most that much (0: only after each epoch; "
+        "SIGINT/SIGTERM always save where the epoch stands)",
+    )
+
+
+def _shortest_path(path: str | os.PathLike) -> str:
+    """`path` relative to the working folder where that is shorter, else absolute."""
+    absolute = os.path.abspath(path)
+    try:
+        relative = os.path.relpath(absolute)
+    except ValueError:  # another drive (Windows)
+        return absolute
+    return relative if len(relative) < len(absolute) else absolute
+
+
+def _launcher() -> list[str]:
+    """The interpreter that runs this process and, under torchrun, the launcher's flags."""
+    python = _shortest_path(sys.executable)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return [python]
+    per_node = os.environ.get("LOCAL_WORLD_SIZE", str(world))
+    if int(per_node) == world:
+        return [python, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                per_node]
+    return [python, "-m", "torch.distributed.run", "--nnodes", str(world // int(per_node)),
+            "--nproc_per_node", per_node, "<rendezvous flags as before>"]
+
+
+def _without_flag(argv: Sequence[str], flag: str) -> list[str]:
+    """`argv` less `flag` (an optional-value flag such as --resume) and its value."""
+    kept: list[str] = []
+    skip_value = False
+    for token in argv:
+        if skip_value and not token.startswith("-"):
+            skip_value = False
+            continue
+        skip_value = token == flag
+        if not skip_value and not token.startswith(f"{flag}="):
+            kept.append(token)
+    return kept
+
+
+def command_line(script: str | os.PathLike, argv: Sequence[str], drop: str | None = None) -> str:
+    """The shell command that runs `script` with `argv` as this process was run (its interpreter,
+    its torchrun launcher), to quote in messages; `drop`: a flag left out with its value."""
+    argv = _without_flag(argv, drop) if drop else list(argv)
+    return shlex.join([*_launcher(), _shortest_path(script), *argv])
+
+
+NOT_FROM_CONFIG = ("config", "resume", "help")  # what a recorded run's flags never set again
+
+
+def _recorded_flags(path: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """The flags a run recorded in its config JSON ({"args": ...}), checked against `parser`."""
+    import json
+
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--config {path}: cannot read it ({exc}); expected the "
+                        "finetune_config.json or pretrain_config.json of an earlier run") from exc
+    flags = record.get("args") if isinstance(record, dict) else None
+    if not isinstance(flags, dict):
+        raise UserError(f"--config {path} holds no \"args\" (the flags of a run); expected the "
+                        "finetune_config.json or pretrain_config.json of an earlier run")
+    known = {action.dest for action in parser._actions}
+    unknown = sorted(set(flags) - known)
+    if unknown:
+        raise UserError(f"--config {path} records flags this script does not take: "
+                        f"{', '.join('--' + name for name in unknown[:6])}"
+                        f"{' ...' if len(unknown) > 6 else ''}; is it the config of the other "
+                        "stage? (train_swin.py reads finetune_config.json, pretrain_qualiclip.py "
+                        "pretrain_config.json)")
+    return {key: value for key, value in flags.items() if key not in NOT_FROM_CONFIG}
+
+
+def parse_with_config(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """Parse `argv`; with --config FILE the flags recorded in FILE are the defaults, and the
+    flags given in `argv` override them (timm's --config, for rerunning a recorded run)."""
+    args = parser.parse_args(argv)
+    if not getattr(args, "config", None):
+        return args
+    parser.set_defaults(**_recorded_flags(args.config, parser))
+    return parser.parse_args(argv)
 
 
 def args_to_dict(args: argparse.Namespace) -> dict[str, Any]:

@@ -119,16 +119,20 @@ def progress(
     desc: str,
     total: int | None = None,
     enabled: bool = True,
+    initial: int = 0,
 ) -> Iterator[T] | Iterable[T]:
-    """tqdm bar; when stdout is not a TTY (tee, nohup): ASCII, every 30 s, on stderr."""
+    """tqdm bar (counting from `initial`, the items a resumed pass left out); when stdout is
+    not a TTY (tee, nohup): ASCII, every 30 s, on stderr."""
     if not enabled:
         return iterable
     if sys.stdout.isatty():
-        return tqdm(iterable, desc=desc, total=total, dynamic_ncols=True, leave=False)
+        return tqdm(iterable, desc=desc, total=total, initial=initial, dynamic_ncols=True,
+                    leave=False)
     return tqdm(
         iterable,
         desc=desc,
         total=total,
+        initial=initial,
         ascii=True,
         mininterval=30.0,
         ncols=100,
@@ -178,3 +182,33 @@ def counter(desc: str, total: int, unit: str = "image", enabled: bool = True,
     if sys.stdout.isatty():
         return tqdm(desc=desc, total=total, unit=unit, dynamic_ncols=True, leave=False)
     return _LineProgress(desc, total, unit, interval_s)
+
+
+def format_duration(seconds: float) -> str:
+    """A duration for humans: "45s", "4m05s", "2h03m"."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+class RunClock:
+    """The time a run has left, from the pace of the optimizer steps this process has trained
+    (validation and checkpoints between them included)."""
+
+    def __init__(self, total_steps: int, done_steps: int = 0) -> None:
+        self.total_steps = total_steps
+        self.start_steps = done_steps
+        self.start = time.perf_counter()
+
+    def eta(self, done_steps: int) -> str:
+        """"ETA 4m05s" once `done_steps` of the run's steps are done ("ETA ?" before any)."""
+        trained = done_steps - self.start_steps
+        if trained <= 0:
+            return "ETA ?"
+        pace = (time.perf_counter() - self.start) / trained
+        return f"ETA {format_duration(pace * max(self.total_steps - done_steps, 0))}"

@@ -7,7 +7,6 @@ import copy
 import logging
 import math
 import statistics
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from common.checkpoint import atomic_save, make_checkpoint
 from common.cli import save_args
@@ -28,10 +27,9 @@ from common.distributed import (
     unwrap,
     wrap_ddp,
 )
-from common.errors import RunStopped
 from common.files import atomic_write_json, check_writable, json_safe
 from common.metrics import MetricError, evaluate_predictions
-from common.runlog import MetricsJournal, setup_logger
+from common.runlog import MetricsJournal, RunClock, setup_logger
 from common.runtime import (
     compile_or_eager,
     count_parameters,
@@ -48,6 +46,7 @@ from data.registry import (
     resize_policy,
 )
 from data.rows import SPLITS, DatasetError, Row, label_subset
+from engine.epoch_state import MidEpoch, ResumableSampler, position_for_rank, save_mid_epoch
 from engine.evaluate import eval_batch_size, load_model_for_eval, metrics_for, predict_rows
 from engine.loop import StepOutput, to_device_images, train_one_epoch, training_loader
 from engine.optim import (
@@ -165,8 +164,8 @@ def train_loader(args: argparse.Namespace, data: FinetuneData, info: DistInfo) -
             f"x {args.train_patches}), fewer than one batch of {args.batch_size} per process x "
             f"{info.world_size} process(es); lower --batch_size"
         )
-    sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank,
-                                 shuffle=True, seed=args.seed, drop_last=True)
+    sampler = ResumableSampler(dataset, num_replicas=info.world_size, rank=info.rank,
+                               shuffle=True, seed=args.seed, drop_last=True)
     return training_loader(dataset, sampler, args.batch_size, args.num_workers, info.device,
                            drop_last=True)
 
@@ -226,6 +225,8 @@ class FinetuneRun:
     amp: str
     start_epoch: int
     state: FinetuneState
+    steps_per_epoch: int
+    resume: MidEpoch | None = None  # where a run saved inside an epoch continues
 
     @property
     def last_path(self) -> Path:
@@ -264,7 +265,8 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> FinetuneRun:
               "split_ratios": list(args.split_ratios), "test_patches": args.test_patches,
               "resize": args.resize, "protocol": args.protocol}
     run = FinetuneRun(folder.name, run_dir, logger, config, data, model, loader, optimizer,
-                      scheduler, scaler, folder.amp, start_epoch=1, state=FinetuneState())
+                      scheduler, scaler, folder.amp, start_epoch=1, state=FinetuneState(),
+                      steps_per_epoch=steps_per_epoch)
     if folder.resume_path is not None:
         restored = load_train_state(folder.resume_path, model, optimizer, scheduler, scaler,
                                     info.rank, expected=FINETUNE)
@@ -272,7 +274,10 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> FinetuneRun:
         run.start_epoch = restored["epoch"] + 1
         # a run that reached its --epochs continues when resumed with more of them
         run.state.finished = run.state.stopped_early or run.start_epoch > args.epochs
-        logger.info("resumed from %s after epoch %d", folder.resume_path, restored["epoch"])
+        if restored["position"] is not None:
+            run.resume = position_for_rank(restored["position"], folder.resume_path, info)
+        logger.info("resumed from %s %s", folder.resume_path, run.resume.where(steps_per_epoch)
+                    if run.resume else f"after epoch {restored['epoch']}")
         note_epochs_change(folder.saved_args, args.epochs, optimizer, scheduler, args.scheduler,
                            restored["epoch"], logger)
     elif args.resume:
@@ -296,10 +301,13 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> FinetuneRun:
     return run
 
 
-def _save_last(run: FinetuneRun, epoch: int, rank_rngs: list[dict] | None) -> None:
-    """Main process: last.pkl after `epoch` (0: before the first)."""
+def _save_last(run: FinetuneRun, epoch: int, rank_rngs: list[dict] | None,
+               position: dict | None = None) -> None:
+    """Main process: last.pkl after `epoch` (0: before the first), or at `position` inside the
+    epoch after it."""
     save_train_state(run.last_path, run.model, run.optimizer, run.scheduler, run.scaler, epoch,
-                     asdict(run.state), run.config, run.model.config["model_size"], rank_rngs)
+                     asdict(run.state), run.config, run.model.config["model_size"], rank_rngs,
+                     position)
 
 
 def _score_split(run: FinetuneRun, args: argparse.Namespace, info: DistInfo,
@@ -315,8 +323,10 @@ def _score_split(run: FinetuneRun, args: argparse.Namespace, info: DistInfo,
 
 
 def _finish_epoch(run: FinetuneRun, args: argparse.Namespace, info: DistInfo, epoch: int,
-                  out: dict, epoch_time: float) -> None:
-    """Validation, best checkpoint, metrics line, early stopping and last.pkl of one epoch."""
+                  out: dict, clock: RunClock) -> None:
+    """Validation, best checkpoint, metrics line (with the run's time left), early stopping and
+    last.pkl of one epoch."""
+    epoch_time = out["time_s"]
     state = run.state
     val = _score_split(run, args, info, run.model, "val", args.val_patches)
     # the epoch's training figures over every rank's shard, not rank 0's alone
@@ -327,9 +337,12 @@ def _finish_epoch(run: FinetuneRun, args: argparse.Namespace, info: DistInfo, ep
                   if train_pred is not None else math.nan)
     record = {"epoch": epoch, "train_loss": train_loss, "train_srcc": train_srcc,
               "val_srcc": val["srcc"], "val_plcc": val["plcc"],
-              "lr": run.optimizer.param_groups[0]["lr"], "time_s": epoch_time}
-    run.logger.info("epoch %d | train loss %.4f | train SRCC %.4f | val SRCC %.4f | "
-                    "val PLCC %.4f | lr %.3g | time %.1fs", *record.values())
+              "lr": run.optimizer.param_groups[0]["lr"], "time_s": epoch_time,
+              "steps": out["steps"]}
+    run.logger.info("epoch %d/%d | train loss %.4f | train SRCC %.4f | val SRCC %.4f | val PLCC "
+                    "%.4f | lr %.3g | time %.1fs | %s", epoch, args.epochs, train_loss, train_srcc,
+                    val["srcc"], val["plcc"], record["lr"], epoch_time,
+                    clock.eta(epoch * run.steps_per_epoch))
     if out["skipped_batches"] or out["skipped_images"]:
         run.logger.warning("epoch %d skipped %d batch(es) and %d unreadable image(s)",
                            epoch, out["skipped_batches"], out["skipped_images"])
@@ -366,31 +379,35 @@ def finetune(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
     guard = NonFiniteGuard(skip=args.skip_nonfinite, last_checkpoint=str(run.last_path),
                            info=info)
     step = l1_step(info.device)
+    spe = run.steps_per_epoch
+    clock = RunClock(args.epochs * spe,
+                     (run.start_epoch - 1) * spe + (run.resume.steps if run.resume else 0))
+
+    def save_position(mid: MidEpoch) -> None:
+        save_mid_epoch(mid, info, lambda done, position: _save_last(run, done, None, position))
+
     with GracefulStop(run.logger) as stop:
         for epoch in range(run.start_epoch, args.epochs + 1):
             if run.state.finished:
                 break
-            epoch_start = time.perf_counter()
+            resume, run.resume = run.resume, None
             out = train_one_epoch(train_model, run.loader, run.optimizer, run.scheduler,
                                   run.scaler, step, device=info.device, amp=run.amp,
                                   accum_steps=args.accum_steps, guard=guard, stop=stop,
-                                  epoch=epoch, desc=f"epoch {epoch}", is_main=info.is_main,
-                                  max_steps=args.max_steps_per_epoch, info=info)
+                                  epoch=epoch, desc=f"epoch {epoch}/{args.epochs}",
+                                  is_main=info.is_main, max_steps=args.max_steps_per_epoch,
+                                  info=info, resume=resume, checkpoint=save_position,
+                                  save_every_s=60 * args.save_every_minutes)
             if out["stopped"]:
-                _stopped(run, stop, epoch - 1, command)
+                stop.stop_run(run.last_path, out["position"].where(spe), command, run.logger,
+                              info.is_main)
             if args.scheduler == "hyperiqa":
                 reset_moments(run.optimizer)  # HyperIQA's solver rebuilds Adam after every epoch
-            _finish_epoch(run, args, info, epoch, out, time.perf_counter() - epoch_start)
+            _finish_epoch(run, args, info, epoch, out, clock)
             if not run.state.finished and stop.any_rank_requested(info):
-                _stopped(run, stop, epoch, command)
+                stop.stop_run(run.last_path, f"after epoch {epoch}", command, run.logger,
+                              info.is_main)
     return _final_test(run, args, info)
-
-
-def _stopped(run: FinetuneRun, stop: GracefulStop, epoch: int, command: str) -> None:
-    """Log how to resume and raise RunStopped."""
-    message = f"{stop.resume_message(run.last_path, epoch)}: {command} --resume"
-    run.logger.warning(message)
-    raise RunStopped(message, stop.exit_code)
 
 
 def _final_test(run: FinetuneRun, args: argparse.Namespace, info: DistInfo) -> dict:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -11,11 +10,18 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from common.distributed import DistInfo
-from common.errors import InvalidValueError
+from common.distributed import DistInfo, all_reduce_max
+from common.errors import CheckpointError, InvalidValueError
 from common.runlog import progress
 from common.runtime import autocast
 from data.iqa_dataset import FixedSizeCollate, collate_crops
+from engine.epoch_state import (
+    EpochTotals,
+    MidEpoch,
+    ResumableSampler,
+    rank_part,
+    restore_rank_rng,
+)
 from engine.train_state import GracefulStop, NonFiniteGuard
 
 STOP_CHECK_EVERY = 20  # optimizer steps between the ranks' stop agreements under DDP
@@ -31,6 +37,8 @@ class StepOutput:
     targets: torch.Tensor | None = None  # (N,)
 
 
+# A step function with RNG streams of its own also has rng_state() -> dict of tensors and
+# restore_rng_state(dict), so that a mid-epoch train state can continue them.
 StepFn = Callable[[torch.nn.Module, dict], StepOutput]
 
 
@@ -87,14 +95,35 @@ def _optimizer_step(optimizer, scheduler, scaler, guard) -> None:
     optimizer.zero_grad(set_to_none=True)
 
 
-def _should_stop(stop, info: DistInfo | None, steps: int, pending: int) -> bool:
-    """Whether to stop before the next batch; under DDP all ranks agree every few steps."""
-    if stop is None:
-        return False
+def _decide(stop, info: DistInfo | None, steps: int, save_due: bool) -> tuple[bool, bool]:
+    """(stop, save) before the next batch (called between accumulation groups); under DDP every
+    rank takes the same decisions, agreed every STOP_CHECK_EVERY steps (any rank's stop request
+    or due save counts for all)."""
+    requested = stop is not None and stop.requested
     if info is None or not info.distributed:
-        return stop.requested
-    # a collective (one host sync), only at a group boundary so every rank stops at the same step
-    return pending == 0 and steps % STOP_CHECK_EVERY == 0 and stop.any_rank_requested(info)
+        return requested, save_due
+    if steps % STOP_CHECK_EVERY:
+        return False, False
+    # a collective (one host sync), at a fixed cadence so every rank acts at the same step
+    flags = all_reduce_max(torch.tensor([requested, save_due], dtype=torch.uint8), info)
+    return bool(flags[0]), bool(flags[1])
+
+
+def _start_epoch(loader: Iterable, resume: MidEpoch | None, epoch: int) -> int:
+    """Let the sampler leave out the batches a resumed epoch has trained; returns their count."""
+    if resume is None:
+        return 0
+    sampler = getattr(loader, "sampler", None)
+    if not isinstance(sampler, ResumableSampler):
+        raise InvalidValueError("resuming inside an epoch needs a loader with a ResumableSampler")
+    full = len(loader)
+    if resume.epoch != epoch or full != resume.epoch_batches:
+        raise CheckpointError(
+            f"the train state was saved after batch {resume.batches} of epoch {resume.epoch}, "
+            f"an epoch of {resume.epoch_batches} batches; this run's epoch {epoch} has {full}: "
+            "resume with the data and flags the run was started with")
+    sampler.skip_next(resume.batches * loader.batch_size)
+    return resume.batches
 
 
 def train_one_epoch(
@@ -115,6 +144,9 @@ def train_one_epoch(
     is_main: bool,
     max_steps: int | None = None,
     info: DistInfo | None = None,
+    resume: MidEpoch | None = None,
+    checkpoint: Callable[[MidEpoch], None] | None = None,
+    save_every_s: float = 0.0,
 ) -> dict:
     """Train `model` for one epoch of `loader` with `step_fn(model, batch) -> StepOutput`.
 
@@ -124,9 +156,16 @@ def train_one_epoch(
     divided by `accum_steps`; the optimizer steps every
     `accum_steps` batches and on the last one, the scheduler once per optimizer step. Loss terms
     and predictions stay on the device until the epoch ends, so no step waits for the host.
-    `stop.requested` is checked between steps (under DDP, pass `info`: ranks agree every
-    STOP_CHECK_EVERY steps). Returns {"loss", <log names>, "predictions", "targets", "steps",
-    "skipped_batches", "skipped_images", "stopped", "images", "time_s"}.
+
+    A stop request is checked before each accumulation group (under DDP, pass `info`: ranks
+    agree every STOP_CHECK_EVERY steps); a stop calls `checkpoint` with the MidEpoch position,
+    as does the first group boundary `save_every_s` seconds (0: never) after the epoch's start
+    or its last such save. `resume` (a position
+    saved so) continues the epoch at its next batch: the sampler (a ResumableSampler) leaves out
+    the batches trained, the sums and RNG streams are restored. Returns {"loss", <log names>,
+    "predictions", "targets", "steps", "skipped_batches", "skipped_images", "stopped", "images",
+    "time_s", "position"} (counts and time over the whole epoch; "position": the MidEpoch of a
+    stop, else None).
     """
     if accum_steps < 1:
         raise InvalidValueError(f"accum_steps must be >= 1, got {accum_steps}")
@@ -134,26 +173,49 @@ def train_one_epoch(
     model.train()
     _set_epoch(loader, epoch)
     optimizer.zero_grad(set_to_none=True)
-    total = len(loader) if hasattr(loader, "__len__") else None
+    done = _start_epoch(loader, resume, epoch)
+    full = done + len(loader) if hasattr(loader, "__len__") else None
+    total = full
     if max_steps is not None and total is not None:
         total = min(total, max_steps * accum_steps)
-    loss_sum = torch.zeros((), device=device)
-    log_sums: dict[str, torch.Tensor] = {}
-    predictions: list[torch.Tensor] = []
-    targets: list[torch.Tensor] = []
-    batches = steps = skipped = skipped_images = images = pending = 0
-    stopped = False
+    totals, steps, earlier_s = EpochTotals(device), 0, 0.0
+    if resume is not None:
+        totals = EpochTotals.from_state(resume.rank["totals"], device)
+        steps, earlier_s = resume.steps, resume.time_s
+    batch_iter = iter(loader)  # draws the loader's seed from the global RNG...
+    if resume is not None:
+        restore_rank_rng(resume.rank, step_fn)  # ...so the saved streams are put back after it
+    pending = 0
     distributed = info is not None and info.distributed
-    batch_iter = progress(loader, desc=desc, total=total, enabled=is_main)
-    for seen, batch in enumerate(batch_iter, start=1):
-        if _should_stop(stop, info, steps, pending):
-            stopped = True
-            break
+
+    def position(seen: int) -> MidEpoch:
+        if guard is not None:  # the saved state holds only checked batches
+            totals.skipped_batches += guard.finish()
+        return MidEpoch(epoch, seen, steps, full or seen, earlier_s + time.perf_counter() - start,
+                        rank_part(totals, step_fn))
+
+    stopped = None
+    last_save, saved_steps = time.perf_counter(), steps
+    decides = stop is not None or (checkpoint is not None and save_every_s > 0)
+    bar = progress(batch_iter, desc=desc, total=total, enabled=is_main, initial=done)
+    for seen, batch in enumerate(bar, start=done + 1):
+        if pending == 0 and decides:  # between groups: this batch is the first a resume trains
+            due = (save_every_s > 0 and steps > saved_steps
+                   and time.perf_counter() - last_save >= save_every_s)
+            stop_now, save_now = _decide(stop, info, steps, due)
+            if stop_now or save_now:
+                here = position(seen - 1)
+                if checkpoint is not None:
+                    checkpoint(here)
+                last_save, saved_steps = time.perf_counter(), steps
+                if stop_now:
+                    stopped = here
+                    break
         empty = batch is None or bool(batch.get("empty"))
         if empty:
-            skipped += 1
+            totals.skipped_batches += 1
         if batch is not None:
-            skipped_images += int(batch.get("n_skipped", 0))
+            totals.skipped_images += int(batch.get("n_skipped", 0))
         if not empty or (batch is not None and distributed):
             pending += 1
             ends_group = pending == accum_steps or seen == total
@@ -166,29 +228,21 @@ def train_one_epoch(
                 loss = guard.update(loss, batch.get("name"))
             scaler.scale(loss / accum_steps).backward()
         if not empty:
-            batches += 1
-            images += int(batch["image"].shape[0])
-            loss_sum += loss.detach()
-            for key, value in out.logs.items():
-                log_sums[key] = log_sums.get(key, torch.zeros((), device=device)) + value.float()
-            if out.predictions is not None:
-                predictions.append(out.predictions.float())
-                targets.append(out.targets.float())
-        if pending and (pending == accum_steps or seen == total):
-            _optimizer_step(optimizer, scheduler, scaler, guard)
-            pending = 0
-            steps += 1
+            totals.add(loss, out.logs, int(batch["image"].shape[0]), out.predictions,
+                       out.targets)
+        if not pending or not (pending == accum_steps or seen == total):
+            continue
+        _optimizer_step(optimizer, scheduler, scaler, guard)
+        pending = 0
+        steps += 1
         if max_steps is not None and steps >= max_steps:
             break
     if pending:  # the loader ended inside an accumulation group (its length was unknown)
         _optimizer_step(optimizer, scheduler, scaler, guard)
         steps += 1
     if guard is not None:
-        skipped += guard.finish()
-    result = {"loss": (loss_sum / batches).item() if batches else math.nan}
-    result.update({key: (value / batches).item() for key, value in log_sums.items()})
-    result["predictions"] = torch.cat(predictions).cpu().numpy() if predictions else None
-    result["targets"] = torch.cat(targets).cpu().numpy() if targets else None
-    result.update(steps=steps, skipped_batches=skipped, skipped_images=skipped_images,
-                  stopped=stopped, images=images, time_s=time.perf_counter() - start)
+        totals.skipped_batches += guard.finish()
+    result = totals.result()
+    result.update(steps=steps, stopped=stopped is not None, position=stopped,
+                  time_s=earlier_s + time.perf_counter() - start)
     return result

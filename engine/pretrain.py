@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.optim.lr_scheduler import LambdaLR
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from common.checkpoint import atomic_save
 from common.cli import save_args
@@ -25,7 +25,7 @@ from common.distributed import (
     wrap_ddp,
 )
 from common.errors import CheckpointError, InvalidValueError, RunStopped
-from common.runlog import MetricsJournal
+from common.runlog import MetricsJournal, RunClock
 from common.runtime import (
     compile_or_eager,
     count_parameters,
@@ -35,6 +35,7 @@ from common.vocabulary import EXIT_COLLAPSE
 from data.degradations import parse_distortions
 from data.images import ImageCache
 from data.iqa_dataset import UnlabeledPairDataset
+from engine.epoch_state import MidEpoch, ResumableSampler, position_for_rank, save_mid_epoch
 from engine.loop import train_one_epoch, training_loader
 from engine.optim import (
     build_optimizer,
@@ -132,8 +133,8 @@ def _run_config(args: argparse.Namespace, distortions: list[str], pairs: Sequenc
 def _make_loader(dataset: UnlabeledPairDataset, args: argparse.Namespace, info: DistInfo,
                  logger: logging.Logger) -> DataLoader:
     """Shuffled loader (order fixed by --seed and the epoch); each process reads its share."""
-    sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank,
-                                 shuffle=True, seed=args.seed)
+    sampler = ResumableSampler(dataset, num_replicas=info.world_size, rank=info.rank,
+                               shuffle=True, seed=args.seed)
     drop_last = len(sampler) >= args.batch_size
     if not drop_last:
         logger.warning("only %d image(s) per process, fewer than --batch_size %d: one smaller "
@@ -158,7 +159,9 @@ class PretrainRun:
     scaler: torch.amp.GradScaler
     amp: str
     start_epoch: int
+    steps_per_epoch: int
     validation: ZeroShotValidation | None = None
+    resume: MidEpoch | None = None  # where a run saved inside an epoch continues
 
     @property
     def last_path(self) -> Path:
@@ -206,12 +209,16 @@ def setup_run(args: argparse.Namespace, info: DistInfo) -> PretrainRun:
                                 args.warmup_epochs)
     scaler = make_grad_scaler(info.device, amp)
     run = PretrainRun(name, run_dir, logger, config, distortions, model, loader, optimizer,
-                      scheduler, scaler, amp, start_epoch=1, validation=validation)
+                      scheduler, scaler, amp, start_epoch=1, steps_per_epoch=steps_per_epoch,
+                      validation=validation)
     if state_path is not None:
         state = load_train_state(state_path, model, optimizer, scheduler, scaler, info.rank,
                                  expected=PRETRAIN)
         run.start_epoch = state["epoch"] + 1
-        logger.info("resumed from %s after epoch %d", state_path, state["epoch"])
+        if state["position"] is not None:
+            run.resume = position_for_rank(state["position"], state_path, info)
+        logger.info("resumed from %s %s", state_path, run.resume.where(steps_per_epoch)
+                    if run.resume else f"after epoch {state['epoch']}")
         note_epochs_change(folder.saved_args, args.epochs, optimizer, scheduler, "cosine",
                            state["epoch"], logger)
     if info.is_main:
@@ -254,9 +261,9 @@ def _validate(run: PretrainRun, record: dict) -> bool:
 
 
 def _finish_epoch(run: PretrainRun, args: argparse.Namespace, epoch: int, record: dict,
-                rank_rngs: list[dict] | None) -> str | None:
-    """Main process: validation, epoch and best checkpoints, metrics line, last.pkl, log line;
-    returns the collapse warning of this epoch, if any."""
+                  rank_rngs: list[dict] | None, clock: RunClock) -> str | None:
+    """Main process: validation, epoch and best checkpoints, metrics line, last.pkl, log line
+    (with the run's time left); returns the collapse warning of this epoch, if any."""
     size = run.model.encoder.model_size
     if _validate(run, record):
         atomic_save(make_encoder_checkpoint(run.model, run.config, epoch, record),
@@ -271,10 +278,11 @@ def _finish_epoch(run: PretrainRun, args: argparse.Namespace, epoch: int, record
     skipped = record["skipped_batches"]
     val = f" | val SRCC {record['val_srcc']:.4f}" if "val_srcc" in record else ""
     run.logger.info(
-        "epoch %d | loss %.4f | consistency %.4f | ranking %.4f | rank acc %.3f | spread %.2e%s"
-        " | lr %.2e | time %.1fs%s", epoch, record["loss"], record["consistency"],
-        record["ranking"], record["rank_accuracy"], record["level_spread"], val, record["lr"],
-        record["time_s"], f" | skipped {skipped} batches" if skipped else "")
+        "epoch %d/%d | loss %.4f | consistency %.4f | ranking %.4f | rank acc %.3f | spread %.2e"
+        "%s | lr %.2e | time %.1fs | %s%s", epoch, args.epochs, record["loss"],
+        record["consistency"], record["ranking"], record["rank_accuracy"],
+        record["level_spread"], val, record["lr"], record["time_s"],
+        clock.eta(epoch * run.steps_per_epoch), f" | skipped {skipped} batches" if skipped else "")
     warning = collapse_message(record, args.margin)
     if warning:
         run.logger.warning("%s\n%s\n%s", "!" * 78, warning, "!" * 78)
@@ -292,22 +300,14 @@ def _validate_untrained(run: PretrainRun) -> None:
                     record["val_srcc"])
 
 
-def _stopped(run: PretrainRun, stop: GracefulStop, epochs_done: int, command: str | None,
-             info: DistInfo) -> None:
-    """After SIGTERM/SIGINT: say how to resume and raise RunStopped (exit code 128 + signal)."""
-    if run.last_path.is_file():
-        message = (f"{stop.resume_message(run.last_path, epochs_done)}; for example: "
-                   f"{command or 'python pretrain_qualiclip.py <same flags>'} --resume "
-                   f"{run.last_path}")
-    else:
-        message = (f"stopped by {stop.signal_name} before the first epoch ended: nothing to "
-                   "resume, run the command again")
-    if info.is_main:
-        run.logger.warning(message)
-    raise RunStopped(message, stop.exit_code)
+def _save_position(run: PretrainRun, info: DistInfo, mid: MidEpoch) -> None:
+    """Every rank: last.pkl at `mid`, a point inside an epoch (rank 0 writes it)."""
+    save_mid_epoch(mid, info, lambda done, position: save_train_state(
+        run.last_path, run.model, run.optimizer, run.scheduler, run.scaler, done,
+        {"run_name": run.name}, run.config, run.model.encoder.model_size, position=position))
 
 
-def pretrain(args: argparse.Namespace, info: DistInfo, command: str | None = None) -> dict:
+def pretrain(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
     """Run (or resume) QualiCLIP pretraining; returns the run folder, final checkpoint, metrics.
 
     `command` (the command line) is quoted in the message that tells how to resume after a stop.
@@ -322,22 +322,29 @@ def pretrain(args: argparse.Namespace, info: DistInfo, command: str | None = Non
     guard = NonFiniteGuard(skip=args.skip_nonfinite,
                            last_checkpoint=str(run.last_path) if run.start_epoch > 1 else None,
                            info=info)
+    spe = run.steps_per_epoch
+    clock = RunClock(args.epochs * spe,
+                     (run.start_epoch - 1) * spe + (run.resume.steps if run.resume else 0))
     with GracefulStop(run.logger) as stop:
         for epoch in range(run.start_epoch, args.epochs + 1):
             step_fn = QualiCLIPStep(args, run.distortions, info.device,
                                     seed=_stream_seed(args.seed, epoch, info.rank))
+            resume, run.resume = run.resume, None
             result = train_one_epoch(
                 ddp_model, run.loader, run.optimizer, run.scheduler, run.scaler, step_fn,
                 device=info.device, amp=run.amp, accum_steps=args.accum_steps, guard=guard,
                 stop=stop, epoch=epoch, desc=f"pretrain {epoch}/{args.epochs}",
                 is_main=info.is_main, max_steps=args.max_steps_per_epoch, info=info,
+                resume=resume, checkpoint=lambda mid: _save_position(run, info, mid),
+                save_every_s=60 * args.save_every_minutes,
             )
-            if result["stopped"]:  # the partial epoch is not saved: a resume redoes it whole
-                run.logger.warning("stopped during epoch %d, which a resume redoes", epoch)
-                _stopped(run, stop, epoch - 1, command, info)
+            if result["stopped"]:
+                stop.stop_run(run.last_path, result["position"].where(spe), command,
+                              run.logger, info.is_main)
             record = _epoch_record(epoch, result, run.optimizer.param_groups[0]["lr"], info)
             rank_rngs = all_rank_rngs(info)
-            warning = _finish_epoch(run, args, epoch, record, rank_rngs) if info.is_main else None
+            warning = (_finish_epoch(run, args, epoch, record, rank_rngs, clock)
+                       if info.is_main else None)
             guard.last_checkpoint = str(run.last_path)
             warning = broadcast_object(warning, info)
             if warning and args.stop_on_collapse:
@@ -350,7 +357,8 @@ def pretrain(args: argparse.Namespace, info: DistInfo, command: str | None = Non
                 raise RunStopped(message, EXIT_COLLAPSE)
             barrier(info)
             if stop.any_rank_requested(info):
-                _stopped(run, stop, epoch, command, info)
+                stop.stop_run(run.last_path, f"after epoch {epoch}", command, run.logger,
+                              info.is_main)
 
     final = run.run_dir / final_checkpoint_name(run.model.encoder.model_size)
     if info.is_main and args.epochs == 0:

@@ -130,6 +130,15 @@ class QualiCLIPStep:
         self.type_generator = torch.Generator().manual_seed(seed)
         self.generator = torch.Generator(device=device).manual_seed(seed)
 
+    def rng_state(self) -> dict:
+        """The states of the step's generators (a mid-epoch train state saves them)."""
+        return {"types": self.type_generator.get_state(), "levels": self.generator.get_state()}
+
+    def restore_rng_state(self, state: dict) -> None:
+        """Continue the generators from states rng_state() returned."""
+        self.type_generator.set_state(state["types"])
+        self.generator.set_state(state["levels"])
+
     def degrade(self, crops: torch.Tensor) -> torch.Tensor:
         """(B, 2, 3, H, W) float crops -> (2, B, L+1, 3, H, W), the same type per image pair."""
         b = crops.shape[0]

@@ -19,9 +19,10 @@ from common.errors import UserError
 # Flags that may differ between a run and its resumption; changes are logged.
 RESUMABLE_FLAGS = frozenset({
     "epochs",  # extending a run (the schedule is recomputed, see schedule_change_note)
-    "resume", "model_name", "output_dir", "log_dir", "cache_dir", "data_root",  # locations
+    # locations (--config: where the flags were read from)
+    "resume", "config", "model_name", "output_dir", "log_dir", "cache_dir", "data_root",
     "device", "num_workers", "amp", "compile", "grad_checkpointing",  # machine and speed
-    "eval_batch_size", "skip_nonfinite",
+    "eval_batch_size", "skip_nonfinite", "save_every_minutes",
     "stop_on_collapse",  # going on after a collapse stop is the user's call, the run is the same
 })
 

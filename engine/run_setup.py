@@ -12,7 +12,7 @@ from typing import Any
 from common.distributed import DistInfo, check_shared_folder
 from common.errors import RunExistsError
 from common.files import check_writable
-from common.runlog import setup_logger
+from common.runlog import log_file_of, setup_logger
 from common.runtime import configure_backends, resolve_amp, seed_everything
 from engine.resume_check import check_resume_flags
 from engine.run_kind import RunKind, resume_state
@@ -45,6 +45,7 @@ def open_run(args: argparse.Namespace, info: DistInfo, name: str, *, kind: RunKi
         check_writable(args.log_dir)
     check_shared_folder(run_dir, info)
     logger = setup_logger(name, args.log_dir, info.is_main)
+    logger.info("run folder %s, log %s", run_dir, log_file_of(logger))
     saved = check_resume_flags(args, resume_path, kind.config_name, logger)
     found = [marker for marker in markers if (run_dir / marker).exists()]
     if not args.resume and found:

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
@@ -23,7 +23,7 @@ from common.checkpoint import (
     rng_state,
 )
 from common.distributed import DistInfo, all_reduce_max, unwrap
-from common.errors import CheckpointError, InvalidValueError, UserError
+from common.errors import CheckpointError, InvalidValueError, RunStopped, UserError
 from engine.run_kind import RunKind, kind_of_config, wrong_kind_message
 
 GUARD_CHECK_EVERY = 50  # batches between the NaN/Inf guard's host checks
@@ -40,11 +40,13 @@ def save_train_state(
     config: dict,
     model_size: str,
     rank_rngs: list[dict] | None = None,
+    position: dict | None = None,
 ) -> None:
     """Write a "train_state" checkpoint: model, optimizer, scheduler, scaler, RNG, last done epoch.
 
     `epoch` is the last COMPLETED epoch; `extra` holds plain values such as the best score and
-    the early-stopping counter; `rank_rngs` every rank's RNG state (all_rank_rngs) under DDP.
+    the early-stopping counter; `rank_rngs` every rank's RNG state (all_rank_rngs) under DDP;
+    `position` where the epoch after it stands when saved in its middle (gather_position).
     """
     check_json_able(extra, "extra")
     ckpt = make_checkpoint(
@@ -60,6 +62,7 @@ def save_train_state(
         scaler=scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
         rng=rng_state(),
         rank_rngs=rank_rngs,
+        position=position,
     )
     atomic_save(ckpt, path)
 
@@ -82,7 +85,8 @@ def load_train_state(
     rank: int = 0,
     expected: RunKind | None = None,
 ) -> dict:
-    """Restore everything save_train_state wrote; returns {"epoch", "extra", "config"}.
+    """Restore everything save_train_state wrote; returns {"epoch", "extra", "config",
+    "position"} ("position": None unless saved in the middle of an epoch).
 
     `rank` gets its own saved RNG stream; a rank the saving run did not have keeps the one it
     was seeded with. A train state of another kind of run than `expected` is refused.
@@ -111,7 +115,8 @@ def load_train_state(
     streams = ckpt.get("rank_rngs") or [ckpt["rng"]]
     if rank < len(streams):
         restore_rng_state(streams[rank])
-    return {"epoch": int(ckpt["epoch"]), "extra": ckpt.get("extra", {}), "config": ckpt["config"]}
+    return {"epoch": int(ckpt["epoch"]), "extra": ckpt.get("extra", {}), "config": ckpt["config"],
+            "position": ckpt.get("position")}
 
 
 class GracefulStop:
@@ -173,13 +178,20 @@ class GracefulStop:
         """Exit status after the stop: 128 + the signal's number (SIGTERM's when another rank's)."""
         return 128 + int(signal.Signals[self.signal_name] if self.signal_name else signal.SIGTERM)
 
-    def resume_message(self, state_path: str | os.PathLike, epoch: int) -> str:
-        """The line to print on exit: what was saved and how to continue."""
+    def resume_message(self, state_path: str | os.PathLike, where: str, command: str) -> str:
+        """The line to print on exit: where the run stopped ("after epoch 2", "in epoch 3 after
+        step 18 of 29"), what was saved and the command that continues it."""
         cause = self.signal_name or "a signal to another rank"
-        return (
-            f"stopped by {cause} after epoch {epoch}; train state saved to "
-            f"{state_path}. Resume with the same command plus --resume (or --resume {state_path})"
-        )
+        return (f"stopped by {cause} {where}; train state saved to {state_path}. Resume with: "
+                f"{command} --resume {state_path}")
+
+    def stop_run(self, state_path: str | os.PathLike, where: str, command: str,
+                 logger: Any, is_main: bool) -> NoReturn:
+        """Log (main process) how to resume and raise RunStopped (exit status 128 + signal)."""
+        message = self.resume_message(state_path, where, command)
+        if is_main:
+            logger.warning(message)
+        raise RunStopped(message, self.exit_code)
 
 
 class NonFiniteLossError(UserError, RuntimeError):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from common import runlog
 from common.runlog import PACKAGE_LOGGERS, MetricsJournal, log_file_of, progress, setup_logger
 
 
@@ -88,3 +89,15 @@ def test_progress_off_and_non_tty(monkeypatch: pytest.MonkeyPatch) -> None:
     assert list(bar) == items
     assert bar.ascii and bar.mininterval == 30.0
     assert "train" in err.getvalue()
+
+
+def test_run_clock_and_durations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The time left follows the pace of the steps trained in this process."""
+    now = [100.0]
+    monkeypatch.setattr(runlog.time, "perf_counter", lambda: now[0])
+    clock = runlog.RunClock(total_steps=100, done_steps=20)  # resumed after 20 steps
+    assert clock.eta(20) == "ETA ?"
+    now[0] += 30.0
+    assert clock.eta(50) == "ETA 50s"  # 1 s a step, 50 to go
+    assert clock.eta(100) == "ETA 0s"
+    assert [runlog.format_duration(s) for s in (4.4, 245, 7380)] == ["4s", "4m05s", "2h03m"]

@@ -7,13 +7,14 @@ import contextlib
 import json
 import logging
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from common import runtime
-from common.cli import add_common_args, run_script, save_args
+from common.cli import add_common_args, command_line, run_script, save_args
 from common.errors import DeviceError
 from common.runtime import (
     autocast,
@@ -226,3 +227,25 @@ def test_amp_bf16_refused_without_any_bf16(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "Old GPU")
     with pytest.raises(DeviceError, match="Old GPU has no bf16 support"):
         resolve_amp("bf16", "cuda:0")
+
+
+def test_command_line_names_the_interpreter_that_ran_it(monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:
+    """The resume command quotes the interpreter (relative where shorter) and the launcher,
+    never a bare `python`, and leaves out an earlier --resume."""
+    for name in ("WORLD_SIZE", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / ".venv" / "bin" / "python"))
+    script = tmp_path / "train_swin.py"
+    argv = ["--resume", "runs/a/last.pkl", "--model_name", "a b", "--epochs", "3"]
+    assert command_line(script, argv, drop="--resume") == (
+        ".venv/bin/python train_swin.py --model_name 'a b' --epochs 3")
+    assert command_line(script, ["--epochs", "3", "--resume"], drop="--resume") == (
+        ".venv/bin/python train_swin.py --epochs 3")
+    monkeypatch.setattr(sys, "executable", "/usr/bin/python3")  # shorter than ../../usr/...
+    assert command_line(script, ["--resume=x"], drop="--resume") == "/usr/bin/python3 train_swin.py"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert command_line(script, []) == (
+        "/usr/bin/python3 -m torch.distributed.run --standalone --nproc_per_node 2 train_swin.py")

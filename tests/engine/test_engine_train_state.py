@@ -64,7 +64,7 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     model2, opt2, sched2, scaler2 = _setup(seed=123)
     torch.manual_seed(999)  # a different RNG state that load_train_state must undo
     state = load_train_state(path, model2, opt2, sched2, scaler2)
-    assert state == {"epoch": 0, "extra": extra, "config": {"lr": 1e-2}}
+    assert state == {"epoch": 0, "extra": extra, "config": {"lr": 1e-2}, "position": None}
     _train(model2, opt2, sched2, 5)
     for a, b in zip(expected, model2.parameters(), strict=True):
         assert torch.equal(a, b)
@@ -106,7 +106,11 @@ def test_graceful_stop_sets_flag_then_second_signal_interrupts(signum: int) -> N
         with pytest.raises(KeyboardInterrupt, match=r"second"):
             os.kill(os.getpid(), signum)
     assert signal.getsignal(signum) is before
-    assert "--resume" in stop.resume_message("run/last.pkl", 4)
+    assert stop.resume_message("run/last.pkl", "in epoch 4 after step 18 of 29",
+                               ".venv/bin/python train_swin.py --epochs 9") == (
+        f"stopped by {signal.Signals(signum).name} in epoch 4 after step 18 of 29; train state "
+        "saved to run/last.pkl. Resume with: .venv/bin/python train_swin.py --epochs 9 "
+        "--resume run/last.pkl")
 
 
 def _batches(model: nn.Module, bad: set[int], steps: int):

@@ -80,7 +80,7 @@ def test_train_swin_under_torchrun(finetune_run: Path, demo_root: Path) -> None:
     assert load_checkpoint(finetune_run / "best_model.pkl", "full")["epoch"] == 1
     assert load_checkpoint(finetune_run / "last.pkl", "train_state")["epoch"] == 1
     log = (finetune_run.parents[1] / "logs" / "ddp.log").read_text()
-    assert log.count("epoch 1 |") == 1
+    assert log.count("epoch 1/1 |") == 1
     results = json.loads((finetune_run / "results.json").read_text())
     n_test = sum(row.split == "test" for row in read_rows("koniq10k", demo_root))
     assert results["test"]["n"] == n_test
@@ -102,7 +102,7 @@ def test_pretrain_under_torchrun(demo_root: Path, tmp_path: Path) -> None:
     assert json.loads((run_dir / "pretrain_config.json").read_text())["world_size"] == 2
     ckpt = load_checkpoint(run_dir / "swin_micro_qualiclip_pretrained.pkl", "encoder")
     assert ckpt["epoch"] == 1 and ckpt["model_size"] == "micro"
-    assert (tmp_path / "logs" / "ddp_pre.log").read_text().count("epoch 1 |") == 1
+    assert (tmp_path / "logs" / "ddp_pre.log").read_text().count("epoch 1/1 |") == 1
 
 
 def test_test_swin_two_processes_match_one(finetune_run: Path, demo_root: Path,

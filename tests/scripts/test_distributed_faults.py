@@ -1,5 +1,5 @@
-"""Pretraining with two ranks: a stop on one rank stops both, a collapse stops both after the same
-epoch; an unreadable image hangs neither.
+"""Pretraining with two ranks: a stop on one rank stops both (and the run resumes where they
+stood), a collapse stops both after the same epoch; an unreadable image hangs neither.
 
 Both would hang before ranks agreed (collectives that no longer pair up): each run has a timeout
 so a hang fails the test instead of blocking the suite.
@@ -16,47 +16,55 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
+
+from common.checkpoint import load_checkpoint
+from common.runlog import MetricsJournal
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLI_TIMEOUT_S = 240
 STOP_CHECK_EVERY = 2  # the ranks' stop agreement every 2 steps instead of 20 keeps epochs short
 IMAGES = 8  # batch 1, two ranks: 4 steps per rank and epoch
 SIGNAL_AT_CALL = IMAGES // 2 + 1  # rank 1 gets SIGTERM in the first step of epoch 2
+PRETRAIN = "pretrain_qualiclip.py"
 
 
-def _tiny_pretraining(image_dir: Path, out: Path) -> list[str]:
+def _tiny_pretraining(image_dir: Path, out: Path, name: str) -> list[str]:
     """Flags of a two-epoch micro pretraining run on a folder of images."""
     return ["--image_dir", str(image_dir), "--model_size", "micro", "--imagenet_weights", "none",
             "--device", "cpu", "--num_workers", "0", "--crop_size", "64", "--batch_size", "1",
             "--epochs", "2", "--save_every", "0", "--warmup_epochs", "0",
             "--distortions", "gaussian_blur", "--output_dir", str(out / "runs"),
             "--log_dir", str(out / "logs"), "--cache_dir", str(out / "cache"),
-            "--model_name", "stop"]
+            "--model_name", name]
 
 
-def _stop_worker(info, argv: list[str], out: Path) -> None:
+def _counting_worker(info, argv: list[str], out: Path, tag: str, signal_at: int) -> None:
+    """One rank of pretrain_qualiclip.py; records the images of every step it trains, and sends
+    itself SIGTERM at step call `signal_at` when it is rank 1."""
     import engine.loop
     import engine.pretrain
     from common.errors import RunStopped
     from pretrain_qualiclip import main
 
     engine.loop.STOP_CHECK_EVERY = STOP_CHECK_EVERY
-    calls = []
+    calls: list[list[str]] = []
     step = engine.pretrain.QualiCLIPStep.__call__
 
     def counted(self, model, batch):
-        calls.append(1)
-        if info.rank == 1 and len(calls) == SIGNAL_AT_CALL:
+        calls.append(list(batch["name"]))
+        if info.rank == 1 and len(calls) == signal_at:
             os.kill(os.getpid(), signal.SIGTERM)
         return step(self, model, batch)
 
     engine.pretrain.QualiCLIPStep.__call__ = counted
+    record: dict = {}
     try:
         main(argv)
-    except RunStopped as stopped:  # the only way the run may end here
-        (out / f"rank{info.rank}.json").write_text(json.dumps(
-            {"calls": len(calls), "exit_code": stopped.exit_code, "message": str(stopped)}))
+    except RunStopped as stopped:
+        record.update(exit_code=stopped.exit_code, message=str(stopped))
+    (out / f"{tag}_rank{info.rank}.json").write_text(json.dumps({"calls": calls, **record}))
 
 
 def _random_images(tmp_path: Path) -> Path:
@@ -70,18 +78,41 @@ def _random_images(tmp_path: Path) -> Path:
     return image_dir
 
 
-def test_sigterm_on_one_rank_stops_every_rank(two_ranks, tmp_path: Path) -> None:
-    """SIGTERM to rank 1 mid-epoch: both ranks stop after the same step, exit 143, resumable."""
+def test_sigterm_on_one_rank_stops_every_rank_and_resumes_mid_epoch(two_ranks,
+                                                                   tmp_path: Path) -> None:
+    """SIGTERM to rank 1 mid-epoch: both ranks stop after the same step, exit 143, with the
+    position saved; the resumed run trains only the steps left, on each rank, and ends with
+    the weights of a run never stopped."""
     image_dir = _random_images(tmp_path)
-    two_ranks(_stop_worker, _tiny_pretraining(image_dir, tmp_path), tmp_path)
-    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    cut = _tiny_pretraining(image_dir, tmp_path, "stop")
+    two_ranks(_counting_worker, cut, tmp_path, "stop", SIGNAL_AT_CALL)
+    two_ranks(_counting_worker, [*cut, "--resume"], tmp_path, "resume", 0)
+    two_ranks(_counting_worker, _tiny_pretraining(image_dir, tmp_path, "whole"), tmp_path,
+              "whole", 0)
+    runs = {tag: [json.loads((tmp_path / f"{tag}_rank{r}.json").read_text()) for r in (0, 1)]
+            for tag in ("stop", "resume", "whole")}
     steps_per_epoch = IMAGES // 2
-    assert r0["calls"] == r1["calls"] == steps_per_epoch + STOP_CHECK_EVERY
-    assert r0["exit_code"] == r1["exit_code"] == 128 + signal.SIGTERM
-    assert "after epoch 1;" in r0["message"] and "after epoch 1;" in r1["message"]
+    stopped_at = steps_per_epoch + STOP_CHECK_EVERY
+    last = tmp_path / "runs" / "stop" / "last.pkl"
+    for rank in (0, 1):
+        stop, resume, whole = (runs[tag][rank] for tag in ("stop", "resume", "whole"))
+        assert len(stop["calls"]) == stopped_at and stop["exit_code"] == 128 + signal.SIGTERM
+        assert f"in epoch 2 after step {STOP_CHECK_EVERY} of {steps_per_epoch};" in (
+            stop["message"])
+        assert "exit_code" not in resume and "exit_code" not in whole
+        assert len(resume["calls"]) == 2 * steps_per_epoch - stopped_at  # nothing trained twice
+        assert stop["calls"] + resume["calls"] == whole["calls"]
+    assert runs["resume"][0]["calls"] != runs["resume"][1]["calls"]  # each rank its own share
     log = (tmp_path / "logs" / "stop.log").read_text()
-    assert "stopped during epoch 2" in log and "stopped by a signal to another rank" in log
-    assert f"--resume {tmp_path / 'runs' / 'stop' / 'last.pkl'}" in log
+    assert "stopped by a signal to another rank in epoch 2" in log
+    assert f"-m torch.distributed.run --standalone --nproc_per_node 2 {PRETRAIN} " in log
+    assert f"--resume {last}" in log
+    assert f"resumed from {last} in epoch 2 after step {STOP_CHECK_EVERY} of 4" in log
+    records = MetricsJournal(last.parent / "metrics.jsonl").read()
+    assert [(r["epoch"], r["steps"], r["images"]) for r in records] == [(1, 4, 8), (2, 4, 8)]
+    ours = load_checkpoint(last, "train_state")["state_dict"]
+    theirs = load_checkpoint(tmp_path / "runs" / "whole" / "last.pkl")["state_dict"]
+    assert all(torch.equal(ours[key], theirs[key]) for key in theirs)
 
 
 def _collapse_worker(info, argv: list[str], out: Path) -> None:
@@ -101,7 +132,7 @@ def test_a_collapse_stops_every_rank_after_the_same_epoch(two_ranks, tmp_path: P
     from common.vocabulary import EXIT_COLLAPSE
 
     # a ranking margin of 1000: every real spread of scores is below a tenth of it
-    argv = [*_tiny_pretraining(_random_images(tmp_path), tmp_path), "--stop_on_collapse",
+    argv = [*_tiny_pretraining(_random_images(tmp_path), tmp_path, "stop"), "--stop_on_collapse",
             "--margin", "1000", "--max_steps_per_epoch", "1"]
     two_ranks(_collapse_worker, argv, tmp_path)
     r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
@@ -164,5 +195,5 @@ def test_truncated_jpeg_does_not_hang_two_ranks(demo_root: Path, tmp_path: Path)
     assert process.returncode == 0, output[-5000:]
     log = (out / "logs" / "truncated.log").read_text()
     assert bad in output  # named by the rank that read it
-    assert "epoch 1 |" in log and "skipped 1 batches" in log
+    assert "epoch 1/1 |" in log and "skipped 1 batches" in log
     assert (out / "runs" / "truncated" / "swin_micro_qualiclip_pretrained.pkl").is_file()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -20,6 +22,7 @@ import engine.pretrain
 import engine.pretrain_setup
 import pretrain_qualiclip
 from common.checkpoint import load_checkpoint
+from common.cli import parse_with_config, run_script
 from common.errors import CheckpointError, RunExistsError
 from common.runlog import MetricsJournal
 from data.images import ImageCache
@@ -125,8 +128,12 @@ def test_run_folder_has_all_files(simplified_run: dict, image_dir: Path) -> None
     log = (simplified_run["out"] / "logs" / "simple.log").read_text()
     lines = [ln for ln in log.splitlines() if "| consistency" in ln]
     assert len(lines) == 16
-    assert all(f"epoch {i} | loss " in ln for i, ln in enumerate(lines, start=1))
+    assert all(f"epoch {i}/16 | loss " in ln for i, ln in enumerate(lines, start=1))
     assert all("| ranking " in ln and "| lr " in ln and "| time " in ln for ln in lines)
+    assert all(re.search(r"\| ETA (\d+s|\d+m\d\ds)(\s|$)", ln) for ln in lines[:-1])
+    assert lines[-1].endswith("| ETA 0s")
+    start = f"run folder {run_dir}, log {simplified_run['out'] / 'logs' / 'simple.log'}"
+    assert start in log and log.index(start) < log.index(lines[0])
     assert all("| rank acc " in ln and "| spread " in ln and "| val SRCC " in ln for ln in lines)
     assert "label-free validation: 1 held-out images" in log
 
@@ -292,6 +299,67 @@ def test_kill_sigterm_and_resume_keep_each_epoch_once(demo_root: Path, tmp_path:
     assert saved["config"]["source"] == "koniq10k training split"
     assert saved["config"]["n_images"] == 112  # the demo KonIQ training split only, no test image
     assert saved["args"]["lr"] == 1e-3 and saved["config"]["lr"] == 1e-3  # micro's default
+
+
+def test_sigint_inside_an_epoch_resumes_at_the_next_step(
+    demo_root: Path, image_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGINT during step 2 of epoch 2 (of 3): saved after that step, the resumed run trains
+    step 3 only (the same crops and degradations) and ends with the uninterrupted weights."""
+    monkeypatch.chdir(REPO_ROOT)
+    monkeypatch.setattr(sys, "executable", str(REPO_ROOT / ".venv" / "bin" / "python"))
+    calls: list[list[str]] = []
+    signal_at = [0]
+    real_step = engine.pretrain.QualiCLIPStep.__call__
+
+    def counted(self, model, batch):
+        calls.append(list(batch["name"]))
+        if len(calls) == signal_at[0]:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_step(self, model, batch)
+
+    monkeypatch.setattr(engine.pretrain.QualiCLIPStep, "__call__", counted)
+    flags = ("--image_dir", str(image_dir), "--epochs", "2", "--batch_size", "2",
+             "--save_every", "0", "--distortions", "noise,blur")  # 7 images: 3 steps an epoch
+    pretrain_qualiclip.main(_args(demo_root, tmp_path, "whole", *flags))
+    whole = list(calls)
+
+    calls.clear()
+    signal_at[0] = 5
+    argv = _args(demo_root, tmp_path, "cut", *flags)
+    assert run_script(lambda: pretrain_qualiclip.main(argv)) == 128 + signal.SIGINT
+    run_dir = tmp_path / "runs" / "cut"
+    last = run_dir / "last.pkl"
+    log = (tmp_path / "logs" / "cut.log").read_text()
+    assert (f"stopped by SIGINT in epoch 2 after step 2 of 3; train state saved to {last}. "
+            f"Resume with: .venv/bin/python pretrain_qualiclip.py {shlex.join(argv)} --resume "
+            f"{last}") in log
+    first = list(calls)
+
+    calls.clear()
+    signal_at[0] = 0
+    pretrain_qualiclip.main([*argv, "--resume"])
+    assert f"resumed from {last} in epoch 2 after step 2 of 3" in (
+        tmp_path / "logs" / "cut.log").read_text()
+    assert len(first) == 5 and len(calls) == 1 and first + calls == whole
+    records = MetricsJournal(run_dir / "metrics.jsonl").read()
+    expected = MetricsJournal(tmp_path / "runs" / "whole" / "metrics.jsonl").read()
+    assert [(r["epoch"], r["steps"], r["images"]) for r in records] == [(1, 3, 6), (2, 3, 6)]
+    assert records[1]["loss"] == pytest.approx(expected[1]["loss"], rel=1e-6)
+    ours = load_checkpoint(last, "train_state")["state_dict"]
+    theirs = load_checkpoint(tmp_path / "runs" / "whole" / "last.pkl")["state_dict"]
+    assert all(torch.equal(ours[key], theirs[key]) for key in theirs)
+
+
+def test_config_reruns_a_recorded_pretraining(simplified_run: dict) -> None:
+    """--config pretrain_config.json gives the recorded flags; the ones given win."""
+    config = simplified_run["run_dir"] / "pretrain_config.json"
+    recorded = json.loads(config.read_text())["args"]
+    args = parse_with_config(pretrain_qualiclip.get_args_parser(),
+                             ["--config", str(config), "--model_name", "again"])
+    assert args.model_name == "again" and args.distortions == "noise" and args.epochs == 16
+    assert all(json.loads(json.dumps(getattr(args, key))) == value
+               for key, value in recorded.items() if key not in ("model_name", "config"))
 
 
 def test_existing_run_needs_resume(simplified_run: dict, demo_root: Path) -> None:

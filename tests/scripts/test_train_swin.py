@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -16,8 +17,8 @@ import torch
 
 import engine.finetune
 from common.checkpoint import atomic_save, load_checkpoint
-from common.cli import run_script
-from common.errors import CheckpointError, RunExistsError
+from common.cli import parse_with_config, run_script
+from common.errors import CheckpointError, RunExistsError, UserError
 from common.runlog import MetricsJournal
 from data.rows import DatasetError
 from engine.protocols import apply_protocol
@@ -30,8 +31,8 @@ REPO = Path(__file__).resolve().parents[2]
 QUICK = ("--dataset", "koniq10k", "--batch_size", "8", "--max_steps_per_epoch", "1",
          "--test_patches", "1", "--val_patches", "1")
 EPOCH_LINE = re.compile(
-    r"epoch 1 \| train loss [\d.]+ \| train SRCC -?[\d.]+ \| val SRCC -?[\d.]+ \| "
-    r"val PLCC -?[\d.]+ \| lr [\d.e+-]+ \| time [\d.]+s"
+    r"epoch 1/4 \| train loss [\d.]+ \| train SRCC -?[\d.]+ \| val SRCC -?[\d.]+ \| "
+    r"val PLCC -?[\d.]+ \| lr [\d.e+-]+ \| time [\d.]+s \| ETA (\d+s|\d+m\d\ds)\n"
 )
 
 
@@ -70,7 +71,8 @@ def test_training_raises_validation_srcc(trained_run: dict, flat_run: Path) -> N
     records = MetricsJournal(run_dir / "metrics.jsonl").read()
     assert [r["epoch"] for r in records] == list(range(1, 5))
     assert set(records[0]) == {"epoch", "train_loss", "train_srcc", "val_srcc", "val_plcc",
-                               "lr", "time_s"}
+                               "lr", "time_s", "steps"}
+    assert {r["steps"] for r in records} == {6}  # 48 training crops, batches of 8
     best = max(r["val_srcc"] for r in records)
     untrained = MetricsJournal(flat_run / "metrics.jsonl").read()[0]["val_srcc"]
     assert best > 0.6 and best > untrained + 0.3, (records, untrained)
@@ -91,6 +93,8 @@ def test_training_raises_validation_srcc(trained_run: dict, flat_run: Path) -> N
     assert 0.0 <= low < 10.0 and 90.0 < high <= 100.0  # the native 0-100 MOS scale
     log = (trained_run["out"] / "logs" / "demo.log").read_text()
     assert EPOCH_LINE.search(log), log[-2000:]
+    start = f"run folder {run_dir}, log {trained_run['out'] / 'logs' / 'demo.log'}"
+    assert start in log and log.index(start) < log.index("epoch 1/4 |")
     assert "protocol plan; model-size defaults: " in log and "--head_pooling mean_std" in log
     assert "; overrides: " in log and "--train_patches 1 (preset 25)" in log
 
@@ -229,3 +233,82 @@ def test_label_fraction_trains_on_a_seeded_subset(tmp_path: Path, script_argv) -
     assert config["images"] == {"train": 28, "val": 16, "test": 32}  # 112 training images / 4
     with pytest.raises(SystemExit):
         get_args_parser().parse_args(["--label_fraction", "1.5"])
+
+
+def test_sigint_inside_an_epoch_resumes_at_the_next_step(
+    tmp_path: Path, script_argv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGINT during step 2 of epoch 2 (of 4 steps): the state is saved after that step, and the
+    resumed run trains steps 3 and 4 only, ending with the weights of a run never stopped."""
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr(sys, "executable", str(REPO / ".venv" / "bin" / "python"))
+    calls: list[list[int]] = []
+    signal_at = [0]
+    real_step = engine.finetune.l1_step
+
+    def counting_step(device):
+        step = real_step(device)
+
+        def counted(model, batch):
+            calls.append(batch["index"].tolist())
+            if len(calls) == signal_at[0]:
+                os.kill(os.getpid(), signal.SIGINT)
+            return step(model, batch)
+
+        return counted
+
+    monkeypatch.setattr(engine.finetune, "l1_step", counting_step)
+    flags = ("--dataset", "koniq10k", "--batch_size", "8", "--max_steps_per_epoch", "4",
+             "--test_patches", "1", "--val_patches", "1", "--epochs", "2", "--patience", "0")
+    assert main(script_argv(tmp_path, *flags, "--model_name", "whole")) == 0
+    whole = list(calls)
+
+    calls.clear()
+    signal_at[0] = 6
+    argv = script_argv(tmp_path, *flags, "--model_name", "cut")
+    assert run_script(lambda: main(argv)) == 128 + signal.SIGINT
+    run_dir = tmp_path / "runs" / "cut"
+    last = run_dir / "last.pkl"
+    assert epochs_of(run_dir) == [1]
+    log = (tmp_path / "logs" / "cut.log").read_text()
+    assert (f"stopped by SIGINT in epoch 2 after step 2 of 4; train state saved to {last}. "
+            f"Resume with: .venv/bin/python train_swin.py {shlex.join(argv)} --resume {last}"
+            ) in log
+    first = list(calls)
+
+    calls.clear()
+    signal_at[0] = 0
+    assert main([*argv, "--resume", str(last)]) == 0
+    assert f"resumed from {last} in epoch 2 after step 2 of 4" in (
+        tmp_path / "logs" / "cut.log").read_text()
+    assert len(first) == 6 and len(calls) == 2  # steps 3 and 4 of epoch 2, nothing again
+    assert first + calls == whole
+    records = MetricsJournal(run_dir / "metrics.jsonl").read()
+    assert [(r["epoch"], r["steps"]) for r in records] == [(1, 4), (2, 4)]
+    expected = MetricsJournal(tmp_path / "runs" / "whole" / "metrics.jsonl").read()
+    assert records[1]["train_loss"] == pytest.approx(expected[1]["train_loss"], rel=1e-6)
+    ours = load_checkpoint(last, "train_state")["state_dict"]
+    theirs = load_checkpoint(tmp_path / "runs" / "whole" / "last.pkl")["state_dict"]
+    assert all(torch.equal(ours[key], theirs[key]) for key in theirs)
+
+
+def test_config_reruns_a_recorded_run_with_flags_overriding(trained_run: dict,
+                                                            tmp_path: Path) -> None:
+    """--config finetune_config.json gives every recorded flag; flags given win; a config of
+    the other stage or an unreadable file is refused by name."""
+    config = trained_run["run_dir"] / "finetune_config.json"
+    recorded = json.loads(config.read_text())["args"]
+    args = parse_with_config(get_args_parser(), ["--config", str(config), "--model_name",
+                                                 "again", "--epochs", "2"])
+    assert (args.model_name, args.epochs, args.config) == ("again", 2, str(config))
+    for key, value in recorded.items():
+        if key not in ("model_name", "epochs", "config"):
+            assert json.loads(json.dumps(getattr(args, key))) == value, key
+    pretrain_config = tmp_path / "pretrain_config.json"
+    pretrain_config.write_text(json.dumps({"args": {**recorded, "num_levels": 5,
+                                                    "views_per_image": 1}}))
+    with pytest.raises(UserError, match=r"records flags this script does not take: "
+                       r"--num_levels, --views_per_image; is it the config of the other stage"):
+        parse_with_config(get_args_parser(), ["--config", str(pretrain_config)])
+    with pytest.raises(UserError, match=r"--config .*nothing.json: cannot read it"):
+        parse_with_config(get_args_parser(), ["--config", str(tmp_path / "nothing.json")])

@@ -108,7 +108,7 @@ def _niqe() -> Callable[[np.ndarray], float]:
         core.NIQE_PRIS_PARAMS["mu_pris_param"] = params["mu_pris_param"].ravel()
 
     def score(image: np.ndarray) -> float:
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]  # (1, 3, H, W)
+        x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None]  # (1, 3, H, W), a copy
         return float(module.niqe(x))
 
     return score

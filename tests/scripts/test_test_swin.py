@@ -184,6 +184,14 @@ def test_baseline_flags_are_checked(script_argv, tmp_path: Path, capsys) -> None
     assert ("error: give --model_path (a checkpoint to test) and/or --baselines NAME... "
             "(classical methods: niqe, brisque, piqe)") in capsys.readouterr().err
     with pytest.raises(SystemExit):
+        main(script_argv(tmp_path, "--baselines", "piqe", "--images", "a.jpg", training=False))
+    assert "error: --images scores with a model: give --model_path" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(script_argv(tmp_path, "--model_path", "m.pkl", "--baselines", "piqe", "--images",
+                         "a.jpg", training=False))
+    assert ("error: --baselines scores test sets, not --images: name them with --test_datasets"
+            in capsys.readouterr().err)
+    with pytest.raises(SystemExit):
         main(script_argv(tmp_path, "--baselines", "niqe", "ma-iqa", training=False))
     assert ("argument --baselines: unknown classical baseline 'ma-iqa'; available: niqe (NIQE, "
             "iqa-torch 1.2.1), brisque (BRISQUE, brisque 0.2.0), piqe (PIQE, pypiqe 1.2)"

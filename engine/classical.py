@@ -67,9 +67,8 @@ def predict_baseline(name: str, rows: list[Row], *, policy: ResizePolicy, cache:
             bar.update(1)
     if bar is not None:
         bar.close()
-    gathered = gather_predictions(torch.tensor(index, dtype=torch.long),
-                                  torch.tensor(scores, dtype=torch.float32), len(rows), info)
-    return np.asarray(gathered, dtype=np.float64)
+    return gather_predictions(torch.tensor(index, dtype=torch.long),
+                              torch.tensor(scores, dtype=torch.float64), len(rows), info)
 
 
 def classical_test(args: argparse.Namespace, info: DistInfo, log: logging.Logger,

@@ -775,7 +775,7 @@ if [[ $BASELINES != none ]]; then
   run_stage test_classical - "$EVAL/classical_*" -- "$PYTHON" test_swin.py --data_root \
     "$DATA_ROOT" --device cpu --num_workers "$NUM_WORKERS" --log_dir "$LOGS/runs" \
     --baselines "${baseline_names[@]}" --output "$EVAL/classical.json" \
-    --test_datasets "${TEST_SETS[@]}"
+    --test_datasets "${TEST_SETS[@]}" --overwrite  # a stage redone replaces its own files
 fi
 
 PROBE_SETS=()

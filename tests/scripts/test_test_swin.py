@@ -213,3 +213,16 @@ def test_a_missing_baseline_package_stops_before_scoring(script_argv, tmp_path: 
     assert ("error: the PIQE baseline needs the PyPI package pypiqe==1.2, which could not be "
             "imported") in capsys.readouterr().err
     assert not list(tmp_path.glob("classical_*"))  # nothing scored, nothing written
+
+
+def test_baseline_files_of_an_earlier_call_are_not_replaced(script_argv, tmp_path: Path,
+                                                            capsys) -> None:
+    output = tmp_path / "classical.json"
+    argv = script_argv(tmp_path, "--baselines", "piqe", "--test_datasets", "livec", "--output",
+                       str(output), training=False)
+    assert main(argv) == 0
+    assert run_script(lambda: main(argv)) == 2
+    assert (f"error: --output {output}: {tmp_path / 'classical_piqe.json'}, "
+            f"{tmp_path / 'classical_piqe_livec_predictions.csv'} already exist(s) from an "
+            "earlier call; pass --overwrite to replace") in capsys.readouterr().err
+    assert main([*argv, "--overwrite"]) == 0

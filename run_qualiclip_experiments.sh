@@ -30,6 +30,8 @@ otherwise stops, naming the differences (--force STAGE redoes it, or use another
                     test_swin.py on SPAQ, KADID-10K, AGIQA-3K, LIVE-C and the KonIQ-10k test
                     split (whichever are present); KADID-10k is also reported per distortion type
   test_baseline_r<i>, test_pretrained_r<i>   the same tests of the repeats (paired seed tests)
+  test_classical    test_swin.py --baselines BASELINES on the same test sets: the classical
+                    opinion-unaware rows beside the zero-shot ones (eval/classical_<name>.json)
   probe             python -m tools.probe: linear probe (ridge) of the frozen random, ImageNet and
                     QualiCLIP-pretrained encoders on every dataset present
   abl_<kind>_<variant>_{pretrain,finetune,test}     ablation variants (--ablation)
@@ -103,6 +105,8 @@ Knobs: each is an environment variable and a flag (--data_root DIR is DATA_ROOT=
   SPLIT                  [official]               official (KonIQ sets file) or random: the
                                                   repeats then use split seeds 0..REPEATS-1
   TEST_DATASETS          [spaq kadid10k agiqa3k livec koniq10k]
+  BASELINES              [niqe brisque piqe]      classical baselines of test_classical (none:
+                                                  skip the stage)
   ABLATION_EPOCHS        [5 10 20; 4 8]           pretraining epochs of the epochs ablation
   LABEL_FRACTIONS        [10 25 50; 25 50]        percent of training labels (labels ablation;
                                                   100 % is the main pair)
@@ -143,7 +147,7 @@ KNOBS=(EXP_NAME RUN_DIR DATA_ROOT MODEL_SIZE CROP_SIZE PROTOCOL PRETRAIN_EPOCHS 
   PRETRAIN_BATCH FINETUNE_BATCH PRETRAIN_LR PRETRAIN_VIEWS FINETUNE_LR LR_RATIO
   LR_ENCODER_PRETRAINED DISTORTIONS LOSS_TYPE
   NUM_LEVELS PATIENCE TRAIN_PATCHES TEST_PATCHES VAL_PATCHES PRETRAIN_STEPS FINETUNE_STEPS SPLIT
-  TEST_DATASETS ABLATION_EPOCHS LABEL_FRACTIONS PROBE_PATCHES CONTROL_SEEDS CONTROL_FRACTION
+  TEST_DATASETS BASELINES ABLATION_EPOCHS LABEL_FRACTIONS PROBE_PATCHES CONTROL_SEEDS CONTROL_FRACTION
   NUM_WORKERS DEVICE AMP SEED REPEATS
   GPUS IMAGENET_WEIGHTS CLIP_WEIGHTS EXTRA_PRETRAIN_ARGS EXTRA_FINETUNE_ARGS PYTHON REPORT_OUT
   STRICT_REPORT STOP_ON_COLLAPSE PRETRAIN_GPUS PARALLEL BENCH_JSON SLURM_PARTITION SLURM_ACCOUNT
@@ -152,6 +156,7 @@ KNOBS=(EXP_NAME RUN_DIR DATA_ROOT MODEL_SIZE CROP_SIZE PROTOCOL PRETRAIN_EPOCHS 
 # these, and run_stage refuses a name missing here, so a new stage must be declared.
 STAGES=(demo_data data pretrain untrained baseline pretrained 'baseline_r[1-9]*'
   'pretrained_r[1-9]*' test_baseline test_pretrained test_zero_shot test_zero_shot_untrained
+  test_classical
   'test_baseline_r[1-9]*' 'test_pretrained_r[1-9]*' probe
   'abl_*_pretrain' 'abl_*_finetune' 'abl_*_test'
   'labels_f[1-9]*_baseline' 'labels_f[1-9]*_pretrained' 'test_labels_f[1-9]*_baseline'
@@ -242,6 +247,7 @@ fi
 : "${DISTORTIONS:=blur,jpeg,noise,brightness}" "${LOSS_TYPE:=simplified}" "${NUM_LEVELS:=5}"
 : "${PRETRAIN_STEPS:=}" "${FINETUNE_STEPS:=}" "${SPLIT:=official}"
 : "${TEST_DATASETS:=spaq kadid10k agiqa3k livec koniq10k}" "${ABLATION_EPOCHS:=5 10 20}"
+: "${BASELINES:=niqe brisque piqe}"
 : "${LABEL_FRACTIONS:=10 25 50}" "${PROBE_PATCHES:=5}" "${CONTROL_SEEDS:=3}"
 : "${CONTROL_FRACTION:=25}"
 : "${NUM_WORKERS:=4}" "${DEVICE:=auto}" "${AMP:=auto}" "${SEED:=42}" "${REPEATS:=1}" "${GPUS:=1}"
@@ -764,6 +770,13 @@ run_stage test_zero_shot - "$EVAL/zero_shot.json $EVAL/zero_shot_*_predictions.c
 test_cmd "$(encoder_of "$CKPT/untrained")" "$EVAL/zero_shot_untrained.json"
 run_stage test_zero_shot_untrained - \
   "$EVAL/zero_shot_untrained.json $EVAL/zero_shot_untrained_*_predictions.csv" -- "${CMD[@]}"
+if [[ $BASELINES != none ]]; then
+  read -r -a baseline_names <<<"$BASELINES"
+  run_stage test_classical - "$EVAL/classical_*" -- "$PYTHON" test_swin.py --data_root \
+    "$DATA_ROOT" --device cpu --num_workers "$NUM_WORKERS" --log_dir "$LOGS/runs" \
+    --baselines "${baseline_names[@]}" --output "$EVAL/classical.json" \
+    --test_datasets "${TEST_SETS[@]}" --overwrite  # a stage redone replaces its own files
+fi
 
 PROBE_SETS=()
 for key in koniq10k spaq kadid10k agiqa3k livec; do

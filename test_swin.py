@@ -5,6 +5,8 @@ Examples:
         --test_datasets spaq kadid10k agiqa3k
     python test_swin.py --model_path checkpoints/NAME/best_model.pkl --images photos/ a.jpg \\
         --scores_csv scores.csv
+    python test_swin.py --baselines niqe brisque piqe --test_datasets kadid10k \\
+        --output eval/classical.json
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from common.cli import add_common_args, build_parser, positive_int, run_script
 from common.vocabulary import DEFAULT_TEST_PATCHES, SCORES_NAME
+from models.classical_iqa import BASELINES, available_text, baseline_name
 
 DEFAULT_TEST_DATASETS = ("spaq", "kadid10k", "agiqa3k")
 
@@ -22,9 +25,16 @@ DEFAULT_TEST_DATASETS = ("spaq", "kadid10k", "agiqa3k")
 def get_args_parser() -> argparse.ArgumentParser:
     """Flags of test_swin.py."""
     parser = build_parser(__doc__.splitlines()[0], prog=Path(__file__).name)
-    parser.add_argument("--model_path", required=True,
+    parser.add_argument("--model_path", default=None,
                         help="best_model.pkl of train_swin.py, or a Stage-1 encoder checkpoint "
-                        "(swin_<size>_qualiclip_pretrained.pkl: zero-shot with its head)")
+                        "(swin_<size>_qualiclip_pretrained.pkl: zero-shot with its head); "
+                        "required unless --baselines is given")
+    parser.add_argument("--baselines", nargs="+", type=baseline_name, default=[],
+                        metavar="NAME",
+                        help="also score the test sets with these classical opinion-unaware "
+                        f"methods ({available_text()}; lower raw score = better, predictions are "
+                        "minus the raw score); each writes <output stem>_NAME.json and its "
+                        "prediction CSVs beside --output")
     parser.add_argument("--test_datasets", nargs="+", default=None,
                         help="datasets to test on (aliases accepted; default "
                         f"{' '.join(DEFAULT_TEST_DATASETS)} unless --images is given). The "
@@ -75,14 +85,25 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Load the checkpoint, score --images and/or --test_datasets, return the exit status."""
-    args = get_args_parser().parse_args(argv)
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
+    if args.model_path is None and not args.baselines:
+        parser.error("give --model_path (a checkpoint to test) and/or --baselines NAME... "
+                     f"(classical methods: {', '.join(BASELINES)})")
+    if args.model_path is None and args.images:
+        parser.error("--images scores with a model: give --model_path")
+    if args.baselines and args.images and args.test_datasets is None:
+        parser.error("--baselines scores test sets, not --images: name them with "
+                     "--test_datasets")
     if args.test_datasets is None and not args.images:
         args.test_datasets = list(DEFAULT_TEST_DATASETS)
     from common.distributed import cleanup, decided_on_main, init_distributed
     from common.runlog import setup_logger
+    from engine.classical import classical_test
     from engine.cross_dataset import cross_dataset, results_output
     from engine.evaluate import load_model_for_eval
     from engine.scoring import score_images, scores_output
+    from models.classical_iqa import require
 
     info = init_distributed(args.device)
     try:
@@ -92,11 +113,16 @@ def main(argv: list[str] | None = None) -> int:
         scores = decided_on_main(lambda: scores_output(args), info) if args.images else None
         logger = setup_logger("test_swin", args.log_dir, info.is_main,
                               console=sys.stderr if args.scores_csv == "-" else sys.stdout)
-        eval_model = load_model_for_eval(args.model_path, info.device, args.model_size)
-        if args.images:
-            score_images(args, eval_model, info, logger, scores)
-        if results is not None:
-            cross_dataset(args, eval_model, info, logger, results)
+        # a missing baseline package stops every rank before any scoring
+        decided_on_main(lambda: require(args.baselines), info)
+        if args.model_path is not None:
+            eval_model = load_model_for_eval(args.model_path, info.device, args.model_size)
+            if args.images:
+                score_images(args, eval_model, info, logger, scores)
+            if results is not None:
+                cross_dataset(args, eval_model, info, logger, results)
+        if args.baselines and results is not None:
+            classical_test(args, info, logger, results)
     finally:
         cleanup(info)
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -78,13 +78,23 @@ def predictions_path(output: Path, key: str) -> Path:
     return output.with_name(f"{output.stem}_{file_key(key)}_predictions.csv")
 
 
+def baseline_path(output: Path, name: str) -> Path:
+    """The results JSON of classical baseline `name` (--baselines), beside the JSON `output`."""
+    return output.with_name(f"{output.stem}_{name}.json")
+
+
 def results_output(args: argparse.Namespace) -> Path:
     """Where the results JSON goes: --output, else cross_dataset_results.json in the current
-    folder (a free name: an earlier call's files are never replaced without --overwrite)."""
+    folder (a free name: an earlier call's files are never replaced without --overwrite). The
+    files of --baselines go beside it (baseline_path)."""
     keys = [file_key(name) for name in args.test_datasets]
+
+    def companions(out: Path) -> list[Path]:
+        jsons = [baseline_path(out, name) for name in args.baselines]
+        return [*jsons, *(predictions_path(j, key) for j in (out, *jsons) for key in keys)]
+
     return output_path(args.output, Path(RESULTS_NAME), flag="--output",
-                       overwrite=args.overwrite,
-                       companions=lambda out: [predictions_path(out, key) for key in keys])
+                       overwrite=args.overwrite, companions=companions)
 
 
 def _key(name: str) -> str:
@@ -95,17 +105,19 @@ def _key(name: str) -> str:
         return name
 
 
-def read_test_sets(args: argparse.Namespace, eval_model: EvalModel, logger: logging.Logger
-              ) -> tuple[dict[str, list[Row]], dict[str, str], dict[str, str]]:
-    """Rows of every --test_datasets entry, read before any is scored: ({key: rows}, {key:
-    subset}, {key: why skipped}); every unusable set is named in one error, or skipped with
-    --skip_missing_datasets; none left to score is an error either way."""
+def read_test_sets(args: argparse.Namespace, rows_of: Callable[[str], tuple[list[Row], str]],
+                   logger: logging.Logger
+                   ) -> tuple[dict[str, list[Row]], dict[str, str], dict[str, str]]:
+    """Rows of every --test_datasets entry (`rows_of(key)`: rows and subset), read before any
+    is scored: ({key: rows}, {key: subset}, {key: why skipped}); every unusable set is named in
+    one error, or skipped with --skip_missing_datasets; none left to score is an error either
+    way."""
     sets, subsets, problems = {}, {}, {}
     for name in args.test_datasets:
         key = _key(name)
         try:
             canonical_key(key)  # an unknown name is one of the problems
-            rows, subsets[key] = dataset_rows(key, eval_model, args.data_root)
+            rows, subsets[key] = rows_of(key)
             if key == "kadid10k" and args.kadid_types:
                 rows, subsets[key] = kadid_subset(rows, args.kadid_types)
             sets[key] = drop_missing(key, rows, skip_missing=args.skip_missing, logger=logger)
@@ -134,19 +146,38 @@ def cross_dataset(args: argparse.Namespace, eval_model: EvalModel, info: DistInf
     """Score every --test_datasets entry; print a table, write the JSON (`output`) and the
     prediction CSVs beside it."""
     crop_size, patches = eval_settings(args, eval_model)
-    results, by_distortion = {}, {}
-    if args.kadid_types and "kadid10k" not in {_key(n) for n in args.test_datasets}:
-        raise DatasetError("--kadid_types restricts KADID-10k, which is not among "
-                           "--test_datasets; add kadid10k or leave --kadid_types out")
-    sets, subsets, skipped = read_test_sets(args, eval_model, logger)
     # a model trained on squashed images (--resize squash) is tested on squashed images
     geometry = str(eval_model.config.get("resize", "aspect"))
-    for key, rows in sets.items():
-        pred = predict_rows(eval_model.model, rows, policy=resize_policy(key, geometry),
+
+    def predict(key: str, rows: list[Row]) -> np.ndarray:
+        return predict_rows(eval_model.model, rows, policy=resize_policy(key, geometry),
                             cache=ImageCache(args.cache_dir), crop_size=crop_size,
                             patches=patches, batch_size=args.batch_size, device=info.device,
                             amp=resolve_amp(args.amp, info.device),
                             num_workers=args.num_workers, info=info, desc=f"test {key}")
+
+    header = {"model": str(args.model_path), "mode": eval_model.mode,
+              "config": eval_model.config, "crop_size": crop_size, "test_patches": patches}
+    return score_test_sets(args, lambda key: dataset_rows(key, eval_model, args.data_root),
+                           predict, header, output, info, logger,
+                           title=f"{args.model_path} ({eval_model.mode}, {patches} crops per "
+                           "image)", note=renamed_note(output, args.output, RESULTS_NAME))
+
+
+def score_test_sets(args: argparse.Namespace, rows_of: Callable[[str], tuple[list[Row], str]],
+                    predict: Callable[[str, list[Row]], np.ndarray], header: dict, output: Path,
+                    info: DistInfo, logger: logging.Logger, title: str, note: str = "") -> dict:
+    """The test loop shared by models and classical baselines: rows of each --test_datasets
+    entry (`rows_of`), their `predict`ions (higher = better), metrics overall and per KADID-10k
+    type, a predictions CSV per test set and the JSON `output` of `header` plus the results;
+    the log names `title` and ends with `note`."""
+    results, by_distortion = {}, {}
+    if args.kadid_types and "kadid10k" not in {_key(n) for n in args.test_datasets}:
+        raise DatasetError("--kadid_types restricts KADID-10k, which is not among "
+                           "--test_datasets; add kadid10k or leave --kadid_types out")
+    sets, subsets, skipped = read_test_sets(args, rows_of, logger)
+    for key, rows in sets.items():
+        pred = predict(key, rows)
         results[key] = metrics_for(pred, rows, strict=False, logger=logger)
         if key == "kadid10k":
             by_distortion[key] = metrics_by_distortion(pred, rows)
@@ -156,12 +187,10 @@ def cross_dataset(args: argparse.Namespace, eval_model: EvalModel, info: DistInf
             write_csv(predictions_path(output, key), ("image", "mos", "prediction"),
                       [(r.name, f"{r.mos:.6g}", score_text(p))
                        for r, p in zip(rows, pred, strict=True)])
-    report = {"results": results, "model": str(args.model_path), "mode": eval_model.mode,
-              "config": eval_model.config, "subsets": subsets, "crop_size": crop_size,
-              "test_patches": patches, "skipped": skipped, "by_distortion": by_distortion}
+    report = {"results": results, **header, "subsets": subsets, "skipped": skipped,
+              "by_distortion": by_distortion}
     if info.is_main:
         atomic_write_json(json_safe(report), output)
-        logger.info("%s (%s, %d crops per image)\n%s\nwritten to %s%s", args.model_path,
-                    eval_model.mode, patches, format_table(results, subsets), output,
-                    renamed_note(output, args.output, RESULTS_NAME))
+        logger.info("%s\n%s\nwritten to %s%s", title, format_table(results, subsets), output,
+                    note)
     return report

@@ -6,6 +6,7 @@ come from each stage's command: the flags it gives, else the fine-tuning preset 
 and the pretraining size defaults, and the images per split from the data stage's summaries
 (RUN_DIR/data/<key>.json), else from the sizes of the official releases the readers know.
 Fine-tuning counts every epoch (early stopping ends runs sooner: the estimate is an upper bound).
+The classical baselines (test_swin.py --baselines) run on the CPU and count no GPU time.
 
 Throughput (crops per second) is bench.py's JSON saved by `make gpu-check` (BENCH_JSON) when it was
 measured at this model size; otherwise the reference figures below, scaled to the crop size by
@@ -158,6 +159,8 @@ def stage_work(stage: Stage, sizes: Sizes, protocol: str) -> Work:
         if steps is not None:
             images = min(images, steps * int(flags.get("--batch_size", 8)) * stage.processes)
         return Work(pretrain=int(flags.get("--epochs", 10)) * images * crops)
+    if program == "test_swin.py" and "--baselines" in flags:
+        return Work()  # classical baselines: one CPU score per image, no model crops
     if program == "test_swin.py":
         patches = (float(flags["--test_patches"]) if "--test_patches" in flags
                    else _preset({}, "test_patches", size, protocol))

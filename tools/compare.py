@@ -3,7 +3,8 @@
     python -m tools.compare --runs_dir results/qualiclip_base [--resamples 2000 --seed 0]
 
 Paired bootstrap over the test images for pretrained minus baseline (each test set, and their
-mean over the cross-dataset sets), zero-shot minus the untrained control, the linear probe of the
+mean over the cross-dataset sets), zero-shot minus the untrained control and minus each classical
+baseline (NIQE, BRISQUE, PIQE: their metrics too), the linear probe of the
 QualiCLIP encoder minus the encoder it started from, and each label fraction; with repeats, a
 paired test across seeds; epochs and time to reach 95 % of the best validation SRCC; the four
 verdicts of "Does pretraining help?"; the positive and sham controls (tools.controls); and the
@@ -24,7 +25,14 @@ from tools.convergence import convergence
 from tools.markdown import is_number
 from tools.power import power_summary
 from tools.probe import prediction_file
-from tools.rundata import EvalResult, FinetuneRun, RunData, load_run, read_predictions
+from tools.rundata import (
+    EvalResult,
+    FinetuneRun,
+    RunData,
+    classical_names,
+    load_run,
+    read_predictions,
+)
 from tools.stage1 import stage1_encoder, stage1_health
 from tools.stats import (
     DEFAULT_RESAMPLES,
@@ -258,6 +266,20 @@ def power_comparisons(comp: dict) -> dict:
     return out
 
 
+def classical_comparisons(run: RunData, resamples: int, seed: int) -> dict:
+    """Per classical baseline: what it is, its metrics per test set, and the paired bootstrap
+    of the zero-shot encoder minus it (each test set and their mean)."""
+    out = {}
+    for name in classical_names(run):
+        ev = run.evals[name]
+        diff = bootstrap_evals(ev, run.evals.get("zero_shot"), resamples, seed)
+        out[ev.classical.get("name", name)] = {
+            **ev.classical, "results": ev.results,
+            "by_distortion": ev.data.get("by_distortion") or {},
+            "zero_shot_minus": _summaries(diff), "zero_shot_minus_mean": _mean(list(diff.values()))}
+    return out
+
+
 def build_comparisons(run: RunData, resamples: int = DEFAULT_RESAMPLES,
                       seed: int = DEFAULT_SEED) -> dict:
     """Every comparison of the run folder (absent pieces are left out or say why)."""
@@ -269,6 +291,7 @@ def build_comparisons(run: RunData, resamples: int = DEFAULT_RESAMPLES,
             "finetuned": _summaries(fine),
             "finetuned_cross_mean": _mean([r for k, r in fine.items() if k != IN_DOMAIN]),
             "zero_shot": _summaries(zero), "zero_shot_mean": _mean(list(zero.values())),
+            "classical": classical_comparisons(run, resamples, seed),
             "seeds": seed_comparisons(run),
             "convergence": convergence([(b, p) for b, p, _ in seed_pairs(run)]),
             "probe": probe_comparisons(run, resamples, seed),

@@ -7,7 +7,7 @@ import statistics
 from data.readers.kadid10k import DISTORTION_TYPES
 from tools.markdown import duration, is_number, num, sci, signed, table
 from tools.reference import CROSS_PUBLISHED, CROSS_SOURCE, KONIQ_PUBLISHED, dataset_name
-from tools.rundata import FinetuneRun, RunData
+from tools.rundata import FinetuneRun, RunData, classical_names
 from tools.timings import stage_wall_time
 
 CROSS_ORDER = ("spaq", "kadid10k", "agiqa3k", "livec", "koniq10k")
@@ -15,6 +15,19 @@ ROW_LABELS = {"baseline": "Swin-HyperIQA without QualiCLIP pretraining (baseline
               "pretrained": "Swin-HyperIQA, QualiCLIP-pretrained encoder",
               "zero_shot": "QualiCLIP-pretrained encoder, zero-shot (no MOS)",
               "zero_shot_untrained": "The same encoder before pretraining, zero-shot (control)"}
+CLASSICAL_NOTE = ("Classical rows (NIQE, BRISQUE, PIQE: opinion-unaware, no MOS) score whole "
+                  "images with the pinned PyPI package named in the row; their raw scores fall "
+                  "as quality rises, so they are used as minus the raw score and their SRCC and "
+                  "PLCC have the sign of every other row (docs/BASELINES.md).")
+
+
+def row_label(run: RunData, name: str) -> str:
+    """Report label of an evaluated model or classical baseline."""
+    info = run.evals[name].classical if name in run.evals else None
+    if info:
+        return (f"{info.get('method', name)}, classical opinion-unaware baseline "
+                f"({info.get('package')} {info.get('installed_version')})")
+    return ROW_LABELS.get(name, name)
 
 
 def _not_run(name: str) -> str:
@@ -63,15 +76,15 @@ def main_table(run: RunData, paired: dict | None = None) -> str:
         rows.append(["Improvement (pretrained minus baseline)", *deltas,
                      f"{rmse} (lower is better)", "same split", "", "", "this run"])
     n_test = (base or pre).test.get("n") if (base or pre) and (base or pre).test else None
-    for name in ("zero_shot", "zero_shot_untrained"):
+    for name in ("zero_shot", "zero_shot_untrained", *classical_names(run)):
         zs = (run.evals.get(name) and run.evals[name].results.get("koniq10k")) or None
         if not zs:
             continue
         n_cell = num(zs.get("n"))
         if is_number(n_test) and zs.get("n") != n_test:
             n_cell += " (all KonIQ images, incl. those pretraining saw without labels)"
-        rows.append([ROW_LABELS[name], num(zs.get("srcc")), num(zs.get("plcc")),
-                     num(zs.get("krcc")), "not comparable (zero-shot scale)", n_cell,
+        rows.append([row_label(run, name), num(zs.get("srcc")), num(zs.get("plcc")),
+                     num(zs.get("krcc")), "not comparable (not on the MOS scale)", n_cell,
                      "no fine-tuning", "no fine-tuning", "this run (test_swin.py)"])
     for method, backbone, srcc, plcc, source in KONIQ_PUBLISHED:
         rows.append([f"{method} ({backbone}), published figure", num(srcc, 3),
@@ -94,7 +107,7 @@ def cross_table(run: RunData) -> str:
                 "so there are no cross-dataset figures yet.")
     header = ["Model"] + [f"{dataset_name(k)} SRCC / PLCC" for k in keys]
     rows = []
-    for name in ROW_LABELS:
+    for name in (*ROW_LABELS, *classical_names(run)):
         ev = run.evals.get(name)
         if ev is None:
             rows.append([ROW_LABELS[name]] + [f"not tested: eval/{name}.json absent"] * len(keys))
@@ -104,12 +117,13 @@ def cross_table(run: RunData) -> str:
             m = ev.results.get(k)
             cells.append(f"{num(m.get('srcc'), 3)} / {num(m.get('plcc'), 3)} (n={m.get('n')})"
                          if m else "dataset not present at test time")
-        rows.append([ROW_LABELS[name], *cells])
+        rows.append([row_label(run, name), *cells])
     rows.append(["Swin-HyperIQA trained on KonIQ, published figure (SRCC only)"]
                 + [f"{CROSS_PUBLISHED[k]:.3f} / not published" if k in CROSS_PUBLISHED
                    else "not published" for k in keys])
     note = (f"Published row: {CROSS_SOURCE}. The KonIQ-10k column, when present, is the "
-            "in-domain test split, not a cross-dataset figure.")
+            "in-domain test split, not a cross-dataset figure."
+            + (f" {CLASSICAL_NOTE}" if classical_names(run) else ""))
     return table(header, rows) + "\n\n" + note
 
 
@@ -125,7 +139,7 @@ def kadid_types_table(run: RunData) -> str:
     pretrain_config = (run.pretrain.config.get("config") or {}) if run.pretrain else {}
     seen = set(pretrain_config.get("distortions") or [])
     header = ["Model"] + [f"{t} *" if t in seen else t for t in types]
-    rows = [[ROW_LABELS.get(name, name)]
+    rows = [[row_label(run, name)]
             + [f"{num(by_type[t].get('srcc'), 3)} (n={by_type[t].get('n')})" if t in by_type
                else "not tested" for t in types]
             for name, by_type in per_model.items()]

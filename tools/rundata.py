@@ -10,6 +10,7 @@ Layout (RUN_DIR):
   checkpoints/<main>_r<i>/                extra repeats of a fine-tuning run (seed / split i)
   checkpoints/ablation_<kind>_<variant>[_pretrain]/   ablation runs
   eval/<name>.json (+ <name>_<dataset>_predictions.csv)   test_swin.py outputs
+  eval/classical_<method>.json (+ CSVs)   classical baselines (test_swin.py --baselines)
   eval/<main>_r<i>.json                   cross-dataset tests of the repeats
   checkpoints/labels_f<pct>_<main>/, eval/labels_f<pct>_<main>.json   label-efficiency runs
   checkpoints/ctl_<arm>_s<i>/              controls (--controls): scratch, positive and sham
@@ -34,6 +35,7 @@ from tools.timings import read_timings
 
 MAIN_RUNS = ("baseline", "pretrained")
 EVAL_NAMES = ("baseline", "pretrained", "zero_shot", "zero_shot_untrained")
+CLASSICAL_PREFIX = "classical_"  # eval/classical_<method>.json: test_swin.py --baselines
 ABLATION_KINDS = ("epochs", "distortions", "loss")
 ENV_KEYS = ("python", "torch", "cuda", "cudnn", "gpu_name", "gpu_count", "cpu", "cpu_count",
             "ram_gb", "timm", "open_clip", "git_commit", "hostname")
@@ -140,6 +142,11 @@ class EvalResult:
         """Metrics per dataset key."""
         return self.data.get("results") or {}
 
+    @property
+    def classical(self) -> dict | None:
+        """What a classical baseline's result file records about it (None for a model)."""
+        return self.data.get("baseline") if self.data.get("mode") == "classical" else None
+
 
 @dataclass
 class AblationVariant:
@@ -183,6 +190,11 @@ class RunData:
             if env:
                 return env
         return {}
+
+
+def classical_names(run: RunData) -> list[str]:
+    """Names in run.evals of the classical baselines, in file order."""
+    return [name for name, ev in run.evals.items() if ev.classical]
 
 
 def read_pretrain(path: Path) -> PretrainRun | None:
@@ -298,6 +310,9 @@ def load_run(run_dir: str | Path) -> RunData:
             if run is not None:
                 repeats.setdefault(name, []).append(run)
     evals = {n: e for n in EVAL_NAMES if (e := read_eval(eval_dir / f"{n}.json")) is not None}
+    if eval_dir.is_dir():
+        evals.update({path.stem: ev for path in sorted(eval_dir.glob(f"{CLASSICAL_PREFIX}*.json"))
+                      if (ev := read_eval(path)) is not None and ev.classical})
     repeat_evals: dict[str, dict[int, EvalResult]] = {}
     label_runs: dict[int, dict[str, tuple[FinetuneRun | None, EvalResult | None]]] = {}
     if eval_dir.is_dir():

@@ -195,6 +195,11 @@ def uncertainty_section(comp: dict) -> str:
                      f"{interval(mean['srcc'])}, PLCC {interval(mean['plcc'])}.")
     parts += ["**Zero-shot: QualiCLIP-pretrained encoder minus the untrained control**",
               differences_table(comp["zero_shot"], "untrained", "pretrained")]
+    for entry in (comp.get("classical") or {}).values():
+        method = entry.get("method", entry.get("name"))
+        parts += [f"**Zero-shot: QualiCLIP-pretrained encoder minus {method} (classical, "
+                  f"{entry.get('package')} {entry.get('installed_version')}; minus its raw "
+                  "score)**", differences_table(entry["zero_shot_minus"], method, "zero-shot")]
     parts.append(seeds_table(comp.get("seeds") or {}))
     return "\n\n".join(p for p in parts if p)
 

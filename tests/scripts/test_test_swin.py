@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
 from common.checkpoint import atomic_save
-from data.registry import read_rows
+from common.cli import run_script
+from data.images import load_resized
+from data.registry import read_rows, resize_policy
 from data.rows import DatasetError
+from models.classical_iqa import load_scorer, raw_score
 from models.pretrain_heads import ScalarQualityHead
 from models.pretrain_model import QualityPretrainModel, make_encoder_checkpoint
 from models.swin_encoder import SwinEncoder
@@ -136,3 +140,89 @@ def test_a_squash_trained_model_is_tested_on_squashed_images(script_argv, tmp_pa
     assert report["config"]["resize"] == "squash"
     assert report["results"]["koniq10k"]["srcc"] == pytest.approx(results["test"]["srcc"],
                                                                   abs=1e-6)
+
+
+def test_baselines_write_their_rows_where_a_model_writes_its_own(script_argv, tmp_path: Path,
+                                                                 demo_root: Path) -> None:
+    output = tmp_path / "eval" / "classical.json"
+    argv = script_argv(tmp_path, "--baselines", "piqe", "brisque", "--output", str(output),
+                       "--test_datasets", "kadid10k", "livec", "--kadid_types", "1,25",
+                       training=False)
+    assert main(argv) == 0
+    assert not output.exists()  # no model: only the baselines' files
+    for name in ("piqe", "brisque"):
+        report = json.loads((tmp_path / "eval" / f"classical_{name}.json").read_text())
+        assert report["mode"] == "classical" and report["baseline"]["name"] == name
+        assert report["baseline"]["direction"].startswith("lower raw score = better image")
+        assert report["results"]["kadid10k"]["n"] == 60 and report["results"]["livec"]["n"] == 30
+        by_type = report["by_distortion"]["kadid10k"]
+        assert set(by_type) == {"gaussian_blur", "contrast_change"}
+        assert by_type["gaussian_blur"]["srcc"] > 0.5  # blurrier: higher raw, lower prediction
+    rows = read_csv(tmp_path / "eval" / "classical_piqe_livec_predictions.csv")
+    first = read_rows("livec", demo_root)[0]
+    image = load_resized(first.path, resize_policy("livec"))
+    assert rows[0]["image"] == first.name
+    assert float(rows[0]["prediction"]) == pytest.approx(-raw_score("piqe", image), abs=1e-6)
+
+
+def test_a_model_and_baselines_in_one_call(encoder_checkpoint: Path, script_argv,
+                                           tmp_path: Path, demo_root: Path) -> None:
+    argv = script_argv(tmp_path, "--model_path", str(encoder_checkpoint), "--output",
+                       str(tmp_path / "zero_shot.json"), "--baselines", "piqe",
+                       "--test_datasets", "livec", "--test_patches", "1", training=False)
+    assert main(argv) == 0
+    model = json.loads((tmp_path / "zero_shot.json").read_text())
+    piqe = json.loads((tmp_path / "zero_shot_piqe.json").read_text())
+    assert model["mode"] == "zero_shot" and piqe["mode"] == "classical"
+    assert model["results"]["livec"]["n"] == piqe["results"]["livec"]["n"] == 30
+
+
+def test_baseline_flags_are_checked(script_argv, tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(script_argv(tmp_path, "--test_datasets", "livec", training=False))
+    assert stop.value.code == 2
+    assert ("error: give --model_path (a checkpoint to test) and/or --baselines NAME... "
+            "(classical methods: niqe, brisque, piqe)") in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(script_argv(tmp_path, "--baselines", "piqe", "--images", "a.jpg", training=False))
+    assert "error: --images scores with a model: give --model_path" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(script_argv(tmp_path, "--model_path", "m.pkl", "--baselines", "piqe", "--images",
+                         "a.jpg", training=False))
+    assert ("error: --baselines scores test sets, not --images: name them with --test_datasets"
+            in capsys.readouterr().err)
+    with pytest.raises(SystemExit):
+        main(script_argv(tmp_path, "--baselines", "niqe", "ma-iqa", training=False))
+    assert ("argument --baselines: unknown classical baseline 'ma-iqa'; available: niqe (NIQE, "
+            "iqa-torch 1.2.1), brisque (BRISQUE, brisque 0.2.0), piqe (PIQE, pypiqe 1.2)"
+            ) in capsys.readouterr().err
+
+
+def test_a_missing_baseline_package_stops_before_scoring(script_argv, tmp_path: Path, capsys,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    load_scorer.cache_clear()
+    monkeypatch.setitem(sys.modules, "pypiqe.piqe", None)  # import now fails as if absent
+    output = tmp_path / "classical.json"
+    try:
+        status = run_script(lambda: main(script_argv(
+            tmp_path, "--baselines", "niqe", "piqe", "--test_datasets", "livec", "--output",
+            str(output), training=False)))
+    finally:
+        load_scorer.cache_clear()
+    assert status == 2
+    assert ("error: the PIQE baseline needs the PyPI package pypiqe==1.2, which could not be "
+            "imported") in capsys.readouterr().err
+    assert not list(tmp_path.glob("classical_*"))  # nothing scored, nothing written
+
+
+def test_baseline_files_of_an_earlier_call_are_not_replaced(script_argv, tmp_path: Path,
+                                                            capsys) -> None:
+    output = tmp_path / "classical.json"
+    argv = script_argv(tmp_path, "--baselines", "piqe", "--test_datasets", "livec", "--output",
+                       str(output), training=False)
+    assert main(argv) == 0
+    assert run_script(lambda: main(argv)) == 2
+    assert (f"error: --output {output}: {tmp_path / 'classical_piqe.json'}, "
+            f"{tmp_path / 'classical_piqe_livec_predictions.csv'} already exist(s) from an "
+            "earlier call; pass --overwrite to replace") in capsys.readouterr().err
+    assert main([*argv, "--overwrite"]) == 0

@@ -86,13 +86,15 @@ def write_finetune(folder: Path, srcc: float, data_root: Path, pretrained: bool 
 
 
 def write_eval(path: Path, base_srcc: float, images: list[Path], mode: str = "finetuned",
-               keys: tuple[str, ...] = DATASETS) -> None:
-    """A test_swin.py JSON (KADID-10k per type too) and one predictions CSV per dataset."""
+               keys: tuple[str, ...] = DATASETS, extra: dict | None = None) -> None:
+    """A test_swin.py JSON (KADID-10k per type too, `extra` keys added) and one predictions CSV
+    per dataset."""
     results = {k: _metrics(base_srcc - 0.1 * i, n=len(images)) for i, k in enumerate(keys)}
     by_type = {t: _metrics(base_srcc + 0.01 * i, n=405)
                for i, t in enumerate(("gaussian_blur", "motion_blur", "pixelate"))}
     _write(path, {"results": results, "model": "m.pkl", "mode": mode, "config": {},
-                  "by_distortion": {"kadid10k": by_type} if "kadid10k" in keys else {}})
+                  "by_distortion": {"kadid10k": by_type} if "kadid10k" in keys else {},
+                  **(extra or {})})
     rng = np.random.default_rng(0)
     for key in keys:
         mos = rng.uniform(0, 100, len(images))

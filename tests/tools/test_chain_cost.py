@@ -36,7 +36,7 @@ def plan(tmp_path: Path, *args: str, status: int = 0, **knobs: str) -> str:
 def test_plan_of_five_repeats_at_base_on_the_official_sizes(tmp_path: Path) -> None:
     out = plan(tmp_path, "--repeats", "5", "--parallel", "8", MODEL_SIZE="base")
     assert not (tmp_path / "run").exists()  # a dry run writes nothing
-    assert "Plan: 27 stages to run, 0 skipped." in out
+    assert "Plan: 28 stages to run, 0 skipped." in out
     assert "official release sizes (no data stage summary) for agiqa3k, kadid10k, koniq10k, " \
         "livec, spaq." in out
     # plan preset: 50 epochs x 25 crops x 7,058 training images; 10 crops x 1,000 validation

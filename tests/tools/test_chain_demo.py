@@ -18,7 +18,8 @@ TINY = {"PRETRAIN_EPOCHS": "1", "FINETUNE_EPOCHS": "1", "PRETRAIN_STEPS": "1",
         "FINETUNE_STEPS": "1", "PRETRAIN_BATCH": "2", "FINETUNE_BATCH": "4", "NUM_LEVELS": "2",
         "TEST_PATCHES": "1", "VAL_PATCHES": "1", "TEST_DATASETS": "spaq kadid10k",
         "LABEL_FRACTIONS": "50", "PROBE_PATCHES": "1", "STRICT_REPORT": "1",
-        "STOP_ON_COLLAPSE": "0"}  # one step of the random model ranks levels at chance
+        "STOP_ON_COLLAPSE": "0",  # one step of the random model ranks levels at chance
+        "BASELINES": "piqe"}
 
 
 def run_chain(run_dir: Path, data_root: Path, *args: str, status: int = 0, **knobs: str) -> str:
@@ -40,7 +41,7 @@ def test_demo_chain_writes_a_filled_report_and_reruns_as_skips(tmp_path: Path,
     ran = re.findall(r"^\[run\] (\S+):", first, flags=re.M)
     assert ran[:4] == ["data", "pretrain", "untrained", "baseline"]
     expected = {"pretrained", "test_baseline", "test_pretrained", "test_zero_shot",
-                "test_zero_shot_untrained", "probe", "report"}
+                "test_zero_shot_untrained", "test_classical", "probe", "report"}
     assert expected <= set(ran)
     report = run_dir / "QUALICLIP_RESULTS.md"
     text = report.read_text()
@@ -56,10 +57,13 @@ def test_demo_chain_writes_a_filled_report_and_reruns_as_skips(tmp_path: Path,
     assert "## Label efficiency" in text and "| 50 % |" in text
     plots = linked_images(report)
     assert len(plots) >= 4 and all(p.is_file() for p in plots)
-    for name in ("baseline", "pretrained", "zero_shot", "zero_shot_untrained"):
+    for name in ("baseline", "pretrained", "zero_shot", "zero_shot_untrained", "classical_piqe"):
         results = json.loads((run_dir / "eval" / f"{name}.json").read_text())["results"]
         assert set(results) == {"spaq", "kadid10k"}
     assert "## KADID-10k by distortion type" in text and "| gaussian_blur * |" in text
+    piqe_row = "| PIQE, classical opinion-unaware baseline (pypiqe 1.2) |"
+    assert text.count(piqe_row) == 2  # cross-dataset and KADID-10k type tables
+    assert "minus PIQE (classical, pypiqe 1.2; minus its raw score)" in text
     assert (run_dir / "logs" / "pretrain.log").is_file()
 
     second = run_chain(run_dir, demo_root, "--ablation", "labels")

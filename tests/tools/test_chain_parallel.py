@@ -47,7 +47,7 @@ def test_parallel_runs_the_sequential_commands_side_by_side_in_graph_order(
     out, parallel = chain(tmp_path, "par", "--parallel", "3", STUB_SLEEP="0.3")
     assert sorted(map(json.dumps, parallel)) == sorted(map(json.dumps, sequential))
     ran = re.findall(r"^\[run\] (\S+):", out, flags=re.M)
-    assert ran[:2] == ["data", "pretrain"] and ran[-1] == "report" and len(ran) == 15
+    assert ran[:2] == ["data", "pretrain"] and ran[-1] == "report" and len(ran) == 16
     assert "on CPU slot 0, OMP_NUM_THREADS 1; log " in out  # 4 threads over 3 slots
     assert out.rstrip().endswith(f"done: {tmp_path / 'par'}/QUALICLIP_RESULTS.md")
     spans = intervals(tmp_path / "par")
@@ -57,7 +57,7 @@ def test_parallel_runs_the_sequential_commands_side_by_side_in_graph_order(
     assert spans["baseline"][0] < spans["pretrain"][1]  # the baselines need no pretraining
     assert spans["pretrained"][0] < spans["pretrained_r1"][1]  # the repeats overlap
     status = (tmp_path / "par" / "logs" / "status.log").read_text().splitlines()
-    assert re.fullmatch(r"\d\d:\d\d:\d\d running 0 \| done 14 \| skipped 0 \| waiting 0 \| "
+    assert re.fullmatch(r"\d\d:\d\d:\d\d running 0 \| done 15 \| skipped 0 \| waiting 0 \| "
                         r"failed 0 \| blocked 0", status[-1])
     assert any("| now: " in line and "pretrain [CPU slot" in line for line in status)
     assert (tmp_path / "par" / ".done" / "test_pretrained_r1").is_file()
@@ -79,7 +79,7 @@ def test_a_failed_stage_stops_only_the_stages_that_need_it(tmp_path: Path) -> No
     assert "Rerun the same command (after fixing the cause): finished stages are skipped" in out
     done = {p.name for p in (tmp_path / "run" / ".done").iterdir()}
     assert done == {"data", "untrained", "baseline", "baseline_r1", "test_baseline",
-                    "test_baseline_r1", "test_zero_shot_untrained"}
+                    "test_baseline_r1", "test_zero_shot_untrained", "test_classical"}
     log = (tmp_path / "run" / "logs" / "pretrain.log").read_text()
     assert "stand-in failure of pretrain" in log
     assert json.loads((tmp_path / "run" / "timings.json").read_text())["stages"]["pretrain"][

@@ -68,7 +68,7 @@ def jobs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     chain(tmp, "seq")
     proc = chain(tmp, "run", "--submit", "slurm", "--dry_run")
     submit = tmp / "run" / "slurm" / "submit.sh"
-    assert f"wrote 26 job scripts and {submit} (not submitted: --dry_run)" in proc.stdout
+    assert f"wrote 27 job scripts and {submit} (not submitted: --dry_run)" in proc.stdout
     return tmp, submit
 
 
@@ -77,7 +77,8 @@ def test_jobs_wait_for_the_stages_they_need(jobs: tuple[Path, Path]) -> None:
     graph = dependencies(submit)
     suffixes = ["", *(f"_r{i}" for i in range(1, 5))]
     expected = {"pretrain": set(), "untrained": set(), "test_zero_shot": {"pretrain"},
-                "test_zero_shot_untrained": {"untrained"}, "probe": {"pretrain"}}
+                "test_zero_shot_untrained": {"untrained"}, "probe": {"pretrain"},
+                "test_classical": set()}
     for s in suffixes:
         expected |= {f"baseline{s}": set(), f"pretrained{s}": {"pretrain"},
                      f"test_baseline{s}": {f"baseline{s}"},
@@ -92,7 +93,7 @@ def test_resources_and_commands_equal_the_chains(jobs: tuple[Path, Path]) -> Non
     tmp, submit = jobs
     sequential = {run_of(c): c for c in logged_commands(tmp / "seq.jsonl")}
     scripts = sorted(submit.parent.glob("*.sbatch"))
-    assert len(scripts) == 26
+    assert len(scripts) == 27
     for script in scripts:
         text, stage = script.read_text(), script.stem[3:]
         assert "#SBATCH --partition=gpu\n#SBATCH --account=iqa-lab\n" in text

@@ -357,7 +357,7 @@ stopped_on_collapse() {
   [[ $GPUS -gt 1 && $1 == 1 ]] || return 1
   awk -v head="stage $STAGE" 'index($0, "=== ") == 1 && index($0, head) { text = "" }
     { text = text $0 "\n" } END { printf "%s", text }' "$LOGS/$STAGE.log" |
-    grep -q -- "(--stop_on_collapse): COLLAPSE"
+    grep -- "(--stop_on_collapse): COLLAPSE" >/dev/null  # not -q: awk must not get SIGPIPE
 }
 
 # collapse_notice: a pretraining stage stopped on a collapse (--stop_on_collapse).

@@ -27,6 +27,7 @@ from common.cli import (
     run_script,
 )
 from common.vocabulary import (
+    CONSISTENCY_FORMS,
     DEFAULT_DISTORTIONS,
     DEFAULT_VAL_DISTORTIONS,
     EXIT_COLLAPSE,
@@ -80,8 +81,15 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--consistency_margin",
         type=non_negative_float,
         default=0.0,
-        help="crop differences tolerated by the consistency term (0: absolute "
+        help="crop differences tolerated by the consistency term (0: the whole "
         "difference; > 0: QualiCLIP's margin-ranking form)",
+    )
+    loss.add_argument(
+        "--consistency_form",
+        choices=CONSISTENCY_FORMS,
+        default="absolute",
+        help="standardised: the crops' disagreement in units of the batch's score spread (no "
+        "pull towards a constant score); absolute: the plain difference (docs/STAGE1.md)",
     )
     loss.add_argument("--consistency_weight", type=non_negative_float, default=None,
                       help="weight of the crop-consistency term (default per --model_size: "

@@ -10,6 +10,7 @@ GEOMETRIES = ("aspect", "squash")  # resize: keep the aspect, or squash as the r
 # (the public Swin-HyperIQA), "hyper_lda" = also the four parts of the LDA content vector.
 ATTENTION_SCOPES = ("hyper", "hyper_lda")
 SCORE_ACTIVATIONS = ("none", "sigmoid")  # Stage 1's scalar score: raw, or squashed into (0, 1)
+CONSISTENCY_FORMS = ("standardised", "absolute")  # the consistency term (losses.qualiclip)
 POOLINGS = ("stages", "stages_mean", "last")  # Stage 1's head input (models.pretrain_model)
 DEFAULT_DISTORTIONS = "blur,jpeg,noise,brightness"
 # Stage 1's label-free validation: types kept out of the default training set (and out of the

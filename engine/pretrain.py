@@ -73,8 +73,9 @@ METRICS_NAME = "metrics.jsonl"
 # Flags recorded in every checkpoint's config (with model size, distortions, prompts, data).
 CONFIG_FLAGS = ("loss_type", "score_activation", "pooling", "crop_size", "num_levels",
                 "train_prompt_pairs", "margin", "val_distortions", "val_images",
-                "consistency_margin", "consistency_weight", "ranking_weight", "epochs",
-                "batch_size", "views_per_image", "lr", "weight_decay", "warmup_epochs", "seed")
+                "consistency_margin", "consistency_form", "consistency_weight", "ranking_weight",
+                "epochs", "batch_size", "views_per_image", "lr", "weight_decay", "warmup_epochs",
+                "seed")
 
 
 def epoch_checkpoint_name(model_size: str, epoch: int) -> str:

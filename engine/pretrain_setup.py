@@ -24,7 +24,8 @@ from models.pretrain_heads import ClipQualityHead, ScalarQualityHead
 from models.pretrain_model import QualityPretrainModel, pooled_features
 from models.swin_encoder import build_encoder, canonical_model_size
 
-LOSS_FLAGS = ("margin", "consistency_weight", "ranking_weight", "consistency_margin")
+LOSS_FLAGS = ("margin", "consistency_weight", "ranking_weight", "consistency_margin",
+              "consistency_form")
 
 
 @dataclass

@@ -9,10 +9,15 @@ Definitions (all hinges are `relu`, every term is a mean over its elements):
   degraded crop must score at least `margin` higher. The full loss applies it to the similarity
   with the positive prompt (falling with level) and, mirrored, to the negative prompt (rising with
   level), and adds the two, as QualiCLIP's L_pos + L_neg.
-- consistency, for every level: `relu(|q_a - q_b| - consistency_margin)`. With the default margin
-  0 this is the plain absolute difference (the form of the public Swin-HyperIQA QualiCLIP branch);
-  a positive margin gives QualiCLIP's margin-ranking form, which tolerates differences up to the
-  margin. The full loss adds the positive- and negative-prompt terms, as QualiCLIP's L_cons does.
+- consistency, for every level: `relu(|q_a - q_b| / s - consistency_margin)`. In the
+  `standardised` form s is the standard deviation of all the batch's scores (both crops, every
+  level; per prompt for the full loss), so the term is the crops' disagreement in units of the
+  batch's own spread: scaling every score by k leaves it unchanged, and it has no gradient towards
+  one constant score. In the `absolute` form s = 1: the plain absolute difference of the public
+  Swin-HyperIQA QualiCLIP branch, which a smaller score scale always lowers. With the default
+  margin 0 the term is the whole disagreement; a positive margin gives QualiCLIP's margin-ranking
+  form, which tolerates differences up to the margin. The full loss adds the positive- and
+  negative-prompt terms, as QualiCLIP's L_cons does.
 QualiCLIP ranks the L degraded levels only; here the clean crop (level 0) takes part as well.
 The official QualiCLIP repository publishes inference code only; the definitions above follow the
 paper (Agnolucci et al., arXiv 2403.11176), whose three terms are all margin-ranking losses.
@@ -26,6 +31,9 @@ import torch
 import torch.nn.functional as F
 
 from common.errors import InvalidValueError
+from common.vocabulary import CONSISTENCY_FORMS
+
+_MIN_SPREAD = 1e-6  # a batch whose scores are all equal has no disagreement to scale
 
 
 @dataclass
@@ -80,9 +88,19 @@ def ranking_hinge(values: torch.Tensor, margin: float, descending: bool = True) 
     return F.relu(margin - gap)
 
 
-def consistency_hinge(a: torch.Tensor, b: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
-    """Element-wise `relu(|a - b| - margin)`: how far the two crops disagree beyond the margin."""
-    return F.relu((a - b).abs() - margin)
+def consistency_hinge(a: torch.Tensor, b: torch.Tensor, margin: float = 0.0,
+                      form: str = "absolute", batch_dims: int = 2) -> torch.Tensor:
+    """Element-wise `relu(|a - b| / s - margin)`: how far the two crops disagree beyond the
+    margin; s is the spread of both crops' values over their first `batch_dims` dims
+    (`standardised`) or 1 (`absolute`)."""
+    if form not in CONSISTENCY_FORMS:
+        raise InvalidValueError(
+            f"consistency form must be one of {', '.join(CONSISTENCY_FORMS)}, found {form!r}")
+    gap = (a - b).abs()
+    if form == "standardised":
+        both = torch.cat((a, b)).flatten(0, batch_dims - 1)
+        gap = gap / both.std(dim=0).clamp_min(_MIN_SPREAD)
+    return F.relu(gap - margin)
 
 
 def qualiclip_simplified_loss(
@@ -92,11 +110,13 @@ def qualiclip_simplified_loss(
     consistency_weight: float = 1.0,
     ranking_weight: float = 1.0,
     consistency_margin: float = 0.0,
+    consistency_form: str = "absolute",
 ) -> LossTerms:
     """QualiCLIP loss on scalar quality scores of shape (B, L+1) for the two crops."""
     _check_pair(scores_a, scores_b, "scores", "(B, L+1)", 2)
     _check_margins(margin, consistency_margin)
-    consistency = consistency_hinge(scores_a, scores_b, consistency_margin).mean()
+    consistency = consistency_hinge(scores_a, scores_b, consistency_margin,
+                                    consistency_form).mean()
     ranking = ranking_hinge(torch.stack((scores_a, scores_b)), margin).mean()  # (2, B, pairs)
     total = consistency_weight * consistency + ranking_weight * ranking
     return LossTerms(total=total, consistency=consistency, ranking=ranking)
@@ -109,6 +129,7 @@ def qualiclip_full_loss(
     consistency_weight: float = 1.0,
     ranking_weight: float = 1.0,
     consistency_margin: float = 0.0,
+    consistency_form: str = "absolute",
 ) -> LossTerms:
     """QualiCLIP loss on prompt cosine similarities of shape (B, L+1, P, 2) (positive, negative)."""
     _check_pair(sims_a, sims_b, "sims", "(B, L+1, P, 2)", 4)
@@ -119,7 +140,8 @@ def qualiclip_full_loss(
         )
     _check_margins(margin, consistency_margin)
     # Summed over the two prompts (L_cons covers both), averaged over images, levels and pairs.
-    consistency = consistency_hinge(sims_a, sims_b, consistency_margin).sum(-1).mean()
+    consistency = consistency_hinge(sims_a, sims_b, consistency_margin,
+                                    consistency_form).sum(-1).mean()
     sims = torch.stack((sims_a, sims_b)).movedim(2, -1)  # (2, B, P, 2, L+1): levels last
     rank_pos = ranking_hinge(sims[..., 0, :], margin, descending=True).mean()
     rank_neg = ranking_hinge(sims[..., 1, :], margin, descending=False).mean()

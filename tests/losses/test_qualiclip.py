@@ -118,3 +118,37 @@ def test_level_ranking_accuracy_and_spread() -> None:
     constant = torch.full((4, 6), 0.3)  # a collapsed head: ties are never ranked correctly
     assert level_ranking_accuracy(constant).item() == 0.0
     assert level_spread(constant).item() == 0.0
+
+
+def test_standardised_consistency_is_the_gap_in_units_of_the_batch_spread() -> None:
+    terms = qualiclip_simplified_loss(SCORES_A, SCORES_B, consistency_form="standardised")
+    spread = torch.cat((SCORES_A, SCORES_B)).flatten().std().item()
+    assert terms.consistency.item() == pytest.approx(0.5 / 3 / spread, abs=1e-6)
+    sims_a, sims_b = torch.randn(3, 4, 2, 2), torch.randn(3, 4, 2, 2)
+    full = qualiclip_full_loss(sims_a, sims_b, consistency_form="standardised")
+    per_prompt = torch.cat((sims_a, sims_b)).flatten(0, 1).std(dim=0)  # (P, 2)
+    expected = ((sims_a - sims_b).abs() / per_prompt).sum(-1).mean()
+    assert full.consistency.item() == pytest.approx(expected.item(), abs=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["simplified", "full"])
+def test_only_the_absolute_form_pulls_scores_towards_a_constant(kind: str) -> None:
+    # The derivative of the consistency term along "scale every score by k" at k = 1: the
+    # absolute form pays less for any smaller scale, the standardised form is indifferent.
+    torch.manual_seed(0)
+    shape = (4, 6) if kind == "simplified" else (4, 6, 2, 2)
+    loss = qualiclip_simplified_loss if kind == "simplified" else qualiclip_full_loss
+    a = torch.randn(shape)
+    b = a + 0.2 * torch.randn(shape)
+    slopes = {}
+    for form in ("absolute", "standardised"):
+        k = torch.tensor(1.0, requires_grad=True)
+        loss(a * k, b * k, ranking_weight=0.0, consistency_form=form).total.backward()
+        slopes[form] = k.grad.item()
+    assert slopes["absolute"] > 0.05
+    assert slopes["standardised"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_unknown_consistency_form_is_refused() -> None:
+    with pytest.raises(ValueError, match="consistency form must be one of standardised, absolute"):
+        qualiclip_simplified_loss(SCORES_A, SCORES_B, consistency_form="relative")

@@ -88,7 +88,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--consistency_form",
         choices=CONSISTENCY_FORMS,
         default="absolute",
-        help="standardised: the crops' disagreement in units of the batch's score spread (no "
+        help="standardised: the crops' disagreement in units of the batch's level spread (no "
         "pull towards a constant score); absolute: the plain difference (docs/STAGE1.md)",
     )
     loss.add_argument("--consistency_weight", type=non_negative_float, default=None,

@@ -10,10 +10,12 @@ Definitions (all hinges are `relu`, every term is a mean over its elements):
   with the positive prompt (falling with level) and, mirrored, to the negative prompt (rising with
   level), and adds the two, as QualiCLIP's L_pos + L_neg.
 - consistency, for every level: `relu(|q_a - q_b| / s - consistency_margin)`. In the
-  `standardised` form s is the standard deviation of all the batch's scores (both crops, every
-  level; per prompt for the full loss), so the term is the crops' disagreement in units of the
-  batch's own spread: scaling every score by k leaves it unchanged, and it has no gradient towards
-  one constant score. In the `absolute` form s = 1: the plain absolute difference of the public
+  `standardised` form s is the batch's level spread: the standard deviation of a crop's scores
+  across its levels, averaged over both crops of every image (per prompt for the full loss). The
+  term is then the crops' disagreement in units of how far the levels are told apart: scaling
+  every score by k leaves it unchanged, so it has no gradient towards one constant score, and it
+  falls only when distortion moves the score more than crop content does. In the `absolute` form
+  s = 1: the plain absolute difference of the public
   Swin-HyperIQA QualiCLIP branch, which a smaller score scale always lowers. With the default
   margin 0 the term is the whole disagreement; a positive margin gives QualiCLIP's margin-ranking
   form, which tolerates differences up to the margin. The full loss adds the positive- and
@@ -89,17 +91,17 @@ def ranking_hinge(values: torch.Tensor, margin: float, descending: bool = True) 
 
 
 def consistency_hinge(a: torch.Tensor, b: torch.Tensor, margin: float = 0.0,
-                      form: str = "absolute", batch_dims: int = 2) -> torch.Tensor:
-    """Element-wise `relu(|a - b| / s - margin)`: how far the two crops disagree beyond the
-    margin; s is the spread of both crops' values over their first `batch_dims` dims
-    (`standardised`) or 1 (`absolute`)."""
+                      form: str = "absolute") -> torch.Tensor:
+    """Element-wise `relu(|a - b| / s - margin)` of (B, L+1, ...) values: how far the two crops
+    disagree beyond the margin; s is the level spread (dim 1) averaged over both crops of every
+    image (`standardised`), or 1 (`absolute`)."""
     if form not in CONSISTENCY_FORMS:
         raise InvalidValueError(
             f"consistency form must be one of {', '.join(CONSISTENCY_FORMS)}, found {form!r}")
     gap = (a - b).abs()
     if form == "standardised":
-        both = torch.cat((a, b)).flatten(0, batch_dims - 1)
-        gap = gap / both.std(dim=0).clamp_min(_MIN_SPREAD)
+        spread = torch.cat((a, b)).std(dim=1).mean(dim=0)  # a scalar, or one per prompt
+        gap = gap / spread.clamp_min(_MIN_SPREAD)
     return F.relu(gap - margin)
 
 

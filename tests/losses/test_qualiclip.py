@@ -120,13 +120,13 @@ def test_level_ranking_accuracy_and_spread() -> None:
     assert level_spread(constant).item() == 0.0
 
 
-def test_standardised_consistency_is_the_gap_in_units_of_the_batch_spread() -> None:
+def test_standardised_consistency_is_the_gap_in_units_of_the_level_spread() -> None:
     terms = qualiclip_simplified_loss(SCORES_A, SCORES_B, consistency_form="standardised")
-    spread = torch.cat((SCORES_A, SCORES_B)).flatten().std().item()
+    spread = (SCORES_A.std().item() + SCORES_B.std().item()) / 2  # each crop across its levels
     assert terms.consistency.item() == pytest.approx(0.5 / 3 / spread, abs=1e-6)
     sims_a, sims_b = torch.randn(3, 4, 2, 2), torch.randn(3, 4, 2, 2)
     full = qualiclip_full_loss(sims_a, sims_b, consistency_form="standardised")
-    per_prompt = torch.cat((sims_a, sims_b)).flatten(0, 1).std(dim=0)  # (P, 2)
+    per_prompt = torch.cat((sims_a, sims_b)).std(dim=1).mean(dim=0)  # (P, 2)
     expected = ((sims_a - sims_b).abs() / per_prompt).sum(-1).mean()
     assert full.consistency.item() == pytest.approx(expected.item(), abs=1e-6)
 

@@ -593,6 +593,16 @@ test_cmd() { # test_cmd MODEL_PATH OUTPUT_JSON [DATASET...] (default: the presen
   add_flag --test_patches "$TEST_PATCHES"  # else a fine-tuned model's own, from its checkpoint
 }
 
+# eval_files NAME [KEY...]: the files test_cmd writes for NAME, its JSON and one predictions CSV per
+# test set (default: the present TEST_SETS), which a forced test stage deletes: named one by one,
+# since a glob NAME_*_predictions.csv would also take those of NAME_r1 or NAME_untrained.
+eval_files() {
+  local key keys=("${TEST_SETS[@]}") files="$EVAL/$1.json"
+  if [[ $# -gt 1 ]]; then keys=("${@:2}"); fi
+  for key in "${keys[@]}"; do files+=" $EVAL/$1_${key}_predictions.csv"; done
+  echo "$files"
+}
+
 # add_label_fraction PCT LABEL_SEED: append to CMD the flags that fine-tune on PCT % of the
 # training labels (the same seeded subset for every model given the same LABEL_SEED).
 add_label_fraction() { CMD+=(--label_fraction "$(printf '0.%02d' "$1")" --label_seed "$2"); }
@@ -613,8 +623,7 @@ run_label_fractions() {
         "$CKPT/labels_f${pct}_$name" --feeds "test_labels_f${pct}_$name" -- "${CMD[@]}"
       test_cmd "$CKPT/labels_f${pct}_$name/best_model.pkl" "$EVAL/labels_f${pct}_$name.json" \
         koniq10k
-      run_stage "test_labels_f${pct}_$name" - \
-        "$EVAL/labels_f${pct}_$name.json $EVAL/labels_f${pct}_${name}_*_predictions.csv" \
+      run_stage "test_labels_f${pct}_$name" - "$(eval_files "labels_f${pct}_$name" koniq10k)" \
         -- "${CMD[@]}"
     done
   done
@@ -675,7 +684,7 @@ pretrain_finetune_test() {
   run_stage "${prefix}_finetune" "$CKPT/$name" "$CKPT/$name" --feeds "${prefix}_test" \
     -- "${CMD[@]}"
   test_cmd "$CKPT/$name/best_model.pkl" "$EVAL/$name.json"
-  run_stage "${prefix}_test" - "$EVAL/$name.json $EVAL/${name}_*_predictions.csv" -- "${CMD[@]}"
+  run_stage "${prefix}_test" - "$(eval_files "$name")" -- "${CMD[@]}"
 }
 
 run_ablation() { # run_ablation KIND: every variant that differs from the main runs
@@ -762,14 +771,13 @@ for ((i = 0; i < REPEATS; i++)); do
   if [[ $i -gt 0 ]]; then suffix=_r$i; fi
   for name in "baseline$suffix" "pretrained$suffix"; do
     test_cmd "$CKPT/$name/best_model.pkl" "$EVAL/$name.json"
-    run_stage "test_$name" - "$EVAL/$name.json $EVAL/${name}_*_predictions.csv" -- "${CMD[@]}"
+    run_stage "test_$name" - "$(eval_files "$name")" -- "${CMD[@]}"
   done
 done
 test_cmd "$ENCODER" "$EVAL/zero_shot.json"
-run_stage test_zero_shot - "$EVAL/zero_shot.json $EVAL/zero_shot_*_predictions.csv" -- "${CMD[@]}"
+run_stage test_zero_shot - "$(eval_files zero_shot)" -- "${CMD[@]}"
 test_cmd "$(encoder_of "$CKPT/untrained")" "$EVAL/zero_shot_untrained.json"
-run_stage test_zero_shot_untrained - \
-  "$EVAL/zero_shot_untrained.json $EVAL/zero_shot_untrained_*_predictions.csv" -- "${CMD[@]}"
+run_stage test_zero_shot_untrained - "$(eval_files zero_shot_untrained)" -- "${CMD[@]}"
 if [[ $BASELINES != none ]]; then
   read -r -a baseline_names <<<"$BASELINES"
   run_stage test_classical - "$EVAL/classical_*" -- "$PYTHON" test_swin.py --data_root \

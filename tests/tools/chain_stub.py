@@ -2,7 +2,8 @@
 
 The chain's own bookkeeping (markers, timings, the plan and its schedulers) runs for real; the stage
 scripts only leave the files the chain looks for (encoder checkpoints, the best label-free
-validation epoch's one when pretraining ran epochs, best_model.pkl, dataset summaries).
+validation epoch's one when pretraining ran epochs, best_model.pkl, dataset summaries, test
+results with a predictions CSV per test set).
 STUB_SLEEP seconds per training or test command let stages overlap in time;
 STUB_FAIL=<model name> makes that run fail; STUB_ENV_LOG records each command's
 CUDA_VISIBLE_DEVICES and OMP_NUM_THREADS.
@@ -55,7 +56,12 @@ elif args[0] in ("pretrain_qualiclip.py", "train_swin.py"):
         (run / ("swin_" + flag("--model_size") + "_qualiclip_best.pkl")).write_bytes(b"0")
 elif args[0] == "test_swin.py":
     time.sleep(float(os.environ.get("STUB_SLEEP", "0")))
-    Path(flag("--output")).write_text("{{}}")
+    output = Path(flag("--output"))
+    output.write_text("{{}}")
+    for key in args[args.index("--test_datasets") + 1:]:  # a predictions CSV per test set
+        if key.startswith("--"):
+            break
+        (output.parent / f"{{output.stem}}_{{key}}_predictions.csv").write_text("image\\n")
 '''
 
 

@@ -19,7 +19,7 @@ def _scheduler_reason(args: dict) -> str | None:
 
 
 # Flags that take effect only with another flag: flag -> why it has no effect in a run with these
-# flags (None: it takes effect). From engine.finetune.learning_rates and engine.optim.
+# flags (None: it takes effect). From engine.protocols.learning_rates and engine.optim.
 UNUSED: dict[str, Callable[[dict], str | None]] = {
     "lr_encoder_pretrained": lambda a: None if a.get("pretrained_encoder")
     else "no --pretrained_encoder",

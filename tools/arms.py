@@ -174,6 +174,20 @@ def rate_line(comp: dict) -> str:
     return ""
 
 
+def stage1_warnings(comp: dict) -> list[str]:
+    """A first-screen warning per further Stage-1 run (pretrain_r<j>) that failed its health
+    check: the seeds fine-tuned from it rest on a failed encoder (pretrain's own health gates
+    the feature answer)."""
+    lines = []
+    for r in (comp.get("variance") or {}).get("stage1_runs") or []:
+        if r["name"] != "pretrain" and r["status"] == "fail":
+            seeds = ", ".join(map(str, r["seeds_served"])) or "none"
+            lines.append(f"**Stage-1 run {r['name']} failed its health check** "
+                         f"({'; '.join(r['reasons'])}); fine-tuning seeds started from it: "
+                         f"{seeds}.")
+    return lines
+
+
 def variance_section(comp: dict) -> str:
     """The variance the intervals over seeds carry and the Stage-1 runs behind the seeds."""
     var = comp.get("variance") or {}

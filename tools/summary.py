@@ -4,7 +4,7 @@ controls and the power analysis conclude, warnings, and the next step."""
 
 from __future__ import annotations
 
-from tools.arms import rate_line
+from tools.arms import rate_line, stage1_warnings
 from tools.controls import POWER_ANCHOR, POWER_TITLE
 from tools.markdown import is_number, num, table
 from tools.rundata import RunData
@@ -110,6 +110,6 @@ def first_screen(run: RunData, comp: dict, warnings: list[str], demo_note: str) 
     parts = [table(["Question", "Answer", "Evidence"], rows),
              f"{RULE} {_caveat(verdicts, comp.get('variance'))}", rate_line(comp),
              controls_line(comp), power_line(comp),
-             *warnings, demo_note,
+             *warnings, *stage1_warnings(comp), demo_note,
              "**Next step:** " + " ".join(recommendations(comp))]
     return "\n\n".join(p for p in parts if p)

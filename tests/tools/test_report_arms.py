@@ -153,10 +153,15 @@ def test_the_variance_statement_follows_the_stage1_runs(complete_run: Path, sour
     assert_no_placeholder(text)
 
 
-def test_a_stage1_run_without_its_control_is_not_a_pass(complete_run: Path) -> None:
+def test_a_failed_later_stage1_run_is_warned_on_the_first_screen(complete_run: Path) -> None:
     _stage1_runs(complete_run, ("pretrain", "pretrain_r1", "pretrain_r2"))
     shutil.rmtree(complete_run / "checkpoints" / "untrained_r2")
     variance = build_comparisons(load_run(complete_run), resamples=200)["variance"]
     runs = {r["name"]: r for r in variance["stage1_runs"]}
     assert runs["pretrain_r1"]["status"] == "pass" and runs["pretrain_r2"]["status"] == "fail"
     assert "untrained control has not run" in runs["pretrain_r2"]["reasons"][0]
+    screen = _screen(write_report(complete_run).read_text())
+    assert "**Stage-1 run pretrain_r2 failed its health check** (validation against the " \
+        "untrained control not measured: " in screen
+    assert "fine-tuning seeds started from it: 2." in screen
+    assert "Stage-1 run pretrain_r1 failed" not in screen

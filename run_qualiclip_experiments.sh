@@ -124,11 +124,12 @@ Knobs: each is an environment variable and a flag (--data_root DIR is DATA_ROOT=
   CONTROL_FRACTION       [25]                     percent of training labels of the controls
   NUM_WORKERS            [4; 0]                   DEVICE [auto; cpu]     AMP [auto; off]
   SEED                   [42]                     REPEATS [1]
-  PRETRAIN_REPEATS       [1]                      pretraining runs (seeds SEED+j, 1..REPEATS)
-                                                  shared by the fine-tuning seeds: seed i
-                                                  starts from run i mod N; N = REPEATS gives
-                                                  each seed its own Stage-1 run, so the seed
-                                                  intervals carry Stage-1 variance too
+  PRETRAIN_REPEATS       [1]                      N pretraining runs, 1 to REPEATS (run j at
+                                                  seed SEED+j), shared by the fine-tuning
+                                                  seeds: seed i starts from run i mod N;
+                                                  N = REPEATS gives each seed its own Stage-1
+                                                  run, so the seed intervals carry Stage-1
+                                                  variance too (N-1 more pretraining runs)
   MATCHED_RATE           [auto]                   1: add the matched-rate arm (pretrained at
                                                   the baseline's encoder rate: separates
                                                   pretraining from the lower encoder rate;

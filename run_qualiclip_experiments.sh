@@ -18,6 +18,10 @@ otherwise stops, naming the differences (--force STAGE redoes it, or use another
   pretrain          pretrain_qualiclip.py --model_name pretrain (run folder checkpoints/pretrain),
                     with --stop_on_collapse unless STOP_ON_COLLAPSE=0: a collapsed epoch stops
                     the chain before fine-tuning, naming the monitor's figures and what to do
+  pretrain_r<j>, untrained_r<j>   --pretrain_repeats N: the pretraining runs j = 1..N-1 and
+                    their untrained controls (seed SEED+j); the pretrained runs of fine-tuning
+                    seed i start from Stage-1 run i mod N; the zero-shot test and the probe
+                    stay on pretrain
   untrained         the same command with --epochs 0: encoder and head before pretraining, the
                     control of the zero-shot test (checkpoints/untrained)
   baseline          train_swin.py on KonIQ-10k from ImageNet weights
@@ -26,10 +30,14 @@ otherwise stops, naming the differences (--force STAGE redoes it, or use another
                     swin_<size>_qualiclip_pretrained.pkl only when the run has no validation);
                     the zero-shot test and the probe score the same encoder
   baseline_r<i>, pretrained_r<i>   extra repeats i = 1..REPEATS-1 (seed SEED+i, split seed i)
+  pretrained_matched, pretrained_matched_r<i>   the matched-rate arm (MATCHED_RATE): the
+                    pretrained runs of each seed again, from the same Stage-1 encoder, with
+                    --lr_encoder_pretrained equal to the rate the baseline's encoder trains at
   test_baseline, test_pretrained, test_zero_shot, test_zero_shot_untrained
                     test_swin.py on SPAQ, KADID-10K, AGIQA-3K, LIVE-C and the KonIQ-10k test
                     split (whichever are present); KADID-10k is also reported per distortion type
   test_baseline_r<i>, test_pretrained_r<i>   the same tests of the repeats (paired seed tests)
+  test_pretrained_matched, test_pretrained_matched_r<i>   the same tests of the matched-rate arm
   test_classical    test_swin.py --baselines BASELINES on the same test sets: the classical
                     opinion-unaware rows beside the zero-shot ones (eval/classical_<name>.json)
   probe             python -m tools.probe: linear probe (ridge) of the frozen random, ImageNet and
@@ -43,7 +51,8 @@ otherwise stops, naming the differences (--force STAGE redoes it, or use another
                     best_model.pkl encoder (positive control: a real gain) and from the untrained
                     stage's encoder (sham control: no gain); KonIQ-10k test SRCC from results.json
   report            python -m tools.report --runs_dir RUN_DIR (writes comparisons.json first:
-                    paired bootstrap intervals, seed tests, the four verdicts and the controls)
+                    paired bootstrap intervals, seed tests, the four verdicts, the controls,
+                    the matched-rate and rate-effect answers and which variance they carry)
 
 Options:
   --demo              demo data, mini model at 64 px, CPU: the whole chain in a few minutes
@@ -115,6 +124,19 @@ Knobs: each is an environment variable and a flag (--data_root DIR is DATA_ROOT=
   CONTROL_FRACTION       [25]                     percent of training labels of the controls
   NUM_WORKERS            [4; 0]                   DEVICE [auto; cpu]     AMP [auto; off]
   SEED                   [42]                     REPEATS [1]
+  PRETRAIN_REPEATS       [1]                      N pretraining runs, 1 to REPEATS (run j at
+                                                  seed SEED+j), shared by the fine-tuning
+                                                  seeds: seed i starts from run i mod N;
+                                                  N = REPEATS gives each seed its own Stage-1
+                                                  run, so the seed intervals carry Stage-1
+                                                  variance too (N-1 more pretraining runs)
+  MATCHED_RATE           [auto]                   1: add the matched-rate arm (pretrained at
+                                                  the baseline's encoder rate: separates
+                                                  pretraining from the lower encoder rate;
+                                                  REPEATS more fine-tuning runs); auto: on
+                                                  when REPEATS >= 3, where the answer is a
+                                                  paired seed test; 0: off. Left out when
+                                                  both arms' encoder rates are equal anyway
   GPUS                   [1]                      >1: torchrun --standalone --nproc_per_node GPUS
   PRETRAIN_GPUS          [GPUS]                   the same for the pretraining stages (epochs > 0)
   PARALLEL               [1]                      stages at once (--parallel)
@@ -148,16 +170,17 @@ KNOBS=(EXP_NAME RUN_DIR DATA_ROOT MODEL_SIZE CROP_SIZE PROTOCOL PRETRAIN_EPOCHS 
   LR_ENCODER_PRETRAINED DISTORTIONS LOSS_TYPE
   NUM_LEVELS PATIENCE TRAIN_PATCHES TEST_PATCHES VAL_PATCHES PRETRAIN_STEPS FINETUNE_STEPS SPLIT
   TEST_DATASETS BASELINES ABLATION_EPOCHS LABEL_FRACTIONS PROBE_PATCHES CONTROL_SEEDS CONTROL_FRACTION
-  NUM_WORKERS DEVICE AMP SEED REPEATS
+  NUM_WORKERS DEVICE AMP SEED REPEATS PRETRAIN_REPEATS MATCHED_RATE
   GPUS IMAGENET_WEIGHTS CLIP_WEIGHTS EXTRA_PRETRAIN_ARGS EXTRA_FINETUNE_ARGS PYTHON REPORT_OUT
   STRICT_REPORT STOP_ON_COLLAPSE PRETRAIN_GPUS PARALLEL BENCH_JSON SLURM_PARTITION SLURM_ACCOUNT
   SLURM_TIME SLURM_CPUS_PER_GPU SLURM_ARGS)
 # Every stage name run_stage may be given (shell patterns): --force checks its argument against
 # these, and run_stage refuses a name missing here, so a new stage must be declared.
-STAGES=(demo_data data pretrain untrained baseline pretrained 'baseline_r[1-9]*'
-  'pretrained_r[1-9]*' test_baseline test_pretrained test_zero_shot test_zero_shot_untrained
-  test_classical
-  'test_baseline_r[1-9]*' 'test_pretrained_r[1-9]*' probe
+STAGES=(demo_data data pretrain 'pretrain_r[1-9]*' untrained 'untrained_r[1-9]*' baseline
+  pretrained 'baseline_r[1-9]*' 'pretrained_r[1-9]*' pretrained_matched 'pretrained_matched_r[1-9]*'
+  test_baseline test_pretrained test_zero_shot test_zero_shot_untrained test_classical
+  'test_baseline_r[1-9]*' 'test_pretrained_r[1-9]*' test_pretrained_matched
+  'test_pretrained_matched_r[1-9]*' probe
   'abl_*_pretrain' 'abl_*_finetune' 'abl_*_test'
   'labels_f[1-9]*_baseline' 'labels_f[1-9]*_pretrained' 'test_labels_f[1-9]*_baseline'
   'test_labels_f[1-9]*_pretrained' 'ctl_scratch_s[0-9]*' 'ctl_positive_s[0-9]*'
@@ -251,9 +274,15 @@ fi
 : "${LABEL_FRACTIONS:=10 25 50}" "${PROBE_PATCHES:=5}" "${CONTROL_SEEDS:=3}"
 : "${CONTROL_FRACTION:=25}"
 : "${NUM_WORKERS:=4}" "${DEVICE:=auto}" "${AMP:=auto}" "${SEED:=42}" "${REPEATS:=1}" "${GPUS:=1}"
+: "${PRETRAIN_REPEATS:=1}" "${MATCHED_RATE:=auto}"
 : "${IMAGENET_WEIGHTS:=auto}" "${CLIP_WEIGHTS:=openai}" "${EXTRA_PRETRAIN_ARGS:=}"
 : "${EXTRA_FINETUNE_ARGS:=}" "${REPORT_OUT:=}" "${STRICT_REPORT:=0}" "${STOP_ON_COLLAPSE:=1}"
 [[ $REPEATS =~ ^[1-9][0-9]*$ ]] || die "REPEATS must be an integer >= 1, got '$REPEATS'"
+[[ $PRETRAIN_REPEATS =~ ^[1-9][0-9]*$ && $PRETRAIN_REPEATS -le $REPEATS ]] || die \
+  "PRETRAIN_REPEATS must be an integer from 1 to REPEATS ($REPEATS): each pretraining run serves \
+at least one fine-tuning seed; got '$PRETRAIN_REPEATS'"
+[[ $MATCHED_RATE =~ ^(0|1|auto)$ ]] || die "MATCHED_RATE must be 1 (add the matched-rate arm), 0 \
+(leave it out) or auto (on when REPEATS >= 3), got '$MATCHED_RATE'"
 [[ $GPUS =~ ^[1-9][0-9]*$ ]] || die "GPUS must be an integer >= 1, got '$GPUS'"
 : "${PRETRAIN_GPUS:=$GPUS}" "${PARALLEL:=1}" "${BENCH_JSON:=gpu_check_out/bench_bf16.out}"
 : "${SLURM_PARTITION:=}" "${SLURM_ACCOUNT:=}" "${SLURM_TIME:=24:00:00}" "${SLURM_CPUS_PER_GPU:=8}"
@@ -352,7 +381,7 @@ on_error() {
 # exit status 3, or under torchrun (which exits 1 when a rank fails) the stop line in the log of
 # this attempt (the part after the stage's last "=== ... stage NAME" header).
 stopped_on_collapse() {
-  [[ $STAGE == *pretrain ]] || return 1
+  [[ $STAGE == *pretrain || $STAGE == pretrain_r[1-9]* ]] || return 1
   [[ $1 == 3 ]] && return 0
   [[ $GPUS -gt 1 && $1 == 1 ]] || return 1
   awk -v head="stage $STAGE" 'index($0, "=== ") == 1 && index($0, head) { text = "" }
@@ -545,12 +574,12 @@ present_test_sets() {
 }
 
 # The *_cmd functions fill the global array CMD with one stage's command line.
-pretrain_cmd() { # pretrain_cmd MODEL_NAME EPOCHS DISTORTIONS LOSS_TYPE
+pretrain_cmd() { # pretrain_cmd MODEL_NAME EPOCHS DISTORTIONS LOSS_TYPE [SEED]
   CMD=("${PRETRAIN_LAUNCH[@]}")
   if [[ $2 == 0 ]]; then CMD=("${LAUNCH[@]}"); fi  # no training: the untrained encoder is saved
   CMD+=(pretrain_qualiclip.py "${COMMON[@]}" --model_name "$1" --epochs "$2"
     --distortions "$3" --loss_type "$4" --batch_size "$PRETRAIN_BATCH"
-    --num_levels "$NUM_LEVELS" --seed "$SEED" --imagenet_weights "$IMAGENET_WEIGHTS"
+    --num_levels "$NUM_LEVELS" --seed "${5:-$SEED}" --imagenet_weights "$IMAGENET_WEIGHTS"
     --crop_size "$CROP_SIZE"
     --clip_weights "$CLIP_WEIGHTS")
   if [[ -n $PRETRAIN_STEPS ]]; then CMD+=(--max_steps_per_epoch "$PRETRAIN_STEPS"); fi
@@ -560,10 +589,15 @@ pretrain_cmd() { # pretrain_cmd MODEL_NAME EPOCHS DISTORTIONS LOSS_TYPE
   CMD+=("${EXTRA_PRE[@]+"${EXTRA_PRE[@]}"}")
 }
 
+# r_suffix I: the stage-name suffix of repeat I ("" for 0, _rI after it)
+r_suffix() { if [[ $1 -gt 0 ]]; then echo "_r$1"; fi; }
+
 # add_flag FLAG VALUE: append `FLAG VALUE` to CMD when VALUE is set (else the preset decides).
 add_flag() { if [[ -n $2 ]]; then CMD+=("$1" "$2"); fi; }
 
-finetune_cmd() { # finetune_cmd MODEL_NAME SEED SPLIT_SEED [ENCODER_CHECKPOINT]
+# finetune_cmd MODEL_NAME SEED SPLIT_SEED [ENCODER_CHECKPOINT [ENCODER_LR]]: ENCODER_LR replaces
+# LR_ENCODER_PRETRAINED (the matched-rate arm)
+finetune_cmd() {
   CMD=("${LAUNCH[@]}" train_swin.py "${COMMON[@]}" --dataset koniq10k --model_name "$1"
     --seed "$2" --split "$SPLIT" --split_seed "$3" --protocol "$PROTOCOL"
     --crop_size "$CROP_SIZE" --imagenet_weights "$IMAGENET_WEIGHTS")
@@ -578,9 +612,11 @@ finetune_cmd() { # finetune_cmd MODEL_NAME SEED SPLIT_SEED [ENCODER_CHECKPOINT]
   add_flag --max_steps_per_epoch "$FINETUNE_STEPS"
   if [[ $# -ge 4 ]]; then
     CMD+=(--pretrained_encoder "$4")
-    add_flag --lr_encoder_pretrained "$LR_ENCODER_PRETRAINED"
+    if [[ $# -lt 5 ]]; then add_flag --lr_encoder_pretrained "$LR_ENCODER_PRETRAINED"; fi
   fi
   CMD+=("${EXTRA_FT[@]+"${EXTRA_FT[@]}"}")
+  # after the extra flags, which could hold another --lr_encoder_pretrained (the last one counts)
+  if [[ $# -ge 5 ]]; then CMD+=(--lr_encoder_pretrained "$5"); fi
 }
 
 test_cmd() { # test_cmd MODEL_PATH OUTPUT_JSON [DATASET...] (default: the present TEST_SETS)
@@ -591,6 +627,16 @@ test_cmd() { # test_cmd MODEL_PATH OUTPUT_JSON [DATASET...] (default: the presen
     --model_path "$1" --output "$2" --test_datasets "${sets[@]}"
     --overwrite)  # a stage redone (markers decide) replaces its own eval files
   add_flag --test_patches "$TEST_PATCHES"  # else a fine-tuned model's own, from its checkpoint
+}
+
+# eval_files NAME [KEY...]: the files test_cmd writes for NAME, its JSON and one predictions CSV per
+# test set (default: the present TEST_SETS), which a forced test stage deletes: named one by one,
+# since a glob NAME_*_predictions.csv would also take those of NAME_r1 or NAME_untrained.
+eval_files() {
+  local key keys=("${TEST_SETS[@]}") files="$EVAL/$1.json"
+  if [[ $# -gt 1 ]]; then keys=("${@:2}"); fi
+  for key in "${keys[@]}"; do files+=" $EVAL/$1_${key}_predictions.csv"; done
+  echo "$files"
 }
 
 # add_label_fraction PCT LABEL_SEED: append to CMD the flags that fine-tune on PCT % of the
@@ -613,8 +659,7 @@ run_label_fractions() {
         "$CKPT/labels_f${pct}_$name" --feeds "test_labels_f${pct}_$name" -- "${CMD[@]}"
       test_cmd "$CKPT/labels_f${pct}_$name/best_model.pkl" "$EVAL/labels_f${pct}_$name.json" \
         koniq10k
-      run_stage "test_labels_f${pct}_$name" - \
-        "$EVAL/labels_f${pct}_$name.json $EVAL/labels_f${pct}_${name}_*_predictions.csv" \
+      run_stage "test_labels_f${pct}_$name" - "$(eval_files "labels_f${pct}_$name" koniq10k)" \
         -- "${CMD[@]}"
     done
   done
@@ -675,7 +720,7 @@ pretrain_finetune_test() {
   run_stage "${prefix}_finetune" "$CKPT/$name" "$CKPT/$name" --feeds "${prefix}_test" \
     -- "${CMD[@]}"
   test_cmd "$CKPT/$name/best_model.pkl" "$EVAL/$name.json"
-  run_stage "${prefix}_test" - "$EVAL/$name.json $EVAL/${name}_*_predictions.csv" -- "${CMD[@]}"
+  run_stage "${prefix}_test" - "$(eval_files "$name")" -- "${CMD[@]}"
 }
 
 run_ablation() { # run_ablation KIND: every variant that differs from the main runs
@@ -729,12 +774,46 @@ if [[ $PLAN == 0 && ( $PARALLEL -gt 1 || -n $SUBMIT ) ]]; then
 fi
 present_test_sets
 
-PRETRAIN_FEEDS="test_zero_shot pretrained probe"
-for ((i = 1; i < REPEATS; i++)); do PRETRAIN_FEEDS+=" pretrained_r$i"; done
-for pct in $LABEL_FRACTIONS; do PRETRAIN_FEEDS+=" labels_f${pct}_pretrained"; done
-pretrain_cmd pretrain "$PRETRAIN_EPOCHS" "$DISTORTIONS" "$LOSS_TYPE"
-run_stage pretrain "$CKPT/pretrain" "$CKPT/pretrain" --feeds "$PRETRAIN_FEEDS" -- "${CMD[@]}"
-ENCODER=$(encoder_of "$CKPT/pretrain")
+# The matched-rate arm: the plan fine-tunes the Stage-1 encoder at a lower rate than the baseline's
+# encoder, so baseline vs pretrained changes two things; pretrained_matched* changes only the start.
+finetune_cmd pretrained "$SEED" 0 "$CKPT/pretrain"  # any encoder file: only the rates are read
+rates=$("$PYTHON" -m tools.chain_rates -- "${CMD[@]}")
+read -r BASELINE_LR PRETRAINED_LR <<<"$rates"
+MATCHED=0
+if [[ $MATCHED_RATE == 1 || ( $MATCHED_RATE == auto && $REPEATS -ge 3 ) ]]; then MATCHED=1; fi
+if [[ $MATCHED == 1 && $BASELINE_LR == "$PRETRAINED_LR" ]]; then
+  echo "notice: no matched-rate arm: the pretrained runs fine-tune the encoder at the baseline's" \
+    "rate ($BASELINE_LR) already"
+  MATCHED=0
+elif [[ $MATCHED == 1 ]]; then
+  echo "matched-rate arm: pretrained_matched* fine-tune the Stage-1 encoder at the baseline's" \
+    "encoder rate $BASELINE_LR (pretrained*: $PRETRAINED_LR)"
+fi
+ARMS=(baseline pretrained)
+if [[ $MATCHED == 1 ]]; then ARMS+=(pretrained_matched); fi
+
+# Stage 1: pretrain and, with PRETRAIN_REPEATS N > 1, pretrain_r<j> (seed SEED+j). The pretrained
+# runs of fine-tuning seed i start from run i mod N; the zero-shot test, the probe and the labels
+# ablation from pretrain.
+ENCODERS=()
+for ((j = 0; j < PRETRAIN_REPEATS; j++)); do
+  feeds=""
+  if [[ $j == 0 ]]; then
+    feeds="test_zero_shot probe"
+    for pct in $LABEL_FRACTIONS; do feeds+=" labels_f${pct}_pretrained"; done
+  fi
+  for ((i = j; i < REPEATS; i += PRETRAIN_REPEATS)); do
+    suffix=$(r_suffix "$i")
+    feeds+=" pretrained$suffix"
+    if [[ $MATCHED == 1 ]]; then feeds+=" pretrained_matched$suffix"; fi
+  done
+  name=pretrain$(r_suffix "$j")
+  pretrain_cmd "$name" "$PRETRAIN_EPOCHS" "$DISTORTIONS" "$LOSS_TYPE" $((SEED + j))
+  run_stage "$name" "$CKPT/$name" "$CKPT/$name" --feeds "$feeds" -- "${CMD[@]}"
+  encoder=$(encoder_of "$CKPT/$name")
+  ENCODERS+=("$encoder")
+done
+ENCODER=${ENCODERS[0]}
 # The controls (--controls) start from the baseline's and the untrained stage's encoders.
 BASELINE_FEEDS=test_baseline UNTRAINED_FEEDS=test_zero_shot_untrained
 for ((i = 0; i < CONTROL_SEEDS; i++)); do
@@ -743,33 +822,42 @@ done
 pretrain_cmd untrained 0 "$DISTORTIONS" "$LOSS_TYPE"
 run_stage untrained "$CKPT/untrained" "$CKPT/untrained" --feeds "$UNTRAINED_FEEDS" \
   -- "${CMD[@]}"
+# The control of each further Stage-1 run (its seed's initial weights and validation set), for the
+# report's Stage-1 health of that run: no training, one validation pass.
+for ((j = 1; j < PRETRAIN_REPEATS; j++)); do
+  pretrain_cmd "untrained_r$j" 0 "$DISTORTIONS" "$LOSS_TYPE" $((SEED + j))
+  run_stage "untrained_r$j" "$CKPT/untrained_r$j" "$CKPT/untrained_r$j" -- "${CMD[@]}"
+done
 
 for ((i = 0; i < REPEATS; i++)); do
-  suffix=""
-  if [[ $i -gt 0 ]]; then suffix=_r$i; fi
+  suffix=$(r_suffix "$i")
+  encoder=${ENCODERS[i % PRETRAIN_REPEATS]}
   feeds=test_baseline$suffix
   if [[ $i == 0 ]]; then feeds=$BASELINE_FEEDS; fi
   finetune_cmd "baseline$suffix" $((SEED + i)) "$i"
   run_stage "baseline$suffix" "$CKPT/baseline$suffix" "$CKPT/baseline$suffix" \
     --feeds "$feeds" -- "${CMD[@]}"
-  finetune_cmd "pretrained$suffix" $((SEED + i)) "$i" "$ENCODER"
+  finetune_cmd "pretrained$suffix" $((SEED + i)) "$i" "$encoder"
   run_stage "pretrained$suffix" "$CKPT/pretrained$suffix" "$CKPT/pretrained$suffix" \
     --feeds "test_pretrained$suffix" -- "${CMD[@]}"
+  if [[ $MATCHED == 1 ]]; then
+    name=pretrained_matched$suffix
+    finetune_cmd "$name" $((SEED + i)) "$i" "$encoder" "$BASELINE_LR"
+    run_stage "$name" "$CKPT/$name" "$CKPT/$name" --feeds "test_$name" -- "${CMD[@]}"
+  fi
 done
 
 for ((i = 0; i < REPEATS; i++)); do
-  suffix=""
-  if [[ $i -gt 0 ]]; then suffix=_r$i; fi
-  for name in "baseline$suffix" "pretrained$suffix"; do
+  for arm in "${ARMS[@]}"; do
+    name=$arm$(r_suffix "$i")
     test_cmd "$CKPT/$name/best_model.pkl" "$EVAL/$name.json"
-    run_stage "test_$name" - "$EVAL/$name.json $EVAL/${name}_*_predictions.csv" -- "${CMD[@]}"
+    run_stage "test_$name" - "$(eval_files "$name")" -- "${CMD[@]}"
   done
 done
 test_cmd "$ENCODER" "$EVAL/zero_shot.json"
-run_stage test_zero_shot - "$EVAL/zero_shot.json $EVAL/zero_shot_*_predictions.csv" -- "${CMD[@]}"
+run_stage test_zero_shot - "$(eval_files zero_shot)" -- "${CMD[@]}"
 test_cmd "$(encoder_of "$CKPT/untrained")" "$EVAL/zero_shot_untrained.json"
-run_stage test_zero_shot_untrained - \
-  "$EVAL/zero_shot_untrained.json $EVAL/zero_shot_untrained_*_predictions.csv" -- "${CMD[@]}"
+run_stage test_zero_shot_untrained - "$(eval_files zero_shot_untrained)" -- "${CMD[@]}"
 if [[ $BASELINES != none ]]; then
   read -r -a baseline_names <<<"$BASELINES"
   run_stage test_classical - "$EVAL/classical_*" -- "$PYTHON" test_swin.py --data_root \

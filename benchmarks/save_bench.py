@@ -31,11 +31,11 @@ from common.distributed import DistInfo  # noqa: E402
 from common.runtime import make_grad_scaler, resolve_device  # noqa: E402
 from data.degradations import parse_distortions  # noqa: E402
 from engine.epoch_state import MidEpoch, save_mid_epoch  # noqa: E402
-from engine.finetune import finetune_param_groups, l1_step, learning_rates  # noqa: E402
+from engine.finetune import finetune_param_groups, l1_step  # noqa: E402
 from engine.loop import train_one_epoch  # noqa: E402
 from engine.optim import build_optimizer, build_scheduler, param_groups  # noqa: E402
 from engine.pretrain_setup import QualiCLIPStep, build_pretrain_model  # noqa: E402
-from engine.protocols import SIZE_DEFAULTS  # noqa: E402
+from engine.protocols import SIZE_DEFAULTS, learning_rates  # noqa: E402
 from engine.train_state import save_train_state  # noqa: E402
 from models.clip_anchors import QUALICLIP_PROMPT_PAIRS  # noqa: E402
 

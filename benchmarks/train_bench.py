@@ -14,10 +14,10 @@ import train_swin
 from benchmarks.timing import run_times, time_steps
 from common.runtime import autocast, make_grad_scaler
 from engine.evaluate import eval_batch_size, model_scores
-from engine.finetune import finetune_param_groups, l1_step, learning_rates, maybe_compile
+from engine.finetune import finetune_param_groups, l1_step, maybe_compile
 from engine.loop import to_device_images, train_one_epoch
 from engine.optim import build_optimizer, build_scheduler
-from engine.protocols import apply_protocol
+from engine.protocols import apply_protocol, learning_rates
 from engine.train_state import NonFiniteGuard
 from models.swin_encoder import MODEL_SIZES, canonical_model_size
 from models.swin_hyperiqa import SwinHyperIQA, build_swin_hyperiqa

@@ -56,7 +56,7 @@ from engine.optim import (
     param_groups,
     reset_moments,
 )
-from engine.protocols import apply_protocol, describe
+from engine.protocols import apply_protocol, describe, learning_rates
 from engine.resume_check import note_epochs_change
 from engine.run_kind import FINETUNE, LAST_STATE_NAME
 from engine.run_setup import open_run
@@ -106,15 +106,6 @@ def load_data(args: argparse.Namespace, logger: logging.Logger) -> FinetuneData:
         splits["train"] = label_subset(splits["train"], args.label_fraction, args.label_seed)
     check_split_sizes(key, args.data_root, splits, args.split, args.split_ratios)
     return FinetuneData(key, splits, resize_policy(key, args.resize), ImageCache(args.cache_dir))
-
-
-def learning_rates(args: argparse.Namespace) -> tuple[float, float]:
-    """(encoder lr, hyper network lr) from --lr, --lr_ratio/--lr_hyper, --lr_encoder_pretrained."""
-    encoder_lr = args.lr
-    if args.pretrained_encoder and args.lr_encoder_pretrained is not None:
-        encoder_lr = args.lr_encoder_pretrained
-    hyper_lr = args.lr_hyper if args.lr_hyper is not None else args.lr * args.lr_ratio
-    return encoder_lr, hyper_lr
 
 
 def build_model(args: argparse.Namespace, data: FinetuneData, logger: logging.Logger

@@ -101,3 +101,12 @@ def describe(record: dict) -> str:
                         for flag, v in record["overrides"].items())
     return (f"protocol {record['protocol']}" + (f"; model-size defaults: {sized}" if sized else "")
             + (f"; overrides: {changes}" if changes else "; no overrides"))
+
+
+def learning_rates(args: argparse.Namespace) -> tuple[float, float]:
+    """(encoder lr, hyper network lr) from --lr, --lr_ratio/--lr_hyper, --lr_encoder_pretrained."""
+    encoder_lr = args.lr
+    if args.pretrained_encoder and args.lr_encoder_pretrained is not None:
+        encoder_lr = args.lr_encoder_pretrained
+    hyper_lr = args.lr_hyper if args.lr_hyper is not None else args.lr * args.lr_ratio
+    return encoder_lr, hyper_lr

@@ -9,7 +9,9 @@ QualiCLIP encoder minus the encoder it started from, and each label fraction; wi
 paired test across seeds; epochs and time to reach 95 % of the best validation SRCC; the four
 verdicts of "Does pretraining help?"; the positive and sham controls (tools.controls); and the
 Stage-1 health of the encoder fine-tuning started from (tools.stage1), without which the feature
-question is not answered.
+question is not answered; the same fine-tuning answers for the matched-rate arm against the
+baseline and for the pretrained runs against the matched-rate arm (the plan's encoder rate alone),
+each arm's encoder rate and which variance the seed intervals carry (tools.arms).
 """
 
 from __future__ import annotations
@@ -20,18 +22,22 @@ import sys
 from pathlib import Path
 
 from common.files import json_safe
+from tools.arms import encoder_rates, matched_absent, seed_variance
 from tools.controls import control_comparisons
 from tools.convergence import convergence
 from tools.markdown import is_number
 from tools.power import power_summary
 from tools.probe import prediction_file
 from tools.rundata import (
+    MATCHED,
     EvalResult,
     FinetuneRun,
     RunData,
     classical_names,
     load_run,
     read_predictions,
+    seed_evals,
+    seed_runs,
 )
 from tools.stage1 import stage1_encoder, stage1_health
 from tools.stats import (
@@ -92,22 +98,15 @@ def _mean(results: list[PairedBootstrap]) -> dict | None:
     return {m: mean_of_bootstraps(results, m) for m in ("srcc", "plcc")}
 
 
-def seed_pairs(run: RunData) -> list[tuple[FinetuneRun, FinetuneRun, int]]:
-    """(baseline, pretrained, repeat index) of every repeat where both runs exist."""
-    pairs = []
-    if "baseline" in run.finetunes and "pretrained" in run.finetunes:
-        pairs.append((run.finetunes["baseline"], run.finetunes["pretrained"], 0))
-    base_r, pre_r = run.repeats.get("baseline", []), run.repeats.get("pretrained", [])
-    by_name = {r.path.name: r for r in pre_r}
-    for b in base_r:
-        p = by_name.get(b.path.name.replace("baseline", "pretrained", 1))
-        if p is not None:
-            pairs.append((b, p, int(b.path.name.rsplit("_r", 1)[1])))
-    return pairs
+def seed_pairs(run: RunData, ref: str = "baseline", new: str = "pretrained"
+               ) -> list[tuple[FinetuneRun, FinetuneRun, int]]:
+    """(ref run, new run, repeat index) of every repeat where both arms' runs exist."""
+    a, b = seed_runs(run, ref), seed_runs(run, new)
+    return [(a[i], b[i], i) for i in sorted(set(a) & set(b))]
 
 
 def _cross_means(base: dict, pre: dict) -> tuple[float, float] | None:
-    """Mean cross-dataset SRCC of baseline and pretrained of one repeat (metrics per test set)."""
+    """Mean cross-dataset SRCC of the two arms of one repeat (metrics per test set)."""
     keys = sorted(k for k in set(base) & set(pre) if k != IN_DOMAIN)
     vals = [[r[k].get("srcc") for k in keys] for r in (base, pre)]
     if not keys or not all(is_number(v) for row in vals for v in row):
@@ -115,16 +114,17 @@ def _cross_means(base: dict, pre: dict) -> tuple[float, float] | None:
     return sum(vals[0]) / len(keys), sum(vals[1]) / len(keys)
 
 
-def seed_comparisons(run: RunData) -> dict:
-    """Paired tests across seeds: KonIQ test SRCC/PLCC and the mean cross-dataset SRCC."""
-    pairs = seed_pairs(run)
+def seed_comparisons(run: RunData, ref: str = "baseline", new: str = "pretrained") -> dict:
+    """Paired tests across seeds of new against ref: KonIQ test SRCC/PLCC and the mean
+    cross-dataset SRCC."""
+    pairs = seed_pairs(run, ref, new)
     out: dict = {"repeats": len(pairs)}
     if len(pairs) < 2:
         return out
     for metric in ("srcc", "plcc"):
         vals = _numeric([(b.test.get(metric), p.test.get(metric)) for b, p, _ in pairs])
         out[f"{IN_DOMAIN}_{metric}"] = _paired_test(vals)
-    repeats = [_seed_evals(run, i) for _, _, i in pairs]
+    repeats = [_seed_evals(run, i, (ref, new)) for _, _, i in pairs]
     cross = [c for base, pre in repeats if (c := _cross_means(base, pre)) is not None]
     if len(cross) >= 2:
         out["cross_mean_srcc"] = _paired_test(cross)
@@ -139,19 +139,18 @@ def seed_comparisons(run: RunData) -> dict:
 
 
 def _numeric(pairs: list[tuple]) -> list[tuple]:
-    """The (baseline, pretrained) pairs whose two values are both numbers."""
+    """The (reference, new) pairs whose two values are both numbers."""
     return [(a, b) for a, b in pairs if is_number(a) and is_number(b)]
 
 
 def _paired_test(pairs: list[tuple]) -> dict:
-    """seed_test of the pretrained values against the baseline values of the pairs."""
+    """seed_test of the new values against the reference values of the pairs."""
     return seed_test([a for a, _ in pairs], [b for _, b in pairs])
 
 
-def _seed_evals(run: RunData, index: int) -> tuple[dict, dict]:
-    """Metrics per test set of baseline and pretrained for repeat `index` (0 = main run)."""
-    evals = [run.evals.get(n) if index == 0 else run.repeat_evals.get(n, {}).get(index)
-             for n in ("baseline", "pretrained")]
+def _seed_evals(run: RunData, index: int, arms: tuple[str, str]) -> tuple[dict, dict]:
+    """Metrics per test set of both arms for repeat `index` (0 = main run)."""
+    evals = [seed_evals(run, arm).get(index) for arm in arms]
     return tuple(e.results if e is not None else {} for e in evals)
 
 
@@ -207,16 +206,43 @@ def _pick(seeds: dict | None, key: str, boot: dict | None) -> dict:
             "verdict": "inconclusive"}
 
 
-def verdicts(comp: dict) -> dict:
-    """The four answers, each with the numbers and the interval it rests on."""
+def finetune_answers(comp: dict) -> dict:
+    """The cross-dataset and KonIQ-10k answers of a comparison of two fine-tuned arms (from its
+    "finetuned", "finetuned_cross_mean" and "seeds"), each with the interval it rests on."""
     seeds = comp.get("seeds") or {}
     koniq = comp["finetuned"].get(IN_DOMAIN)
     koniq_boot = ({**koniq["srcc"]["diff"], "verdict": koniq["srcc"]["verdict"],
                    "n": koniq["n"]} if koniq else None)
     cross = comp.get("finetuned_cross_mean")
     cross_boot = {**cross["srcc"], "n_sets": cross["srcc"]["sets"]} if cross else None
-    out = {"cross_dataset": _pick(seeds, "cross_mean_srcc", cross_boot),
-           "koniq": _pick(seeds, f"{IN_DOMAIN}_srcc", koniq_boot)}
+    return {"cross_dataset": _pick(seeds, "cross_mean_srcc", cross_boot),
+            "koniq": _pick(seeds, f"{IN_DOMAIN}_srcc", koniq_boot)}
+
+
+def arm_comparison(run: RunData, ref: str, new: str, resamples: int, seed: int) -> dict:
+    """Arm `new` minus arm `ref` as the main comparison measures it: paired bootstrap of their
+    main runs' tests, paired tests over seeds, and the KonIQ-10k and cross-dataset answers."""
+    fine = bootstrap_evals(run.evals.get(ref), run.evals.get(new), resamples, seed)
+    out = {"reference": ref, "new": new, "finetuned": _summaries(fine),
+           "finetuned_cross_mean": _mean([r for k, r in fine.items() if k != IN_DOMAIN]),
+           "seeds": seed_comparisons(run, ref, new)}
+    out["verdicts"] = finetune_answers(out)
+    return out
+
+
+def rate_comparisons(run: RunData, rates: dict, resamples: int, seed: int) -> dict:
+    """"matched_rate" (the matched-rate arm minus the baseline: pretraining at one encoder rate)
+    and "rate_effect" (the pretrained runs minus the matched-rate arm: the plan's rate alone)."""
+    if not seed_runs(run, MATCHED):
+        reason = {"reason": matched_absent(rates)}
+        return {"matched_rate": reason, "rate_effect": reason}
+    return {"matched_rate": arm_comparison(run, "baseline", MATCHED, resamples, seed),
+            "rate_effect": arm_comparison(run, MATCHED, "pretrained", resamples, seed)}
+
+
+def verdicts(comp: dict) -> dict:
+    """The four answers, each with the numbers and the interval it rests on."""
+    out = finetune_answers(comp)
     conv = comp.get("convergence") or {}
     if conv.get("epochs_gain"):
         e = conv["epochs_gain"]
@@ -297,7 +323,9 @@ def build_comparisons(run: RunData, resamples: int = DEFAULT_RESAMPLES,
             "probe": probe_comparisons(run, resamples, seed),
             "labels": label_comparisons(run, fine, resamples, seed),
             "controls": control_comparisons(run),
-            "stage1": stage1_health(run.pretrain, run.untrained, stage1_encoder(run))}
+            "stage1": stage1_health(run.pretrain, run.untrained, stage1_encoder(run)),
+            "encoder_rates": encoder_rates(run), "variance": seed_variance(run)}
+    comp.update(rate_comparisons(run, comp["encoder_rates"], resamples, seed))
     comp["power"] = power_comparisons(comp)
     comp["verdicts"] = verdicts(comp)
     return comp

@@ -10,6 +10,7 @@ from tools.rundata import EvalResult, RunData, read_predictions
 
 SPREAD_FLOOR = 0.05  # prediction SD below this share of the MOS SD: a constant predictor
 MODEL_NAMES = {"baseline": "the baseline", "pretrained": "the QualiCLIP-pretrained model",
+               "pretrained_matched": "the pretrained model at the baseline's encoder rate",
                "zero_shot": "the zero-shot encoder",
                "zero_shot_untrained": "the untrained zero-shot control"}
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from tools.plots import LABELS, PlotSkipped, save_figure
 from tools.reference import dataset_name
-from tools.rundata import RunData, read_predictions
+from tools.rundata import MATCHED, RunData, read_predictions
 
 STAGES = ("stage 1", "stage 2", "stage 3", "stage 4")
 
@@ -26,6 +26,8 @@ def load_models(run: RunData) -> dict[str, object]:
 
     models: dict[str, object] = {}
     for name, ft in run.finetunes.items():
+        if name == MATCHED:  # the same encoder start as the pretrained run
+            continue
         path = ft.path / "best_model.pkl"
         if path.is_file():
             models[name] = model_from_checkpoint(load_checkpoint(path, expected_kind="full")).eval()

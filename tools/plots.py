@@ -13,12 +13,13 @@ from matplotlib.ticker import MaxNLocator, NullLocator
 
 from tools.markdown import is_number
 from tools.reference import dataset_name
-from tools.rundata import EvalResult, RunData, read_predictions
+from tools.rundata import MATCHED, EvalResult, RunData, read_predictions
 
 COLORS = {"baseline": "tab:blue", "pretrained": "tab:orange", "zero_shot": "tab:green",
-          "zero_shot_untrained": "tab:gray"}
+          "zero_shot_untrained": "tab:gray", MATCHED: "tab:red"}
 LABELS = {"baseline": "baseline (no QualiCLIP)", "pretrained": "QualiCLIP-pretrained",
-          "zero_shot": "zero-shot encoder", "zero_shot_untrained": "untrained encoder, zero-shot"}
+          "zero_shot": "zero-shot encoder", "zero_shot_untrained": "untrained encoder, zero-shot",
+          MATCHED: "QualiCLIP-pretrained, baseline's encoder rate"}
 
 
 class PlotSkipped(RuntimeError):

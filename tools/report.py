@@ -15,6 +15,7 @@ from pathlib import Path
 from common.cli import build_parser
 from tools import plots
 from tools.ablation import ablation_sections
+from tools.arms import RATE_TITLE, rate_section, variance_section
 from tools.compare import write_comparisons
 from tools.controls import POWER_TITLE, controls_section
 from tools.cost_check import estimate_table
@@ -237,6 +238,7 @@ def render(run: RunData, figures: dict[str, Path | str], comp: dict) -> str:
              f"[appendix]({APPENDIX_ANCHOR})).\n",
              section("Does pretraining help?",
                      first_screen(run, comp, degenerate_warnings(run), demo_note(run))),
+             section(RATE_TITLE, rate_section(comp)),
              section("Main results: KonIQ-10k", main_table(run, comp["finetuned"].get("koniq10k")),
                      "Our runs select the checkpoint on the validation split and score the test "
                      "split once; the published Swin-HyperIQA rows picked their model on the test "
@@ -256,7 +258,8 @@ def render(run: RunData, figures: dict[str, Path | str], comp: dict) -> str:
     parts.append(section("KADID-10k by distortion type", kadid_types_table(run)))
     if run.repeats:
         parts.append(section("Repeated fine-tuning (median and spread)", repeats_table(run),
-                             _figure(figures, "repeats", "Test SRCC over repeats", base)))
+                             _figure(figures, "repeats", "Test SRCC over repeats", base),
+                             variance_section(comp)))
     parts.append(section("Pretraining loss, collapse signals and validation per epoch",
                          health_line(comp["stage1"]), pretrain_epochs_table(run),
                          _figure(figures, "pretrain_loss", "Pretraining loss (weighted terms "

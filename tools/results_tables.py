@@ -7,12 +7,14 @@ import statistics
 from data.readers.kadid10k import DISTORTION_TYPES
 from tools.markdown import duration, is_number, num, sci, signed, table
 from tools.reference import CROSS_PUBLISHED, CROSS_SOURCE, KONIQ_PUBLISHED, dataset_name
-from tools.rundata import FinetuneRun, RunData, classical_names
+from tools.rundata import MATCHED, RunData, classical_names, seed_runs
 from tools.timings import stage_wall_time
 
 CROSS_ORDER = ("spaq", "kadid10k", "agiqa3k", "livec", "koniq10k")
 ROW_LABELS = {"baseline": "Swin-HyperIQA without QualiCLIP pretraining (baseline)",
               "pretrained": "Swin-HyperIQA, QualiCLIP-pretrained encoder",
+              "pretrained_matched": "Swin-HyperIQA, QualiCLIP-pretrained encoder at the "
+              "baseline's encoder rate",
               "zero_shot": "QualiCLIP-pretrained encoder, zero-shot (no MOS)",
               "zero_shot_untrained": "The same encoder before pretraining, zero-shot (control)"}
 CLASSICAL_NOTE = ("Classical rows (NIQE, BRISQUE, PIQE: opinion-unaware, no MOS) score whole "
@@ -151,12 +153,12 @@ def kadid_types_table(run: RunData) -> str:
 
 
 def repeats_groups(run: RunData, metric: str = "srcc") -> dict[str, list[float]]:
-    """Test metric of the main run and its repeats, per model."""
+    """Test metric of the main run and its repeats, per model (the matched-rate arm when it ran)."""
     groups: dict[str, list[float]] = {}
-    for name in ("baseline", "pretrained"):
-        runs: list[FinetuneRun] = [r for r in [run.finetunes.get(name)] if r is not None]
-        runs += run.repeats.get(name, [])
-        groups[name] = [r.test[metric] for r in runs if is_number(r.test.get(metric))]
+    for name in ("baseline", "pretrained", MATCHED):
+        runs = [r for _, r in sorted(seed_runs(run, name).items())]
+        if runs or name != MATCHED:
+            groups[name] = [r.test[metric] for r in runs if is_number(r.test.get(metric))]
     return groups
 
 
@@ -166,7 +168,7 @@ def repeats_table(run: RunData) -> str:
               "SRCC std", "Median PLCC", "PLCC std"]
     srcc, plcc = repeats_groups(run, "srcc"), repeats_groups(run, "plcc")
     rows = []
-    for name in ("baseline", "pretrained"):
+    for name in srcc:
         s, p = srcc[name], plcc[name]
         if not s:
             rows.append([ROW_LABELS[name], "0", *[_not_run(name)] * 6])

@@ -5,8 +5,12 @@ Layout (RUN_DIR):
                                           *.pkl)
   checkpoints/untrained/                  the same encoder and head before pretraining (--epochs 0;
                                           its metrics.jsonl holds their validation as epoch 0)
+  checkpoints/pretrain_r<j>/, untrained_r<j>/   further pretraining runs (seed + j) and their
+                                          controls (--pretrain_repeats)
   checkpoints/baseline/, pretrained/      fine-tuning runs (finetune_config.json, metrics.jsonl,
                                           results.json, best_model.pkl)
+  checkpoints/pretrained_matched/         the pretrained run at the baseline's encoder rate
+                                          (the matched-rate arm)
   checkpoints/<main>_r<i>/                extra repeats of a fine-tuning run (seed / split i)
   checkpoints/ablation_<kind>_<variant>[_pretrain]/   ablation runs
   eval/<name>.json (+ <name>_<dataset>_predictions.csv)   test_swin.py outputs
@@ -33,14 +37,16 @@ from pathlib import Path
 
 from tools.timings import read_timings
 
-MAIN_RUNS = ("baseline", "pretrained")
-EVAL_NAMES = ("baseline", "pretrained", "zero_shot", "zero_shot_untrained")
+MATCHED = "pretrained_matched"  # the pretrained runs again at the baseline's encoder rate
+MAIN_RUNS = ("baseline", "pretrained", MATCHED)
+EVAL_NAMES = ("baseline", "pretrained", MATCHED, "zero_shot", "zero_shot_untrained")
 CLASSICAL_PREFIX = "classical_"  # eval/classical_<method>.json: test_swin.py --baselines
 ABLATION_KINDS = ("epochs", "distortions", "loss")
 ENV_KEYS = ("python", "torch", "cuda", "cudnn", "gpu_name", "gpu_count", "cpu", "cpu_count",
             "ram_gb", "timm", "open_clip", "git_commit", "hostname")
 _ABLATION_RE = re.compile(r"^ablation_(epochs|distortions|loss)_(.+?)(_pretrain)?$")
-_REPEAT_RE = re.compile(r"^(baseline|pretrained)_r(\d+)$")
+_REPEAT_RE = re.compile(r"^(baseline|pretrained|pretrained_matched)_r(\d+)$")
+_STAGE1_REPEAT_RE = re.compile(r"^(pretrain|untrained)_r(\d+)$")
 _LABELS_RE = re.compile(r"^labels_f(\d+)_(baseline|pretrained)$")
 _CONTROL_RE = re.compile(r"^ctl_(scratch|positive|sham)_s(\d+)$")
 
@@ -179,6 +185,8 @@ class RunData:
     probe: dict | None = None
     controls: dict[str, dict[int, FinetuneRun]] = field(default_factory=dict)  # arm -> seed -> run
     untrained: PretrainRun | None = None  # the Stage-1 control: the same command, --epochs 0
+    # further Stage-1 runs (--pretrain_repeats): "pretrain" / "untrained" -> j -> run of seed + j
+    stage1_repeats: dict[str, dict[int, PretrainRun]] = field(default_factory=dict)
 
     def environment(self) -> dict:
         """Environment info of the first config that carries one."""
@@ -190,6 +198,24 @@ class RunData:
             if env:
                 return env
         return {}
+
+
+def repeat_index(run: FinetuneRun) -> int:
+    """The repeat a fine-tuning run folder belongs to: i of <arm>_r<i>, 0 for the main run."""
+    name = run.path.name
+    return int(name.rsplit("_r", 1)[1]) if _REPEAT_RE.match(name) else 0
+
+
+def seed_runs(run: RunData, arm: str) -> dict[int, FinetuneRun]:
+    """The fine-tuning runs of one arm (baseline, pretrained, pretrained_matched) by repeat."""
+    runs = [run.finetunes[arm]] if arm in run.finetunes else []
+    return {repeat_index(r): r for r in runs + run.repeats.get(arm, [])}
+
+
+def seed_evals(run: RunData, arm: str) -> dict[int, EvalResult]:
+    """The cross-dataset tests of one arm by repeat (0: eval/<arm>.json)."""
+    main = {0: run.evals[arm]} if arm in run.evals else {}
+    return {**main, **run.repeat_evals.get(arm, {})}
 
 
 def classical_names(run: RunData) -> list[str]:
@@ -320,9 +346,12 @@ def load_run(run_dir: str | Path) -> RunData:
             if (m := _REPEAT_RE.match(path.stem)) and (ev := read_eval(path)) is not None:
                 repeat_evals.setdefault(m.group(1), {})[int(m.group(2))] = ev
     controls: dict[str, dict[int, FinetuneRun]] = {}
+    stage1_repeats: dict[str, dict[int, PretrainRun]] = {}
     if ckpt.is_dir():
         for path in sorted(ckpt.iterdir()):
-            if m := _LABELS_RE.match(path.name):
+            if (m := _STAGE1_REPEAT_RE.match(path.name)) and (pre := read_pretrain(path)):
+                stage1_repeats.setdefault(m.group(1), {})[int(m.group(2))] = pre
+            elif m := _LABELS_RE.match(path.name):
                 label_runs.setdefault(int(m.group(1)), {})[m.group(2)] = (
                     read_finetune(path), read_eval(eval_dir / f"{path.name}.json"))
             elif (m := _CONTROL_RE.match(path.name)) and (ft := read_finetune(path)) is not None:
@@ -345,4 +374,5 @@ def load_run(run_dir: str | Path) -> RunData:
         probe=load_json(run_dir / "probe" / "probe.json"),
         controls=controls,
         untrained=read_pretrain(ckpt / "untrained"),
+        stage1_repeats=stage1_repeats,
     )

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from engine.protocols import describe
 from tools.markdown import section, table
-from tools.rundata import RunData
+from tools.rundata import MAIN_RUNS, RunData
 
 APPENDIX_TITLE = "Appendix: every flag and the saved configs"
 APPENDIX_ANCHOR = "#appendix-every-flag-and-the-saved-configs"
@@ -19,7 +19,7 @@ def _scheduler_reason(args: dict) -> str | None:
 
 
 # Flags that take effect only with another flag: flag -> why it has no effect in a run with these
-# flags (None: it takes effect). From engine.finetune.learning_rates and engine.optim.
+# flags (None: it takes effect). From engine.protocols.learning_rates and engine.optim.
 UNUSED: dict[str, Callable[[dict], str | None]] = {
     "lr_encoder_pretrained": lambda a: None if a.get("pretrained_encoder")
     else "no --pretrained_encoder",
@@ -77,7 +77,7 @@ def flag_rows(run: RunData, names: list[str]) -> tuple[list[list[str]], list[lis
 def setup_section(run: RunData) -> str:
     """What the fine-tuning runs differ in and their protocol; every flag is in the appendix."""
     parts = []
-    names = [n for n in ("baseline", "pretrained") if n in run.finetunes]
+    names = [n for n in MAIN_RUNS if n in run.finetunes]
     if not names:
         parts.append("Fine-tuning: no run has started in this folder "
                      "(finetune_config.json absent).")
@@ -104,13 +104,14 @@ def setup_section(run: RunData) -> str:
 
 
 def appendix_section(run: RunData) -> str:
-    """Every flag of pretraining and of both fine-tuning runs, then the saved configs, folded."""
+    """Every flag of pretraining and of the main fine-tuning runs, then the saved configs,
+    folded."""
     parts = []
     if run.pretrain is not None:
         parts.append("**Pretraining** (`checkpoints/pretrain/pretrain_config.json`)\n\n"
                      + table(["Flag", "Value"],
                              [[f"`{k}`", cell(v)] for k, v in run.pretrain.args.items()]))
-    names = [n for n in ("baseline", "pretrained") if n in run.finetunes]
+    names = [n for n in MAIN_RUNS if n in run.finetunes]
     if names:
         rows, _ = flag_rows(run, names)
         parts.append("**Fine-tuning** (`finetune_config.json` of each run; flags that differ "

@@ -1,8 +1,10 @@
-"""The report's first screen: the four answers with their evidence, the caveat once, what the
+"""The report's first screen: the four answers with their evidence, the caveat once (with the
+variance the seed intervals carry), the matched-rate answer or the rate confound, what the
 controls and the power analysis conclude, warnings, and the next step."""
 
 from __future__ import annotations
 
+from tools.arms import rate_line, stage1_warnings
 from tools.controls import POWER_ANCHOR, POWER_TITLE
 from tools.markdown import is_number, num, table
 from tools.rundata import RunData
@@ -33,11 +35,11 @@ def _koniq_evidence(run: RunData, v: dict) -> str:
             f"pretraining: {evidence('koniq', v)}")
 
 
-def _caveat(verdicts: dict) -> str:
+def _caveat(verdicts: dict, variance: dict | None = None) -> str:
     """What the fine-tuning intervals carry, said once for every answer."""
     fine = {k: verdicts[k] for k in ("koniq", "cross_dataset") if k in verdicts}
     one = [WHERE[k] for k, v in fine.items() if v.get("one_run")]
-    seeded = [f"the {WHERE[k]} answer rests on a {v['basis']} (training noise included)"
+    seeded = [f"the {WHERE[k]} answer rests on a {v['basis']}"
               for k, v in fine.items() if not v.get("one_run") and v["basis"] != "not measured"]
     parts = []
     if one:
@@ -50,7 +52,8 @@ def _caveat(verdicts: dict) -> str:
                      "across seeds).")
     if seeded:
         text = "; ".join(seeded)
-        parts.append(f"{text[0].upper()}{text[1:]}.")
+        carries = (variance or {}).get("statement") or "training noise"
+        parts.append(f"{text[0].upper()}{text[1:]}. Intervals over seeds carry {carries}.")
     return " ".join(parts)
 
 
@@ -105,7 +108,8 @@ def first_screen(run: RunData, comp: dict, warnings: list[str], demo_note: str) 
             proof = f"mean over {v['n_sets']} test sets: {proof}"
         rows.append([QUESTIONS[key], f"**{v['verdict']}**" + one_run_note(v), proof])
     parts = [table(["Question", "Answer", "Evidence"], rows),
-             f"{RULE} {_caveat(verdicts)}", controls_line(comp), power_line(comp),
-             *warnings, demo_note,
+             f"{RULE} {_caveat(verdicts, comp.get('variance'))}", rate_line(comp),
+             controls_line(comp), power_line(comp),
+             *warnings, *stage1_warnings(comp), demo_note,
              "**Next step:** " + " ".join(recommendations(comp))]
     return "\n\n".join(p for p in parts if p)

@@ -2,10 +2,12 @@
 
 The chain's own bookkeeping (markers, timings, the plan and its schedulers) runs for real; the stage
 scripts only leave the files the chain looks for (encoder checkpoints, the best label-free
-validation epoch's one when pretraining ran epochs, best_model.pkl, dataset summaries).
+validation epoch's one when pretraining ran epochs, best_model.pkl, dataset summaries, test
+results with a predictions CSV per test set).
 STUB_SLEEP seconds per training or test command let stages overlap in time;
-STUB_FAIL=<model name> makes that run fail; STUB_ENV_LOG records each command's
-CUDA_VISIBLE_DEVICES and OMP_NUM_THREADS.
+STUB_FAIL=<model name> makes that run fail; STUB_COLLAPSE=<model name> makes that pretraining run
+stop as --stop_on_collapse does (its stop line, exit status 3, or 1 under torchrun, which reports a
+failed rank so); STUB_ENV_LOG records each command's CUDA_VISIBLE_DEVICES and OMP_NUM_THREADS.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ def flag(name):
     return args[args.index(name) + 1]
 
 
-if "torch.distributed.run" in args:
+torchrun = "torch.distributed.run" in args
+if torchrun:
     args = args[next(i for i, a in enumerate(args) if a.endswith(".py")):]
 if args[:2] == ["-m", "data"]:  # a dataset summary: KonIQ-10k only, 70 / 10 / 20 images
     if flag("--dataset") != "koniq10k":
@@ -46,6 +49,9 @@ elif args[0] in ("pretrain_qualiclip.py", "train_swin.py"):
     if flag("--model_name") == os.environ.get("STUB_FAIL"):
         print("stand-in failure of " + flag("--model_name"))
         sys.exit(1)
+    if flag("--model_name") == os.environ.get("STUB_COLLAPSE"):
+        print("stopped after epoch 1 (--stop_on_collapse): COLLAPSE: epoch 1: stand-in")
+        sys.exit(1 if torchrun else 3)
     run = Path(flag("--output_dir")) / flag("--model_name")
     run.mkdir(parents=True, exist_ok=True)
     name = ("best_model.pkl" if args[0] == "train_swin.py"
@@ -55,7 +61,12 @@ elif args[0] in ("pretrain_qualiclip.py", "train_swin.py"):
         (run / ("swin_" + flag("--model_size") + "_qualiclip_best.pkl")).write_bytes(b"0")
 elif args[0] == "test_swin.py":
     time.sleep(float(os.environ.get("STUB_SLEEP", "0")))
-    Path(flag("--output")).write_text("{{}}")
+    output = Path(flag("--output"))
+    output.write_text("{{}}")
+    for key in args[args.index("--test_datasets") + 1:]:  # a predictions CSV per test set
+        if key.startswith("--"):
+            break
+        (output.parent / f"{{output.stem}}_{{key}}_predictions.csv").write_text("image\\n")
 '''
 
 

@@ -36,7 +36,7 @@ def plan(tmp_path: Path, *args: str, status: int = 0, **knobs: str) -> str:
 def test_plan_of_five_repeats_at_base_on_the_official_sizes(tmp_path: Path) -> None:
     out = plan(tmp_path, "--repeats", "5", "--parallel", "8", MODEL_SIZE="base")
     assert not (tmp_path / "run").exists()  # a dry run writes nothing
-    assert "Plan: 28 stages to run, 0 skipped." in out
+    assert "Plan: 38 stages to run, 0 skipped." in out  # at 5 repeats with the matched-rate arm
     assert "official release sizes (no data stage summary) for agiqa3k, kadid10k, koniq10k, " \
         "livec, spaq." in out
     # plan preset: 50 epochs x 25 crops x 7,058 training images; 10 crops x 1,000 validation
@@ -48,10 +48,11 @@ def test_plan_of_five_repeats_at_base_on_the_official_sizes(tmp_path: Path) -> N
     assert "    $ .venv/bin/python train_swin.py " in out and "--model_name pretrained_r4 " in out
     tests = 25 * (11125 + 10125 + 2982 + 1162 + 2015)  # every cross-dataset image, KonIQ test
     probe = 3 * 5 * (10073 + 11125 + 10125 + 2982 + 1162)
-    total = 10 * finetune + 846960 / RATE + (12 * tests + probe) / EVAL
+    assert "--model_name pretrained_matched_r4 " in out
+    total = 15 * finetune + 846960 / RATE + (17 * tests + probe) / EVAL
     assert f"Total: {total / 3600:.2f} GPU hours" in out
     wall = float(re.search(r"wall time at --parallel 8 \(1 GPU per slot\): ([\d.]+) h", out)[1])
-    # the pretrained runs wait for the pretraining; eight fine-tuning runs, then the last two
+    # the pretrained runs wait for the pretraining; eight fine-tuning runs at a time
     assert wall == pytest.approx((846960 / RATE + 2 * finetune) / 3600, rel=0.05)
     assert "published Swin-B training throughput with AMP on an A100" in out
 

@@ -1,6 +1,7 @@
 """run_qualiclip_experiments.sh --submit slurm --dry_run: one sbatch job per stage, chained by the
 stage graph, for a 5-repeat run on an 8-GPU node (pretraining on all 8 under srun torchrun, every
-fine-tuning run on one GPU), with a stand-in interpreter (tests/tools/chain_stub.py)."""
+fine-tuning run on one GPU; at 5 repeats the matched-rate arm runs too), with a stand-in interpreter
+(tests/tools/chain_stub.py)."""
 
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def jobs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     chain(tmp, "seq")
     proc = chain(tmp, "run", "--submit", "slurm", "--dry_run")
     submit = tmp / "run" / "slurm" / "submit.sh"
-    assert f"wrote 27 job scripts and {submit} (not submitted: --dry_run)" in proc.stdout
+    assert f"wrote 37 job scripts and {submit} (not submitted: --dry_run)" in proc.stdout
     return tmp, submit
 
 
@@ -81,8 +82,10 @@ def test_jobs_wait_for_the_stages_they_need(jobs: tuple[Path, Path]) -> None:
                 "test_classical": set()}
     for s in suffixes:
         expected |= {f"baseline{s}": set(), f"pretrained{s}": {"pretrain"},
+                     f"pretrained_matched{s}": {"pretrain"},
                      f"test_baseline{s}": {f"baseline{s}"},
-                     f"test_pretrained{s}": {f"pretrained{s}"}}
+                     f"test_pretrained{s}": {f"pretrained{s}"},
+                     f"test_pretrained_matched{s}": {f"pretrained_matched{s}"}}
     expected["report"] = set(expected)
     assert graph == expected  # the data stage ran before submitting
     estimate = json.loads((submit.parents[1] / "cost_estimate.json").read_text())
@@ -93,7 +96,7 @@ def test_resources_and_commands_equal_the_chains(jobs: tuple[Path, Path]) -> Non
     tmp, submit = jobs
     sequential = {run_of(c): c for c in logged_commands(tmp / "seq.jsonl")}
     scripts = sorted(submit.parent.glob("*.sbatch"))
-    assert len(scripts) == 27
+    assert len(scripts) == 37
     for script in scripts:
         text, stage = script.read_text(), script.stem[3:]
         assert "#SBATCH --partition=gpu\n#SBATCH --account=iqa-lab\n" in text

@@ -52,3 +52,19 @@ def test_a_stage_finished_with_other_settings_stops_the_chain(tmp_path: Path,
     assert "error: stage 'data' finished " in out.stderr
     assert "with other settings: MODEL_SIZE was 'base', now 'mini'" in out.stderr
     assert "--force data" in out.stderr and "[run]" not in out.stdout
+
+
+def test_a_forced_test_stage_deletes_only_its_own_eval_files(tmp_path: Path) -> None:
+    from tests.tools.test_chain_parallel import chain as stub_chain  # two repeats
+
+    stub_chain(tmp_path, "run")
+    ev = tmp_path / "run" / "eval"
+    kept = [ev / "pretrained_r1_koniq10k_predictions.csv",
+            ev / "zero_shot_untrained_koniq10k_predictions.csv"]
+    assert all(p.is_file() for p in kept)
+    _, commands = stub_chain(tmp_path, "run", "--force", "test_pretrained", "--force",
+                             "test_zero_shot")
+    assert [c[c.index("--output") + 1] for c in commands if c[0] == "test_swin.py"] == [
+        "RUN/eval/pretrained.json", "RUN/eval/zero_shot.json"]
+    assert all(p.is_file() for p in kept)  # NAME_*_predictions.csv would have taken these
+    assert (ev / "pretrained_koniq10k_predictions.csv").is_file()

@@ -92,8 +92,8 @@ def get_args_parser() -> argparse.ArgumentParser:
         "pull towards a constant score); absolute: the plain difference (docs/STAGE1.md)",
     )
     loss.add_argument("--consistency_weight", type=non_negative_float, default=None,
-                      help="weight of the crop-consistency term (default per --model_size: "
-                      "micro and mini 0, tiny/small/base 1)")
+                      help="weight of the crop-consistency term (default 0 at every --model_size: "
+                      "measured on mini, weight 1 collapses or misranks, docs/STAGE1.md)")
     loss.add_argument("--ranking_weight", type=non_negative_float, default=1.0,
                       help="weight of the ranking term (less degraded scores higher)")
     loss.add_argument(

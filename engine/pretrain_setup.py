@@ -68,14 +68,15 @@ def pretrain_images(args: argparse.Namespace, logger: logging.Logger) -> Pretrai
 # Defaults that depend on the model size (a flag left unset takes them; the config records the
 # resolved value). The random-init CPU sizes need a larger learning rate than ImageNet-initialised
 # Swin-T/S/B fine-tuned for QualiCLIP (docs/STAGE1.md, deviations).
-# The consistency term is off for the random-init sizes: its absolute difference pulls every
-# score to one constant and, measured on mini, slows the ranking that the scores need first.
+# The consistency term is off at every size: measured on mini, its absolute form pulls every
+# score to one constant, and its standardised form (no such pull) turns the ranking towards
+# whatever spreads the levels, blur the wrong way round (docs/STAGE1.md, "Consistency").
 SIZE_DEFAULTS: dict[str, dict] = {
     "micro": {"lr": 1e-3, "consistency_weight": 0.0, "views_per_image": 1},
     "mini": {"lr": 3e-4, "consistency_weight": 0.0, "views_per_image": 3},
-    "tiny": {"lr": 5e-5, "consistency_weight": 1.0, "views_per_image": 1},
-    "small": {"lr": 5e-5, "consistency_weight": 1.0, "views_per_image": 1},
-    "base": {"lr": 5e-5, "consistency_weight": 1.0, "views_per_image": 1},
+    "tiny": {"lr": 5e-5, "consistency_weight": 0.0, "views_per_image": 1},
+    "small": {"lr": 5e-5, "consistency_weight": 0.0, "views_per_image": 1},
+    "base": {"lr": 5e-5, "consistency_weight": 0.0, "views_per_image": 1},
 }
 
 

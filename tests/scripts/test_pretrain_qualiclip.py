@@ -401,7 +401,7 @@ def test_bad_flags_are_rejected(demo_root: Path, tmp_path: Path) -> None:
 def test_size_dependent_defaults_are_resolved_per_size() -> None:
     parser = pretrain_qualiclip.get_args_parser()
     for size, lr, weight, views in (("mini", 3e-4, 0.0, 3), ("micro", 1e-3, 0.0, 1),
-                                    ("test", 1e-3, 0.0, 1), ("base", 5e-5, 1.0, 1)):
+                                    ("test", 1e-3, 0.0, 1), ("base", 5e-5, 0.0, 1)):
         args = parser.parse_args(["--model_size", size])
         assert engine.pretrain_setup.resolve_size_defaults(args) == {
             "lr": lr, "consistency_weight": weight, "views_per_image": views}

@@ -15,9 +15,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from common.classical_table import BASELINES, available_text, baseline_name
 from common.cli import add_common_args, build_parser, positive_int, run_script
 from common.vocabulary import DEFAULT_TEST_PATCHES, SCORES_NAME
-from models.classical_iqa import BASELINES, available_text, baseline_name
 
 DEFAULT_TEST_DATASETS = ("spaq", "kadid10k", "agiqa3k")
 

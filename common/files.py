@@ -105,10 +105,12 @@ def check_writable(folder: str | os.PathLike, needed_bytes: int = 0) -> Path:
     not after the first epoch.
     """
     folder = Path(folder)
+    # a name of this process's own: runs started side by side share their log folder
+    probe = folder / f".write_test.{socket.gethostname()}.{os.getpid()}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_text("ok\n", folder / ".write_test")
-        (folder / ".write_test").unlink()
+        atomic_write_text("ok\n", probe)
+        probe.unlink()
     except (OSError, CheckpointError) as exc:
         cause = exc.__cause__ if isinstance(exc, CheckpointError) and exc.__cause__ else exc
         raise CheckpointError(

@@ -224,3 +224,13 @@ def test_check_writable_fails_early_on_an_unwritable_folder(tmp_path: Path) -> N
             (tmp_path / "locked").chmod(0o700)
     with pytest.raises(CheckpointError, match=r"GiB free"):
         check_writable(tmp_path, needed_bytes=2**62)
+
+
+def test_write_checks_side_by_side_leave_each_others_files_alone(tmp_path: Path) -> None:
+    # Runs started together share their log folder: one run's check must not take the file
+    # another run's check is writing.
+    other = tmp_path / ".write_test"
+    other.write_text("another run's check\n")
+    assert check_writable(tmp_path) == tmp_path
+    assert other.read_text() == "another run's check\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".write_test"]

@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
+from common.classical_table import BASELINES, baseline_name
 from data.demo_photos import load_sources
 from models.classical_iqa import (
-    BASELINES,
     BaselineUnavailableError,
-    baseline_name,
     describe,
     load_scorer,
     raw_score,

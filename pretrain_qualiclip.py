@@ -167,8 +167,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                          help="held-out images of the validation (the dataset's validation split, "
                          "or taken out of --image_dir)")
     monitor.add_argument("--stop_on_collapse", action="store_true",
-                         help="stop (exit status 3) after an epoch whose training batches rank "
-                         "levels near chance or barely spread their scores")
+                         help="stop (exit status 3) after the second epoch in a row (or the "
+                         "last epoch) whose training batches rank levels near chance or barely "
+                         "spread their scores")
 
     run = parser.add_argument_group("run")
     run.add_argument(

@@ -16,7 +16,7 @@ otherwise stops, naming the differences (--force STAGE redoes it, or use another
   data              python -m data per dataset (missing ones are skipped with a notice; KonIQ-10k is
                     required) and python -m models (parameter counts)
   pretrain          pretrain_qualiclip.py --model_name pretrain (run folder checkpoints/pretrain),
-                    with --stop_on_collapse unless STOP_ON_COLLAPSE=0: a collapsed epoch stops
+                    with --stop_on_collapse unless STOP_ON_COLLAPSE=0: two collapsed epochs stop
                     the chain before fine-tuning, naming the monitor's figures and what to do
   pretrain_r<j>, untrained_r<j>   --pretrain_repeats N: the pretraining runs j = 1..N-1 and
                     their untrained controls (seed SEED+j); the pretrained runs of fine-tuning

@@ -43,7 +43,12 @@ from engine.optim import (
     optimizer_steps_per_epoch,
     param_groups,
 )
-from engine.pretrain_monitor import ZeroShotValidation, build_validation, collapse_message
+from engine.pretrain_monitor import (
+    ZeroShotValidation,
+    build_validation,
+    collapse_message,
+    persistent_collapse,
+)
 from engine.pretrain_setup import (
     PretrainImages,
     QualiCLIPStep,
@@ -264,7 +269,8 @@ def _validate(run: PretrainRun, record: dict) -> bool:
 def _finish_epoch(run: PretrainRun, args: argparse.Namespace, epoch: int, record: dict,
                   rank_rngs: list[dict] | None, clock: RunClock) -> str | None:
     """Main process: validation, epoch and best checkpoints, metrics line, last.pkl, log line
-    (with the run's time left); returns the collapse warning of this epoch, if any."""
+    (with the run's time left); warns of a collapsed epoch and returns the collapse that
+    --stop_on_collapse stops on (engine.pretrain_monitor.persistent_collapse), if any."""
     size = run.model.encoder.model_size
     if _validate(run, record):
         atomic_save(make_encoder_checkpoint(run.model, run.config, epoch, record),
@@ -287,7 +293,8 @@ def _finish_epoch(run: PretrainRun, args: argparse.Namespace, epoch: int, record
     warning = collapse_message(record, args.margin)
     if warning:
         run.logger.warning("%s\n%s\n%s", "!" * 78, warning, "!" * 78)
-    return warning
+    return persistent_collapse(MetricsJournal(run.run_dir / METRICS_NAME).read(), args.margin,
+                               args.epochs)
 
 
 def _validate_untrained(run: PretrainRun) -> None:
@@ -344,12 +351,12 @@ def pretrain(args: argparse.Namespace, info: DistInfo, command: str) -> dict:
                               run.logger, info.is_main)
             record = _epoch_record(epoch, result, run.optimizer.param_groups[0]["lr"], info)
             rank_rngs = all_rank_rngs(info)
-            warning = (_finish_epoch(run, args, epoch, record, rank_rngs, clock)
-                       if info.is_main else None)
+            collapse = (_finish_epoch(run, args, epoch, record, rank_rngs, clock)
+                        if info.is_main else None)
             guard.last_checkpoint = str(run.last_path)
-            warning = broadcast_object(warning, info)
-            if warning and args.stop_on_collapse:
-                message = f"stopped after epoch {epoch} (--stop_on_collapse): {warning}"
+            collapse = broadcast_object(collapse, info)
+            if collapse and args.stop_on_collapse:
+                message = f"stopped after epoch {epoch} (--stop_on_collapse): {collapse}"
                 if info.is_main:
                     run.logger.error(message)
                 # torchrun ends the other ranks as soon as one exits: no rank leaves before the

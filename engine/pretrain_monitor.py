@@ -46,6 +46,26 @@ def collapse_message(record: dict, margin: float) -> str | None:
             "(--stop_on_collapse stops such a run)")
 
 
+def persistent_collapse(records: list[dict], margin: float, last_epoch: int) -> str | None:
+    """The collapse --stop_on_collapse stops on: the newest epoch of `records` (metrics lines in
+    epoch order) is flagged, and so was the epoch before it, or it is the run's last epoch.
+
+    One flagged epoch alone is not enough: a first epoch from random init averages its early
+    steps at chance (mini at lr 5e-5 ranks 0.53 in epoch 1, then 0.64, 0.67, ... 0.72).
+    """
+    if not records:
+        return None
+    newest = records[-1]
+    warning = collapse_message(newest, margin)
+    if warning is None or newest["epoch"] == last_epoch:
+        return warning
+    before = records[-2] if len(records) > 1 else None
+    if before is not None and before["epoch"] == newest["epoch"] - 1 and \
+            collapse_message(before, margin) is not None:
+        return warning
+    return None
+
+
 def _group_srcc(scores: np.ndarray) -> np.ndarray:
     """SRCC of score against -level within each row of (G, L+1) scores (0 for constant rows)."""
     levels = np.arange(scores.shape[1], dtype=np.float64)

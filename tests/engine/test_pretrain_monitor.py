@@ -11,7 +11,7 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from data.images import ImageCache, ResizePolicy
-from engine.pretrain_monitor import ZeroShotValidation, collapse_message
+from engine.pretrain_monitor import ZeroShotValidation, collapse_message, persistent_collapse
 
 
 def test_collapse_message_flags_chance_ranking_and_no_spread() -> None:
@@ -83,3 +83,19 @@ def test_several_crops_per_image_score_one_degraded_picture(demo_root: Path) -> 
         ZeroShotValidation(paths, ResizePolicy("none"), ImageCache(None), ["gaussian_blur"],
                            crop_size=48, num_levels=4, seed=5, device=torch.device("cpu"),
                            crops_per_image=0)
+
+
+def test_the_stop_waits_for_a_second_flagged_epoch_or_the_last_one() -> None:
+    def epoch(n: int, accuracy: float) -> dict:
+        return {"epoch": n, "rank_accuracy": accuracy, "level_spread": 0.08}
+
+    # mini at lr 5e-5: chance-level first epoch, then it learns; no stop
+    learning = [epoch(1, 0.534), epoch(2, 0.641)]
+    assert persistent_collapse(learning[:1], 0.05, last_epoch=10) is None
+    assert persistent_collapse(learning, 0.05, last_epoch=10) is None
+    stuck = [epoch(1, 0.49), epoch(2, 0.56)]
+    assert persistent_collapse(stuck, 0.05, last_epoch=10).startswith("COLLAPSE: epoch 2: ")
+    assert persistent_collapse(stuck[:1], 0.05, last_epoch=1).startswith("COLLAPSE: epoch 1: ")
+    relapse = [epoch(1, 0.55), epoch(2, 0.70), epoch(3, 0.58)]
+    assert persistent_collapse(relapse, 0.05, last_epoch=10) is None
+    assert persistent_collapse([], 0.05, last_epoch=10) is None

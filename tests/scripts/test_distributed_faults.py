@@ -127,22 +127,23 @@ def _collapse_worker(info, argv: list[str], out: Path) -> None:
 
 
 def test_a_collapse_stops_every_rank_after_the_same_epoch(two_ranks, tmp_path: Path) -> None:
-    """--stop_on_collapse: rank 0 judges the epoch's all-reduced figures and every rank stops
-    there with exit status 3 (a rank going on alone would hang in epoch 2's all-reduce)."""
+    """--stop_on_collapse: rank 0 judges the epochs' all-reduced figures and every rank stops
+    after the second flagged epoch in a row with exit status 3 (a rank going on alone would hang
+    in epoch 3's all-reduce)."""
     from common.vocabulary import EXIT_COLLAPSE
 
     # a ranking margin of 1000: every real spread of scores is below a tenth of it
     argv = [*_tiny_pretraining(_random_images(tmp_path), tmp_path, "stop"), "--stop_on_collapse",
-            "--margin", "1000", "--max_steps_per_epoch", "1"]
+            "--margin", "1000", "--max_steps_per_epoch", "1", "--epochs", "3"]
     two_ranks(_collapse_worker, argv, tmp_path)
     r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
     assert r0 == r1 and r0["exit_code"] == EXIT_COLLAPSE
-    assert r0["message"].startswith("stopped after epoch 1 (--stop_on_collapse): COLLAPSE: "
-                                    "epoch 1: ")
+    assert r0["message"].startswith("stopped after epoch 2 (--stop_on_collapse): COLLAPSE: "
+                                    "epoch 2: ")
     assert "across levels (margin 1000)" in r0["message"]
     run_dir = tmp_path / "runs" / "stop"
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["epoch"] for line in lines] == [1]
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
     assert not (run_dir / "swin_micro_qualiclip_pretrained.pkl").exists()
 
 

@@ -13,10 +13,11 @@ Definitions (all hinges are `relu`, every term is a mean over its elements):
   `standardised` form s is the batch's level spread: the standard deviation of a crop's scores
   across its levels, averaged over both crops of every image (per prompt for the full loss). The
   term is then the crops' disagreement in units of how far the levels are told apart: scaling
-  every score by k leaves it unchanged, so it has no gradient towards one constant score, and it
-  falls only when distortion moves the score more than crop content does. In the `absolute` form
-  s = 1: the plain absolute difference of the public
-  Swin-HyperIQA QualiCLIP branch, which a smaller score scale always lowers. With the default
+  every score by k leaves it unchanged, so it has no gradient towards one constant score; it
+  falls when the levels spread more than the crops differ, in either direction (at mini that
+  ranked blur the wrong way round, docs/STAGE1.md). In the `absolute` form s = 1: the plain
+  absolute difference of the public Swin-HyperIQA QualiCLIP branch, which a smaller score scale
+  always lowers. With the default
   margin 0 the term is the whole disagreement; a positive margin gives QualiCLIP's margin-ranking
   form, which tolerates differences up to the margin. The full loss adds the positive- and
   negative-prompt terms, as QualiCLIP's L_cons does.

@@ -1,8 +1,8 @@
 """Classical opinion-unaware quality baselines (NIQE, BRISQUE, PIQE) from their PyPI packages.
 
 Each runs the package's own implementation with the model parameters its wheel ships, so none
-downloads anything. The table below names the package and the pinned version (the same pins as
-requirements_qualiclip.txt). All three give LOWER raw scores to BETTER images; `raw_score`
+downloads anything. common.classical_table names each package and its pinned version (the same
+pins as requirements_qualiclip.txt). All three give LOWER raw scores to BETTER images; `raw_score`
 returns the package's value unchanged and the test code flips its sign (docs/BASELINES.md).
 """
 

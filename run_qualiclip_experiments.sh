@@ -113,6 +113,9 @@ Knobs: each is an environment variable and a flag (--data_root DIR is DATA_ROOT=
   FINETUNE_STEPS         [no cap]                 optimizer steps per fine-tuning epoch
   SPLIT                  [official]               official (KonIQ sets file) or random: the
                                                   repeats then use split seeds 0..REPEATS-1
+                                                  (Stage 1 keeps the official training split,
+                                                  so random test splits hold images it saw
+                                                  without labels; the controls keep seed 0)
   TEST_DATASETS          [spaq kadid10k agiqa3k livec koniq10k]
   BASELINES              [niqe brisque piqe]      classical baselines of test_classical (none:
                                                   skip the stage)
@@ -669,8 +672,10 @@ run_label_fractions() {
 # (the same subset for the three arms of a seed) from the usual initialisation (scratch, the
 # reference), from the encoder of the baseline run, which was fine-tuned on all training labels
 # (positive control: it certainly carries quality signal), and from the untrained stage's Stage-1
-# encoder (sham control: saved by the pretraining code, no quality signal). The test split is
-# never seen by any of them; each run scores it once in its results.json.
+# encoder (sham control: saved by the pretraining code, no quality signal). Every seed keeps the
+# baseline's split (split seed 0): under SPLIT=random another split would put images whose labels
+# the positive control's encoder was trained on into its test set. The test split is never seen by
+# any of them; each run scores it once in its results.json.
 run_controls() {
   local i arm name start=()
   for ((i = 0; i < CONTROL_SEEDS; i++)); do
@@ -681,7 +686,7 @@ run_controls() {
         sham) start=("$(encoder_of "$CKPT/untrained")") ;;
       esac
       name=ctl_${arm}_s$i
-      finetune_cmd "$name" $((SEED + i)) "$i" "${start[@]+"${start[@]}"}"
+      finetune_cmd "$name" $((SEED + i)) 0 "${start[@]+"${start[@]}"}"
       add_label_fraction "$CONTROL_FRACTION" $((SEED + i))
       run_stage "$name" "$CKPT/$name" "$CKPT/$name" --feeds report -- "${CMD[@]}"
     done

@@ -56,6 +56,19 @@ def test_autocast_on_cpu(amp: str, dtype: torch.dtype) -> None:
     assert make_grad_scaler("cpu", amp).is_enabled() == (amp == "fp16")
 
 
+def test_cpu_runs_flush_subnormal_floats_to_zero() -> None:
+    tiny = torch.tensor([1e-20])
+    try:
+        torch.set_flush_denormal(False)
+        assert (tiny * tiny).item() > 0  # 1e-40 is a subnormal float32
+        runtime.configure_backends("cpu")
+        if not torch.set_flush_denormal(True):
+            pytest.skip("this CPU cannot flush subnormal floats")
+        assert (tiny * tiny).item() == 0
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def test_seed_and_count_parameters() -> None:
     seed_everything(5)
     a = torch.rand(3)

@@ -55,7 +55,7 @@ otherwise stops, naming the differences (--force STAGE redoes it, or use another
                     the matched-rate and rate-effect answers and which variance they carry)
 
 Options:
-  --demo              demo data, mini model at 64 px, CPU: the whole chain in a few minutes
+  --demo              demo data, mini model at 64 px, CPU: the whole chain in about 15 minutes
   --force STAGE       redo a stage from scratch (repeatable; `all` redoes every stage); the stages
                       that use its output are redone too. An unknown stage name is an error
   --repeats N         fine-tune N times (seeds / random splits) and report median and spread

@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         args.test_datasets = list(DEFAULT_TEST_DATASETS)
     from common.distributed import cleanup, decided_on_main, init_distributed
     from common.runlog import setup_logger
-    from common.runtime import configure_backends
+    from common.runtime import flush_subnormals
     from engine.classical import classical_test
     from engine.cross_dataset import cross_dataset, results_output
     from engine.evaluate import load_model_for_eval
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     from models.classical_iqa import require
 
     info = init_distributed(args.device)
-    configure_backends(info.device)
+    flush_subnormals(info.device)
     try:
         # where results go, decided before scoring (never over an earlier call's files)
         results = (decided_on_main(lambda: results_output(args), info)

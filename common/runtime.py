@@ -114,21 +114,25 @@ def compile_or_eager(model: nn.Module, example: torch.Tensor, amp: str,
     return compiled
 
 
-def configure_backends(device: torch.device | str) -> None:
-    """Fast defaults: cudnn.benchmark and TF32 matmuls/convolutions on GPUs; on CPUs, subnormal
-    floats flushed to zero.
+def flush_subnormals(device: torch.device | str) -> None:
+    """On CPUs, flush subnormal floats (below float32's normal range) to zero.
 
-    The target network's saturated sigmoids give gradients below float32's normal range, and a
-    CPU handles each such number many times slower: a fine-tuning step of the trained demo mini
-    took 1.0 s with them and 0.47 s flushed (docs/PERFORMANCE.md). GPUs have no such penalty.
+    The target network's saturated sigmoids give such gradients, and a CPU handles each one many
+    times slower: a fine-tuning step of the trained demo mini took 1.0 s with them and 0.47 s
+    flushed (docs/PERFORMANCE.md). GPUs have no such penalty; nothing changes there.
     """
-    kind = torch.device(device).type
-    if kind == "cuda":
+    if torch.device(device).type == "cpu":
+        torch.set_flush_denormal(True)
+
+
+def configure_backends(device: torch.device | str) -> None:
+    """Fast defaults for training: cudnn.benchmark and TF32 matmuls/convolutions on GPUs,
+    subnormal floats flushed on CPUs."""
+    if torch.device(device).type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    elif kind == "cpu":
-        torch.set_flush_denormal(True)
+    flush_subnormals(device)
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:

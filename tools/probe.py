@@ -22,7 +22,7 @@ from torch import nn
 from common.cli import DefaultsHelpFormatter, positive_int, run_script
 from common.errors import InvalidValueError
 from common.files import atomic_write_json, file_key, json_safe, write_csv
-from common.runtime import configure_backends, resolve_device
+from common.runtime import flush_subnormals, resolve_device
 from data.images import ImageCache
 from data.registry import canonical_key, drop_missing, read_rows, resize_policy
 from data.rows import DatasetError
@@ -84,7 +84,7 @@ def run_probe(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(args.device)
-    configure_backends(device)
+    flush_subnormals(device)
     encoders, skipped = {}, {}
     for spec in args.encoders:
         name, built = build_probe_encoder(spec, args.model_size, args.crop_size, args.seed,
